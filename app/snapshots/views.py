@@ -1,0 +1,150 @@
+"""POST endpoints Studio sends snapshots to. Thin: read the body within limits, work out the
+channel, hand the rest to service.ingest_request in a worker thread."""
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.dependencies import get_session
+from app.limits import BodyTooLarge
+from app.quarantine.service import RequestContext
+from app.snapshots import service
+from app.snapshots.payload import ACCEPTED_TYPES
+from app.snapshots.schemas import ErrorResponse, IngestResponse
+
+CHANNEL_HEADER = "X-Prime-Fabric-Channel"
+
+router = APIRouter(tags=["ingest"])
+
+_body_schema = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/StemSeparationSnapshot"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/StemSeparationSnapshot"}, "minItems": 1},
+    ]
+}
+INGEST_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "One snapshot, or a JSON array of them. Also accepted: `text/plain;charset=UTF-8` "
+            "(what `navigator.sendBeacon` sends), NDJSON, and `Content-Encoding: gzip`."
+        ),
+        "content": {
+            "application/json": {"schema": _body_schema},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    },
+}
+INGEST_RESPONSES = {
+    200: {"model": IngestResponse, "description": "Duplicate of a stored snapshot, or a batch all accepted"},
+    201: {"model": IngestResponse, "description": "Stored"},
+    207: {"model": IngestResponse, "description": "Batch with some snapshots rejected: see each result"},
+    400: {"model": ErrorResponse, "description": "Malformed JSON, gzip or an empty body"},
+    404: {"model": ErrorResponse, "description": "Unknown channel"},
+    409: {"model": IngestResponse, "description": "Same id already stored with other content"},
+    413: {"model": ErrorResponse, "description": "Body too large, or too many snapshots"},
+    415: {"model": ErrorResponse, "description": f"Content-Type not one of {', '.join(ACCEPTED_TYPES)}"},
+    422: {"model": IngestResponse, "description": "Snapshot fails validation: reasons per field"},
+    429: {"model": ErrorResponse, "description": "Rate limit"},
+    503: {"model": ErrorResponse, "description": "Database unavailable: retry"},
+}
+
+
+async def _ingest(request: Request, path_channel: str | None, session: Session, settings: Settings):
+    header_channel = request.headers.get(CHANNEL_HEADER)
+    context = RequestContext(
+        channel=(path_channel or header_channel or "")[:64] or None,
+        origin=_origin(request.headers.get("origin")),
+        content_type=request.headers.get("content-type"),
+        content_encoding=request.headers.get("content-encoding"),
+    )
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+    except BodyTooLarge as error:
+        detail = f"body is larger than {error.limit} bytes"
+        qid = await run_in_threadpool(
+            service.reject_request, session, context, bytes(body), 413, "body_too_large", detail, settings, error.received
+        )
+        return _answer(413, ErrorResponse(detail=detail, quarantine_id=qid))
+
+    problem = _channel_problem(path_channel, header_channel, settings.channels)
+    if problem:
+        status, reason_type, detail = problem
+        qid = await run_in_threadpool(service.reject_request, session, context, bytes(body), status, reason_type, detail, settings)
+        return _answer(status, ErrorResponse(detail=detail, quarantine_id=qid))
+
+    status, response = await run_in_threadpool(service.ingest_request, session, bytes(body), context, settings)
+    return _answer(status, response)
+
+
+def _channel_problem(path_channel: str | None, header_channel: str | None, channels: list[str]):
+    known = ", ".join(channels)
+    if path_channel and header_channel and path_channel != header_channel:
+        return 400, "channel_mismatch", f"{CHANNEL_HEADER} says {header_channel!r} but the URL says {path_channel!r}"
+    channel = path_channel or header_channel
+    if not channel:
+        return 400, "missing_channel", f"name a channel in the URL or the {CHANNEL_HEADER} header: {known}"
+    if channel not in channels:
+        return 404, "unknown_channel", f"unknown channel {channel[:64]!r}; channels: {known}"
+    return None
+
+
+def _origin(value: str | None) -> str | None:
+    """scheme://host[:port] of the Origin header; anything else is not kept."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"[:255]
+
+
+def _answer(status: int, model) -> Response:
+    return Response(
+        model.model_dump_json(by_alias=True, exclude_none=True), status_code=status, media_type="application/json"
+    )
+
+
+@router.post(
+    "/stem-separation",
+    summary="Ingest stem-separation snapshots (Studio's export URL)",
+    openapi_extra=INGEST_OPENAPI,
+    responses=INGEST_RESPONSES,
+    status_code=201,
+)
+async def ingest_stem_separation(
+    request: Request, session: Session = Depends(get_session), settings: Settings = Depends(get_settings)
+):
+    return await _ingest(request, "stem-separation", session, settings)
+
+
+@router.post(
+    "/ingest/{channel}",
+    summary="Ingest snapshots on a named channel",
+    openapi_extra=INGEST_OPENAPI,
+    responses=INGEST_RESPONSES,
+    status_code=201,
+)
+async def ingest_on_channel(
+    channel: str, request: Request, session: Session = Depends(get_session), settings: Settings = Depends(get_settings)
+):
+    return await _ingest(request, channel, session, settings)
+
+
+@router.post(
+    "/ingest",
+    summary=f"Ingest snapshots on the channel named by {CHANNEL_HEADER}",
+    openapi_extra=INGEST_OPENAPI,
+    responses=INGEST_RESPONSES,
+    status_code=201,
+)
+async def ingest_by_header(
+    request: Request, session: Session = Depends(get_session), settings: Settings = Depends(get_settings)
+):
+    return await _ingest(request, None, session, settings)
