@@ -87,3 +87,22 @@ def insert_for(session: Session, table):
     """The dialect's INSERT, which has `on_conflict_do_nothing`/`on_conflict_do_update`."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def upgrade_database(url: str | None = None) -> None:
+    """Brings the database to the newest Alembic revision (creating a SQLite file's folder)."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    url = url or get_settings().database_url
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parent.parent
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")

@@ -9,10 +9,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int, received: int) -> None:
+    def __init__(self, limit: int, received: int, last_chunk: bytes) -> None:
         super().__init__(f"request body exceeds {limit} bytes")
         self.limit = limit
         self.received = received
+        # The chunk that crossed the limit, so a view can keep a prefix of what was sent.
+        self.last_chunk = last_chunk
 
 
 class BodySizeLimitMiddleware:
@@ -36,9 +38,10 @@ class BodySizeLimitMiddleware:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit or (declared is not None and declared > limit):
-                    raise BodyTooLarge(limit, max(received, declared or 0))
+                    raise BodyTooLarge(limit, max(received, declared or 0), chunk)
             return message
 
         await self.app(scope, limited_receive, send)

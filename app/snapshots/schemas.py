@@ -32,12 +32,14 @@ StemName = Literal["vocals", "drums", "bass", "harmonic", "perc", "sub"]
 KeyName = Literal["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 CorrectionType = Literal["boost", "cut", "isolation", "masking"]
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Arrays are stored as float32: a value beyond its range would silently become inf.
+FLOAT32_MAX = 3.4028234663852886e38
+ArrayValue = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
 Frequency = Annotated[float, Field(ge=0.0, le=MAX_FREQUENCY_HZ, allow_inf_nan=False)]
-FeatureStream = Annotated[list[Finite | None], Field(max_length=MAX_FEATURE_VALUES)]
-GroundTruthStem = Annotated[list[Finite | None], Field(max_length=MAX_GROUND_TRUTH_VALUES)]
+FeatureStream = Annotated[list[ArrayValue | None], Field(max_length=MAX_FEATURE_VALUES)]
+GroundTruthStem = Annotated[list[ArrayValue | None], Field(max_length=MAX_GROUND_TRUTH_VALUES)]
 
 
 class WireModel(BaseModel):
@@ -61,7 +63,7 @@ class QuantumFeatures(WireModel):
     percussive: FeatureStream
     stereo: FeatureStream
     # Studio sends exactly [mean, variance, max, min], or [] for very short audio.
-    energy: Annotated[list[Finite | None], Field(max_length=4)]
+    energy: Annotated[list[ArrayValue | None], Field(max_length=4)]
 
     @model_validator(mode="after")
     def energy_is_four_or_none(self) -> "QuantumFeatures":

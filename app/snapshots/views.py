@@ -67,6 +67,7 @@ async def _ingest(request: Request, path_channel: str | None, session: Session, 
         async for chunk in request.stream():
             body += chunk
     except BodyTooLarge as error:
+        body += error.last_chunk
         detail = f"body is larger than {error.limit} bytes"
         qid = await run_in_threadpool(
             service.reject_request, session, context, bytes(body), 413, "body_too_large", detail, settings, error.received

@@ -1,0 +1,127 @@
+"""Shared test fixtures: a real Postgres database and a SQLite file, both migrated by Alembic,
+and an app client bound to either. Postgres tests run against 127.0.0.1:5432 (CI has it);
+on a machine without Postgres they are skipped, except under CI where that is a failure."""
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+
+from app.config import get_settings
+from app.database import get_engine, get_sessionmaker, session_scope, upgrade_database
+from app.main import create_app
+from app.quarantine.models import QuarantinedItem
+from app.snapshots.models import Snapshot, SnapshotCorrection
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE_NAMES = ["snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan"]
+POSTGRES_ADMIN_URL = os.environ.get("FABRIC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+STUDIO_ORIGIN = "http://localhost:5173"
+
+# Exactly what Studio's exporter sends with fetch(), and what navigator.sendBeacon() sends.
+FETCH_HEADERS = {
+    "Content-Type": "application/json",
+    "X-Prime-Fabric-Channel": "stem-separation",
+    "Origin": STUDIO_ORIGIN,
+}
+BEACON_HEADERS = {"Content-Type": "text/plain;charset=UTF-8", "Origin": STUDIO_ORIGIN}
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def fixture_snapshot(name: str = "snapshot-with-ground-truth", **changes) -> dict:
+    """A fixture as a dict with a fresh id (so tests do not collide), plus changes."""
+    snapshot = copy.deepcopy(json.loads(fixture_bytes(name)))
+    snapshot["id"] = str(uuid.uuid4())
+    snapshot.update(changes)
+    return snapshot
+
+
+def _postgres_available() -> bool:
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if not _postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"Postgres is not reachable at {POSTGRES_ADMIN_URL}")
+        pytest.skip(f"Postgres is not reachable at {POSTGRES_ADMIN_URL}")
+    name = f"fabric_test_{os.getpid()}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade_database(url)
+    yield url
+    _reset_caches()
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'fabric.sqlite3'}"
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+def _reset_caches() -> None:
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    for cached in (get_settings, get_engine, get_sessionmaker):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def configure(monkeypatch):
+    """Sets environment variables for Settings and drops cached settings and engines."""
+
+    def apply(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        _reset_caches()
+
+    yield apply
+    monkeypatch.undo()
+    _reset_caches()
+
+
+@pytest.fixture
+def db(configure, database_url) -> str:
+    """An empty database (either backend) that the app's settings point at."""
+    configure(
+        DATABASE_URL=database_url,
+        FABRIC_RATE_LIMIT_PER_S="100000",
+        FABRIC_RATE_LIMIT_BURST="100000",
+        FABRIC_CORS_ALLOWED_ORIGINS=json.dumps([STUDIO_ORIGIN]),
+    )
+    with session_scope() as session:
+        for table in (SnapshotCorrection, Snapshot, QuarantinedItem):
+            session.execute(delete(table))
+    return database_url
+
+
+@pytest.fixture
+def client(db) -> Iterator[TestClient]:
+    with TestClient(create_app()) as test_client:
+        yield test_client

@@ -1,0 +1,278 @@
+"""The ingest endpoint, on SQLite and the real Postgres: what Studio sends is stored once,
+what is wrong is answered precisely and kept in quarantine."""
+
+import gzip
+import json
+import uuid
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from app.database import session_scope
+from app.quarantine.models import QuarantinedItem
+from app.snapshots import arrays
+from app.snapshots.models import Snapshot, SnapshotCorrection
+from app.snapshots.schemas import FEATURE_STREAMS, STEM_NAMES
+from tests.conftest import BEACON_HEADERS, FETCH_HEADERS, FIXTURE_NAMES, STUDIO_ORIGIN, fixture_bytes, fixture_snapshot
+
+
+def snapshot_count() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Snapshot))
+
+
+def quarantined() -> list[QuarantinedItem]:
+    with session_scope() as session:
+        return list(session.scalars(select(QuarantinedItem).order_by(QuarantinedItem.id)))
+
+
+def as_float32(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_sent_by_fetch_is_stored_with_its_arrays_intact(client, name):
+    body = fixture_bytes(name)
+    sent = json.loads(body)
+
+    response = client.post("/stem-separation", content=body, headers=FETCH_HEADERS)
+
+    assert response.status_code == 201, response.text
+    result = response.json()["results"][0]
+    assert result["status"] == "stored" and result["id"] == sent["id"]
+    with session_scope() as session:
+        row = session.get(Snapshot, uuid.UUID(sent["id"]))
+        for stream in FEATURE_STREAMS:
+            np.testing.assert_array_equal(arrays.unpack(getattr(row, stream)), as_float32(sent["quantumFeatures"][stream]))
+        truth = sent.get("groundTruthStems") or {}
+        for stem in STEM_NAMES:
+            blob = getattr(row, f"gt_{stem}")
+            if stem in truth:
+                np.testing.assert_array_equal(arrays.unpack(blob), as_float32(truth[stem]))
+            else:
+                assert blob is None
+        assert row.has_ground_truth == bool(truth)
+        assert row.channel == "stem-separation" and row.origin == STUDIO_ORIGIN
+        assert row.key == sent["musicalContext"]["key"] and row.bpm == sent["musicalContext"]["bpm"]
+        transients = sent["musicalContext"]["transients"]
+        assert row.transient_count == len(transients)
+        assert row.transient_density == pytest.approx(len(transients) / sent["originalAudio"]["duration"])
+        nulls = sum(v is None for s in sent["quantumFeatures"].values() for v in s)
+        nulls += sum(v is None for s in truth.values() for v in s)
+        assert row.null_count == nulls
+        corrections = session.scalars(select(SnapshotCorrection).where(SnapshotCorrection.snapshot_id == row.id)).all()
+        assert [(c.stem, c.correction_type) for c in corrections] == [
+            (c["correctedStem"], c["correctionType"]) for c in sent.get("userCorrections") or []
+        ]
+    assert quarantined() == []
+
+
+def test_nulls_are_stored_as_nan_and_reported(client):
+    response = client.post("/stem-separation", content=fixture_bytes("snapshot-with-corrections-and-nan"), headers=FETCH_HEADERS)
+    rules = response.json()["results"][0]["rulesFired"]
+    assert rules["null_values.temporal"] == 5
+    assert rules["null_values.harmonic"] == 5
+    assert rules["null_values.gt_vocals"] == 1
+
+
+def test_beacon_flush_is_accepted_without_channel_header(client):
+    """navigator.sendBeacon: text/plain;charset=UTF-8, no custom header, no preflight."""
+    snapshot = fixture_snapshot("snapshot-mono-no-ground-truth")
+    response = client.post("/stem-separation", content=json.dumps(snapshot), headers=BEACON_HEADERS)
+    assert response.status_code == 201, response.text
+    assert snapshot_count() == 1
+
+
+def test_cors_preflight_allows_studio_origin_method_and_headers(client):
+    response = client.options(
+        "/stem-separation",
+        headers={
+            "Origin": STUDIO_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-prime-fabric-channel",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == STUDIO_ORIGIN
+    assert "POST" in response.headers["access-control-allow-methods"]
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "x-prime-fabric-channel" in allowed and "content-type" in allowed
+
+
+def test_cors_preflight_refuses_other_origins(client):
+    response = client.options(
+        "/stem-separation",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_posts_carry_cors_headers_even_when_rejected(client):
+    response = client.post("/stem-separation", content=b"{", headers=FETCH_HEADERS)
+    assert response.status_code == 400
+    assert response.headers["access-control-allow-origin"] == STUDIO_ORIGIN
+
+
+def test_gzip_body_is_accepted(client):
+    snapshot = fixture_snapshot()
+    response = client.post(
+        "/stem-separation",
+        content=gzip.compress(json.dumps(snapshot).encode()),
+        headers={**BEACON_HEADERS, "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 201, response.text
+    assert snapshot_count() == 1
+
+
+def test_channel_may_come_from_path_or_header(client):
+    by_path = client.post("/ingest/stem-separation", json=fixture_snapshot(), headers={"Origin": STUDIO_ORIGIN})
+    by_header = client.post("/ingest", json=fixture_snapshot(), headers=FETCH_HEADERS)
+    assert (by_path.status_code, by_header.status_code) == (201, 201)
+
+
+def test_unknown_or_missing_channel_names_the_channels_that_exist(client):
+    unknown = client.post("/ingest/karaoke", json=fixture_snapshot())
+    assert unknown.status_code == 404
+    assert "karaoke" in unknown.json()["detail"] and "stem-separation" in unknown.json()["detail"]
+    header = client.post("/ingest", json=fixture_snapshot(), headers={"X-Prime-Fabric-Channel": "karaoke"})
+    assert header.status_code == 404
+    missing = client.post("/ingest", json=fixture_snapshot())
+    assert missing.status_code == 400 and "stem-separation" in missing.json()["detail"]
+    mismatch = client.post("/stem-separation", json=fixture_snapshot(), headers={"X-Prime-Fabric-Channel": "other"})
+    assert mismatch.status_code == 400
+    assert snapshot_count() == 0
+    assert {q.reason_type for q in quarantined()} == {"unknown_channel", "missing_channel", "channel_mismatch"}
+
+
+def test_retry_of_the_same_snapshot_is_a_duplicate_not_a_second_row(client):
+    body = json.dumps(fixture_snapshot())
+    answers = [client.post("/stem-separation", content=body, headers=FETCH_HEADERS) for _ in range(5)]
+    assert [a.status_code for a in answers] == [201, 200, 200, 200, 200]
+    assert [a.json()["results"][0]["status"] for a in answers[1:]] == ["duplicate"] * 4
+    assert snapshot_count() == 1
+    with session_scope() as session:
+        assert session.scalar(select(Snapshot.duplicates_absorbed)) == 4
+
+
+def test_same_id_with_other_content_is_409_and_kept_for_review(client):
+    snapshot = fixture_snapshot()
+    assert client.post("/stem-separation", json=snapshot, headers=FETCH_HEADERS).status_code == 201
+    changed = {**snapshot, "metadata": {**snapshot["metadata"], "confidence": 0.01}}
+
+    response = client.post("/stem-separation", json=changed, headers=FETCH_HEADERS)
+
+    assert response.status_code == 409
+    result = response.json()["results"][0]
+    assert result["status"] == "conflict" and result["reasons"][0]["type"] == "id_conflict"
+    assert snapshot_count() == 1
+    [item] = quarantined()
+    assert item.id == result["quarantineId"] and item.snapshot_id == snapshot["id"] and item.http_status == 409
+    assert json.loads(item.body_excerpt)["metadata"]["confidence"] == 0.01  # the whole snapshot is kept
+
+
+def test_batch_as_json_array_answers_per_snapshot(client):
+    good, bad = fixture_snapshot(), fixture_snapshot()
+    bad["musicalContext"]["key"] = "H"
+    response = client.post("/stem-separation", json=[good, bad, good], headers=FETCH_HEADERS)
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["stored", "rejected", "duplicate"]
+    assert [r["httpStatus"] for r in results] == [201, 422, 200]
+    assert results[1]["reasons"][0]["loc"] == "musicalContext.key"
+    assert snapshot_count() == 1
+    [item] = quarantined()
+    assert item.item_index == 1 and item.snapshot_id == bad["id"]
+
+
+def test_batch_as_ndjson_in_a_beacon(client):
+    lines = "\n".join(json.dumps(fixture_snapshot()) for _ in range(3)) + "\n"
+    response = client.post("/stem-separation", content=lines, headers=BEACON_HEADERS)
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["stored"] * 3
+    assert snapshot_count() == 3
+
+
+def test_too_many_snapshots_in_one_request_is_413(client, configure, db):
+    configure(FABRIC_MAX_SNAPSHOTS_PER_REQUEST="2")
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    response = TestClient(create_app()).post("/stem-separation", json=[fixture_snapshot() for _ in range(3)])
+    assert response.status_code == 413 and "at most 2" in response.json()["detail"]
+    assert snapshot_count() == 0
+    assert quarantined()[0].reason_type == "too_many_snapshots"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({"Content-Type": "application/xml"}, 415, "unsupported_media_type"),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, 415, "unsupported_media_type"),
+        ({}, 415, "unsupported_media_type"),
+        ({"Content-Type": "application/json; charset=latin-1"}, 415, "unsupported_charset"),
+        ({"Content-Type": "application/json", "Content-Encoding": "br"}, 415, "unsupported_content_encoding"),
+    ],
+)
+def test_wrong_content_type_or_encoding_is_415_and_quarantined(client, headers, status, reason):
+    response = client.post("/stem-separation", content=json.dumps(fixture_snapshot()), headers=headers)
+    assert response.status_code == status
+    assert response.json()["quarantineId"] == quarantined()[0].id
+    assert quarantined()[0].reason_type == reason
+    assert snapshot_count() == 0
+
+
+def test_validation_failure_is_422_with_field_level_reasons(client):
+    snapshot = fixture_snapshot()
+    snapshot["originalAudio"]["sampleRate"] = 12
+    snapshot["metadata"]["confidence"] = 1.5
+    snapshot["musicalContext"]["mode"] = "dorian"
+    snapshot["quantumFeatures"]["energy"] = [1.0, 2.0]
+    response = client.post("/stem-separation", json=snapshot, headers=FETCH_HEADERS)
+    assert response.status_code == 422
+    reasons = {r["loc"]: r["type"] for r in response.json()["results"][0]["reasons"]}
+    assert reasons["originalAudio.sampleRate"] == "greater_than_equal"
+    assert reasons["metadata.confidence"] == "less_than_equal"
+    assert reasons["musicalContext.mode"] == "literal_error"
+    assert "quantumFeatures" in reasons
+    [item] = quarantined()
+    assert item.reason_type == "greater_than_equal" and len(item.reasons) == len(reasons)
+
+
+def test_rejected_request_sent_again_is_counted_not_duplicated_in_quarantine(client):
+    body = b'{"id": "not json'
+    for _ in range(5):  # Studio retries a 4xx up to 5 times
+        assert client.post("/stem-separation", content=body, headers=FETCH_HEADERS).status_code == 400
+    [item] = quarantined()
+    assert item.occurrences == 5
+
+
+def test_rate_limit_answers_429_with_retry_after(configure, db):
+    configure(FABRIC_RATE_LIMIT_PER_S="1", FABRIC_RATE_LIMIT_BURST="3")
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    client = TestClient(create_app())
+    codes = [client.post("/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS).status_code for _ in range(5)]
+    assert codes[:3] == [201, 201, 201]
+    assert codes[3:] == [429, 429]
+    limited = client.post("/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert client.get("/healthz").status_code == 200  # health checks are never limited
+
+
+def test_oversized_body_is_413_and_a_bounded_prefix_is_kept(configure, db):
+    configure(FABRIC_MAX_BODY_BYTES="200000", FABRIC_QUARANTINE_BODY_MAX_BYTES="1000")
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    body = b"[" + b",".join([json.dumps(fixture_snapshot()).encode()] * 3) + b"]"
+    response = TestClient(create_app()).post("/stem-separation", content=body, headers=FETCH_HEADERS)
+    assert response.status_code == 413
+    [item] = quarantined()
+    assert item.reason_type == "body_too_large" and item.body_truncated
+    assert len(item.body_excerpt) <= 1000 and item.body_size > 200000

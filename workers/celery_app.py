@@ -1,0 +1,48 @@
+"""The Celery application. Production: Redis broker and result backend. Embedded default
+(`make run`): kombu's filesystem transport and Celery's file result backend under var/,
+so a newcomer needs no servers. CPU and GPU workers run this same code; `FABRIC_WORKER_KIND`
+picks the queue they listen on."""
+
+from celery import Celery
+
+from app.config import VAR_DIR, Settings, get_settings
+
+EMBEDDED_BROKER_DIR = VAR_DIR / "broker"
+EMBEDDED_RESULTS_DIR = VAR_DIR / "results"
+
+
+def create_celery(settings: Settings) -> Celery:
+    broker = settings.celery_broker_url
+    backend = settings.celery_result_backend
+    transport_options: dict = {}
+    if broker.startswith("filesystem://"):
+        EMBEDDED_BROKER_DIR.mkdir(parents=True, exist_ok=True)
+        transport_options = {
+            "data_folder_in": str(EMBEDDED_BROKER_DIR),
+            "data_folder_out": str(EMBEDDED_BROKER_DIR),
+            "store_processed": False,
+        }
+        if backend is None:
+            EMBEDDED_RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            backend = f"file://{EMBEDDED_RESULTS_DIR}"
+
+    celery = Celery("prime_fabric", broker=broker, backend=backend, include=["workers.tasks"])
+    celery.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged only once it has finished, and a worker that dies mid-task
+        # hands it back to the queue: long pipeline tasks must never be lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="cpu",
+        result_expires=7 * 24 * 3600,
+        worker_hijack_root_logger=False,
+    )
+    return celery
+
+
+app = create_celery(get_settings())
