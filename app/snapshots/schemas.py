@@ -63,7 +63,9 @@ class QuantumFeatures(WireModel):
     percussive: FeatureStream
     stereo: FeatureStream
     # Studio sends exactly [mean, variance, max, min], or [] for very short audio.
-    energy: Annotated[list[ArrayValue | None], Field(max_length=4)]
+    energy: Annotated[
+        list[ArrayValue | None], Field(max_length=4, json_schema_extra={"not": {"minItems": 1, "maxItems": 3}})
+    ]
 
     @model_validator(mode="after")
     def energy_is_four_or_none(self) -> "QuantumFeatures":

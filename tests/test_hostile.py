@@ -1,0 +1,121 @@
+"""Hand-made hostile requests: each gets a precise 4xx (never a 5xx), nothing hostile is
+stored as a snapshot, and what was rejected is kept, redacted, in quarantine."""
+
+import gzip
+import json
+
+import pytest
+from sqlalchemy import func, select, text
+
+from app.database import session_scope
+from app.quarantine.models import QuarantinedItem
+from app.snapshots.models import Snapshot
+from tests.conftest import FETCH_HEADERS, fixture_snapshot
+
+
+def post(client, body: bytes, **headers):
+    return client.post("/stem-separation", content=body, headers={**FETCH_HEADERS, **headers})
+
+
+def stored_snapshots() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Snapshot))
+
+
+def last_quarantined() -> QuarantinedItem:
+    with session_scope() as session:
+        return session.scalars(select(QuarantinedItem).order_by(QuarantinedItem.id.desc())).first()
+
+
+HOSTILE_BODIES = {
+    "deep nesting beyond the parser": (b"[" * 100_000 + b"]" * 100_000, 400, "malformed_json"),
+    "deep nesting the parser takes": (b'{"id": ' + b"[" * 500 + b"]" * 500 + b"}", 422, "uuid_type"),
+    "number overflowing a double": (b'{"timestamp": 1e999}', 400, "malformed_json"),
+    "integer beyond 64 bits": (b'{"timestamp": 123456789012345678901234567890123}', 422, "missing"),
+    "invalid UTF-8": (b'{"id": "\xff\xfe\xfa"}', 400, "malformed_json"),
+    "raw NUL bytes": (b'{"id": "\x00\x00"}', 400, "malformed_json"),
+    "escaped NUL": (b'{"id": "\\u0000", "metadata": {"classification": "\\u0000"}}', 422, "uuid_parsing"),
+    "NaN literal": (b'{"timestamp": NaN}', 400, "malformed_json"),
+    "bare string": (b'"snapshot"', 422, "model_type"),
+    "null": (b"null", 422, "model_type"),
+    "empty array": (b"[]", 400, "empty_batch"),
+    "whitespace": (b"   \n ", 400, "empty_body"),
+    "array of junk": (b"[1, true, null]", 422, "model_type"),
+    "trailing garbage": (b'{"id": 1} xyz', 400, "malformed_json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BODIES))
+def test_hostile_body_gets_precise_4xx_and_is_quarantined(client, case):
+    body, status, reason = HOSTILE_BODIES[case]
+    response = post(client, body)
+    assert response.status_code in (status, 207), response.text
+    assert stored_snapshots() == 0
+    item = last_quarantined()
+    assert item is not None and item.reason_type == reason
+    assert item.http_status == status
+
+
+def test_gzip_bomb_is_413_without_inflating_it_all(client):
+    bomb = gzip.compress(b"0" * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB -> ~64 KB
+    assert len(bomb) < 200_000
+    response = post(client, bomb, **{"Content-Encoding": "gzip"})
+    assert response.status_code == 413
+    assert "inflates past" in response.json()["detail"]
+    item = last_quarantined()
+    assert item.reason_type == "decoded_body_too_large" and item.body_truncated
+
+
+def test_corrupt_and_truncated_gzip_are_400(client):
+    assert post(client, b"not gzip at all", **{"Content-Encoding": "gzip"}).status_code == 400
+    truncated = gzip.compress(json.dumps(fixture_snapshot()).encode())[:-20]
+    response = post(client, truncated, **{"Content-Encoding": "gzip"})
+    assert response.status_code == 400 and "truncated" in response.json()["detail"]
+
+
+def test_huge_string_is_422(client):
+    snapshot = fixture_snapshot()
+    snapshot["metadata"]["classification"] = "a" * 1_000_000
+    response = post(client, json.dumps(snapshot).encode())
+    assert response.status_code == 422
+    assert response.json()["results"][0]["reasons"][0]["loc"] == "metadata.classification"
+
+
+def test_raw_audio_is_rejected_not_truncated(client):
+    snapshot = fixture_snapshot()
+    snapshot["groundTruthStems"]["vocals"] = [0.001 * (i % 200) for i in range(48_000)]  # 1 s of audio
+    response = post(client, json.dumps(snapshot).encode())
+    assert response.status_code == 422
+    assert response.json()["results"][0]["reasons"][0]["type"] == "too_long"
+    assert stored_snapshots() == 0
+
+
+def test_pii_never_reaches_the_database_in_any_table(client, db):
+    secrets = ["jane.doe@example.com", "/Users/jane/Music/demo.wav", "https://tracks.example.com/42"]
+    stored = fixture_snapshot()
+    stored["metadata"]["classification"] = secrets[0]
+    stored["trackName"] = secrets[1]  # not in the contract: dropped
+    rejected = fixture_snapshot()
+    rejected["metadata"]["classification"] = secrets[2]
+    rejected["musicalContext"]["key"] = "H"  # rejected, so quarantined whole
+    assert post(client, json.dumps(stored).encode()).status_code == 201
+    assert post(client, json.dumps(rejected).encode()).status_code == 422
+    assert post(client, f'{{"broken": "{secrets[1]}"'.encode()).status_code == 400
+
+    with session_scope() as session:
+        for table in ("snapshots", "snapshot_corrections", "quarantine"):
+            rows = session.execute(text(f"SELECT * FROM {table}")).all()
+            dump = repr(rows)
+            for secret in secrets:
+                assert secret not in dump, f"{secret!r} reached table {table}"
+                assert secret.encode() not in dump.encode()
+    assert "jane" not in last_quarantined().body_excerpt
+
+
+def test_every_array_over_its_limit_is_rejected(client):
+    for stream, limit in [("spectral", 1000), ("temporal", 1000), ("stereo", 1000)]:
+        snapshot = fixture_snapshot()
+        snapshot["quantumFeatures"][stream] = [0.5] * (limit + 1)
+        response = post(client, json.dumps(snapshot).encode())
+        assert response.status_code == 422
+        assert response.json()["results"][0]["reasons"][0]["loc"] == f"quantumFeatures.{stream}"
