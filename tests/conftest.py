@@ -55,22 +55,35 @@ def _postgres_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def require_postgres() -> None:
     if not _postgres_available():
         if os.environ.get("CI"):
             pytest.fail(f"Postgres is not reachable at {POSTGRES_ADMIN_URL}")
         pytest.skip(f"Postgres is not reachable at {POSTGRES_ADMIN_URL}")
-    name = f"fabric_test_{os.getpid()}"
+
+
+def create_postgres_database(name: str) -> str:
+    """A new, migrated database on the test Postgres server; returns its URL."""
+    require_postgres()
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {name}")
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     upgrade_database(url)
+    return url
+
+
+def drop_postgres_database(url: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    url = create_postgres_database(f"fabric_test_{os.getpid()}")
     yield url
     _reset_caches()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    drop_postgres_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,59 @@
+"""Studio's exporter as CONTRACT.md describes it, for tests and benchmarks: one POST per
+snapshot; a non-2xx answer or a network error puts it in a retry queue (at most 50 held,
+oldest dropped on overflow), retried after 2 s, up to 5 attempts, then dropped."""
+
+import asyncio
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import httpx
+
+FETCH_HEADERS = {"Content-Type": "application/json", "X-Prime-Fabric-Channel": "stem-separation"}
+
+
+@dataclass
+class StudioExporter:
+    url: str
+    client: httpx.AsyncClient
+    retry_delay_s: float = 2.0
+    max_attempts: int = 5
+    max_queued: int = 50
+    statuses: Counter = field(default_factory=Counter)  # every answer, "error" for no answer
+    delivered: set[str] = field(default_factory=set)
+    dropped: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    _queued: OrderedDict = field(default_factory=OrderedDict)  # snapshot id -> still queued
+
+    async def export(self, snapshot_id: str, body: bytes) -> None:
+        """Sends one snapshot and keeps retrying it as Studio would; returns when settled."""
+        for attempt in range(1, self.max_attempts + 1):
+            if await self._post(body):
+                self._queued.pop(snapshot_id, None)
+                self.delivered.add(snapshot_id)
+                return
+            if attempt == self.max_attempts or not self._enqueue(snapshot_id):
+                break
+            await asyncio.sleep(self.retry_delay_s)
+            if snapshot_id not in self._queued:  # pushed out by a newer one
+                break
+        self._queued.pop(snapshot_id, None)
+        self.dropped.append(snapshot_id)
+
+    def _enqueue(self, snapshot_id: str) -> bool:
+        self._queued[snapshot_id] = True
+        self._queued.move_to_end(snapshot_id)
+        while len(self._queued) > self.max_queued:
+            self._queued.popitem(last=False)  # the oldest is dropped
+        return snapshot_id in self._queued
+
+    async def _post(self, body: bytes) -> bool:
+        started = time.perf_counter()
+        try:
+            response = await self.client.post(self.url, content=body, headers=FETCH_HEADERS)
+        except httpx.TransportError:
+            self.statuses["error"] += 1
+            return False
+        self.latencies_s.append(time.perf_counter() - started)
+        self.statuses[response.status_code] += 1
+        return 200 <= response.status_code < 300
