@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import Connection, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -83,10 +83,9 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def insert_for(session: Session, table):
+def dialect_insert(connection: Connection, table: Table):
     """The dialect's INSERT, which has `on_conflict_do_nothing`/`on_conflict_do_update`."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def upgrade_database(url: str | None = None) -> None:

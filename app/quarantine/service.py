@@ -4,10 +4,10 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from app.database import insert_for
+from app.database import dialect_insert
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.sanitize import redact_text
 from app.snapshots.schemas import Reason
@@ -24,7 +24,7 @@ class RequestContext:
 
 
 def quarantine(
-    session: Session,
+    connection: Connection,
     *,
     context: RequestContext,
     http_status: int,
@@ -56,12 +56,12 @@ def quarantine(
         "body_excerpt": redact_text(excerpt.decode("utf-8", "replace").replace("\x00", "")),
         "body_truncated": len(body) > max_bytes,
     }
-    statement = insert_for(session, QuarantinedItem).values(**values)
+    statement = dialect_insert(connection, QuarantinedItem.__table__).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["fingerprint"],
         set_={"occurrences": QuarantinedItem.occurrences + 1, "last_seen_at": func.now()},
     ).returning(QuarantinedItem.id)
-    return session.execute(statement).scalar_one()
+    return connection.execute(statement).scalar_one()
 
 
 def list_quarantined(

@@ -13,6 +13,7 @@ changes data rather than refusing it, and every change is counted in `rules_fire
 
 import hashlib
 import re
+import typing
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,7 +88,7 @@ class SanitisedSnapshot:
 def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> SanitisedSnapshot:
     rules: Counter[str] = Counter()
     if raw is not None:
-        dropped = _count_unknown_fields(snapshot, raw)
+        dropped = _count_unknown_fields(Snapshot, raw)
         if dropped:
             rules["unknown_field_dropped"] = dropped
 
@@ -200,19 +201,42 @@ def _content_hash(row: dict[str, Any], corrections: list[dict[str, Any]]) -> str
     return digest.hexdigest()
 
 
-def _count_unknown_fields(model: BaseModel, raw: Any) -> int:
+def _count_unknown_fields(model: type[BaseModel], raw: Any) -> int:
     """How many keys in the raw JSON the model does not know, at every depth."""
     if not isinstance(raw, dict):
         return 0
-    known = {f.alias or name: name for name, f in type(model).model_fields.items()}
-    count = 0
-    for key, value in raw.items():
-        if key not in known:
-            count += 1
-            continue
-        child = getattr(model, known[key])
-        if isinstance(child, BaseModel):
-            count += _count_unknown_fields(child, value)
-        elif isinstance(child, list) and child and isinstance(child[0], BaseModel):
-            count += sum(_count_unknown_fields(c, v) for c, v in zip(child, value))
+    known, children = _FIELD_MAPS[model]
+    count = len(raw.keys() - known)
+    for key, child_model in children.items():
+        value = raw.get(key)
+        if isinstance(value, list):
+            child_known, grandchildren = _FIELD_MAPS[child_model]
+            if grandchildren:
+                count += sum(_count_unknown_fields(child_model, item) for item in value)
+            else:  # a list of flat objects (transients): plain set arithmetic, no recursion
+                count += sum(len(item.keys() - child_known) for item in value if isinstance(item, dict))
+        elif value is not None:
+            count += _count_unknown_fields(child_model, value)
     return count
+
+
+def _field_maps(model: type[BaseModel], maps: dict) -> dict:
+    """For each wire model: its JSON keys, and which keys hold nested models (or lists of them)."""
+    known, children = set(), {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        known.add(key)
+        for candidate in _types_in(info.annotation):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                children[key] = candidate
+                _field_maps(candidate, maps)
+    maps[model] = (frozenset(known), children)
+    return maps
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    args = typing.get_args(annotation)
+    return [annotation] if not args else [t for arg in args for t in _types_in(arg)]
+
+
+_FIELD_MAPS = _field_maps(Snapshot, {})

@@ -1,0 +1,144 @@
+"""Ingest benchmark: Studio-shaped ~100 KB snapshots POSTed at a fixed rate (open loop) to the
+real API (uvicorn) on Postgres with durable commits; prints throughput, latency percentiles
+and API memory over the run, and checks that every accepted snapshot is stored.
+
+    make bench-ingest                       # 500/s for 60 s, then a rate sweep
+    .venv/bin/python bench/ingest.py --rate 500 --duration 300 --sweep ''
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.loadgen import run_open_loop, snapshot_requests  # noqa: E402
+from tests.conftest import FIXTURE_NAMES, fixture_bytes  # noqa: E402
+from tests.servers import api_process  # noqa: E402
+
+ADMIN_URL = os.environ.get("FABRIC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def fresh_database(name: str) -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+        settings = dict(admin.execute("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchall())
+    assert settings == {"fsync": "on", "synchronous_commit": "on"}, f"commits are not durable: {settings}"
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    from app.database import upgrade_database
+
+    upgrade_database(url)
+    return url
+
+
+class MemorySampler:
+    """RSS of the API's processes (uvicorn and its workers), once a second."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.samples, self._stop = port, [], threading.Event()
+
+    def _processes(self) -> list[psutil.Process]:
+        for process in psutil.process_iter(["cmdline"]):
+            if "uvicorn" in " ".join(process.info["cmdline"] or []) and f"--port {self.port}" in " ".join(process.info["cmdline"] or []):
+                return [process, *process.children(recursive=True)]
+        return []
+
+    def __enter__(self):
+        processes = self._processes()
+
+        def sample() -> None:
+            while not self._stop.wait(1.0):
+                self.samples.append((time.monotonic(), sum(p.memory_info().rss for p in processes if p.is_running())))
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+
+def stored_rows(url: str) -> int:
+    with psycopg.connect(url) as connection:
+        return connection.execute("SELECT count(*) FROM snapshots").fetchone()[0]
+
+
+def run(rate: float, duration: float, url: str, make) -> dict:
+    result = asyncio.run(run_open_loop(url, make, rate, duration))
+    return {
+        "rate_target": rate,
+        "rate_achieved": round(result.achieved_rate, 1),
+        "requests": result.scheduled,
+        "p50_ms": round(result.percentile_ms(50), 2),
+        "p90_ms": round(result.percentile_ms(90), 2),
+        "p99_ms": round(result.percentile_ms(99), 2),
+        "max_ms": round(result.percentile_ms(100), 2),
+        "statuses": dict(result.statuses),
+        "errors": dict(result.errors),
+        "connections": result.connections_opened,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--duration", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--sweep", default="300,600,700", help="extra rates, 15 s each ('' for none)")
+    args = parser.parse_args()
+
+    bodies = [fixture_bytes(name) for name in FIXTURE_NAMES]
+    make = snapshot_requests(bodies)
+    mean_kb = sum(map(len, bodies)) / len(bodies) / 1024
+    database_url = fresh_database("fabric_bench")
+    env = {"DATABASE_URL": database_url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_LOG_LEVEL": "warning"}
+    print(f"snapshots: {len(bodies)} fixtures, mean {mean_kb:.0f} KB; Postgres fsync+synchronous_commit on; "
+          f"{args.api_workers} API processes; {os.cpu_count()} CPUs")  # fmt: skip
+
+    report = {"api_workers": args.api_workers, "mean_snapshot_kb": round(mean_kb, 1), "runs": []}
+    with api_process(env, workers=args.api_workers) as base:
+        port = int(base.rsplit(":", 1)[1])
+        target = f"{base}/stem-separation"
+        warmup = run(args.rate, args.warmup, target, make)
+        with MemorySampler(port) as memory:
+            main_run = run(args.rate, args.duration, target, make)
+        samples = [rss for _, rss in memory.samples]
+        tenth = max(1, len(samples) // 10)
+        main_run["rss_mb_first_10pct"] = round(sum(samples[:tenth]) / tenth / 2**20, 1)
+        main_run["rss_mb_last_10pct"] = round(sum(samples[-tenth:]) / tenth / 2**20, 1)
+        main_run["rss_mb_max"] = round(max(samples) / 2**20, 1)
+        report["runs"].append(main_run)
+        for rate in [float(r) for r in args.sweep.split(",") if r.strip()]:
+            report["runs"].append(run(rate, 15, target, make))
+
+    accepted = sum(n for r in [warmup, *report["runs"]] for s, n in r["statuses"].items() if 200 <= int(s) < 300)
+    report["stored_rows"] = stored_rows(database_url)
+    report["accepted_responses"] = accepted
+    print(f"\n{'rate':>6} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}  statuses / errors")
+    for r in report["runs"]:
+        print(f"{r['rate_target']:>6.0f} {r['rate_achieved']:>9.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
+              f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {r['statuses']} {r['errors'] or ''}")  # fmt: skip
+    print(f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "
+          f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB")  # fmt: skip
+    verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
+    print(f"stored rows {report['stored_rows']}, 2xx answers {accepted} (warm-up included): {verdict}")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written to {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+
+
+if __name__ == "__main__":
+    main()
