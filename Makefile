@@ -25,7 +25,6 @@ test: install
 
 # Ingest throughput and latency against Postgres with durable commits (see README).
 bench-ingest: install
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/ingest.py
 
 clean:

@@ -18,6 +18,7 @@ class LoadResult:
     rate: float
     duration_s: float
     latencies_s: list[float] = field(default_factory=list)
+    completed_at_s: list[float] = field(default_factory=list)  # since start, per latency
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     connections_opened: int = 0
@@ -25,6 +26,17 @@ class LoadResult:
     def percentile_ms(self, q: float) -> float:
         ordered = sorted(self.latencies_s)
         return 1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+    def per_interval(self, interval_s: float) -> list[tuple[float, float, float]]:
+        """(interval start s, completed per second, p99 ms) for each interval of the run."""
+        buckets: dict[int, list[float]] = {}
+        for done, latency in zip(self.completed_at_s, self.latencies_s):
+            buckets.setdefault(int(done // interval_s), []).append(latency)
+        rows = []
+        for index in sorted(buckets):
+            ordered = sorted(buckets[index])
+            rows.append((index * interval_s, len(ordered) / interval_s, 1000 * ordered[int(0.99 * (len(ordered) - 1))]))
+        return rows
 
     @property
     def achieved_rate(self) -> float:
@@ -89,7 +101,9 @@ async def run_open_loop(
             result.errors[type(error).__name__] += 1
             open_connections -= 1
             return
-        result.latencies_s.append(time.perf_counter() - scheduled_at)
+        now = time.perf_counter()
+        result.latencies_s.append(now - scheduled_at)
+        result.completed_at_s.append(now - start)
         result.statuses[status] += 1
         connection.last_used = time.perf_counter()
         idle.append(connection)
