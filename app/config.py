@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     )
     # Which kind of worker this process is ("cpu" or "gpu"): the same code, other queues.
     worker_kind: str = "cpu"
+    task_visibility_timeout_s: int = 6 * 3600
+    # Where training runs go: "gpu" sends them to GPU workers.
+    training_queue: str = "cpu"
+    # Datasets (shards) and run checkpoints. Workers that may resume each other's runs must
+    # share it (a volume or network filesystem).
+    artifacts_dir: Path = VAR_DIR / "artifacts"
 
     # Channels Studio may send on; the path or `X-Prime-Fabric-Channel` header names one.
     channels: list[str] = ["stem-separation"]

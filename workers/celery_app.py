@@ -14,10 +14,13 @@ EMBEDDED_RESULTS_DIR = VAR_DIR / "results"
 def create_celery(settings: Settings) -> Celery:
     broker = settings.celery_broker_url
     backend = settings.celery_result_backend
-    transport_options: dict = {}
+    # Redis hands an unacknowledged task to another worker after this long (a worker that died
+    # mid-task never acknowledges it). It must outlast the longest task, or a task still
+    # running is delivered twice (harmless here: every stage is idempotent and resumes).
+    transport_options: dict = {"visibility_timeout": settings.task_visibility_timeout_s}
     if broker.startswith("filesystem://"):
         EMBEDDED_BROKER_DIR.mkdir(parents=True, exist_ok=True)
-        transport_options = {
+        transport_options |= {
             "data_folder_in": str(EMBEDDED_BROKER_DIR),
             "data_folder_out": str(EMBEDDED_BROKER_DIR),
             "store_processed": False,
