@@ -89,3 +89,39 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path)
     model, zeros = run.metrics["model"]["overall"], run.metrics["zeros"]["overall"]
     assert model["sdr"]["median"] > zeros["sdr"]["median"]
     assert model["score"]["count"] > 0
+
+
+def test_run_resumes_on_another_worker_after_the_first_dies_mid_training(pipeline_env, tmp_path):
+    """SIGKILL the worker during training (no warm shutdown, no acknowledgement): Redis hands
+    the task to a second worker after the visibility timeout, and training continues from the
+    last epoch checkpoint, with one continuous epoch history."""
+    env = {**pipeline_env, "FABRIC_TASK_VISIBILITY_TIMEOUT_S": "3"}
+    client = TestClient(create_app())
+    for snapshot in synthetic_snapshots(120, seed=22):
+        assert client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS).status_code == 201
+    with session_scope() as session:
+        run_id = create_run(session, RunParameters(run_label="resume", epochs=40, batch_size=4, model_size="tiny")).id
+    settings = Settings(database_url=env["DATABASE_URL"], celery_broker_url=env["CELERY_BROKER_URL"],
+                        celery_result_backend=env["CELERY_RESULT_BACKEND"], task_visibility_timeout_s=3)  # fmt: skip
+
+    with worker_process(env, queue="cpu", log_path=tmp_path / "first.log") as first:
+        pipeline(run_id, celery=create_celery(settings), training_queue="cpu").apply_async()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with session_scope() as session:
+                epoch = session.get(TrainingRun, run_id).epoch or 0
+            if epoch >= 3:
+                break
+            time.sleep(0.05)
+        first.kill()  # SIGKILL: the task is never acknowledged
+        first.wait()
+    killed_at_epoch = epoch
+    assert killed_at_epoch >= 3
+
+    with worker_process(env, queue="cpu", log_path=tmp_path / "second.log"):
+        run = wait_for_run(run_id, timeout_s=180)
+
+    assert run.status == "succeeded", (run.error, (tmp_path / "second.log").read_text()[-3000:])
+    assert run.resumed_from_epoch is not None and run.resumed_from_epoch >= killed_at_epoch
+    assert [h["epoch"] for h in run.history] == list(range(len(run.history)))  # no restart, no gap
+    assert run.metrics is not None

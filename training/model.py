@@ -67,6 +67,10 @@ class PositionEmbedding(layers.Layer):
         self.length, self.width = length, width
         self.embedding = layers.Embedding(length, width)
 
+    def build(self, input_shape) -> None:
+        self.embedding.build((self.length,))
+        super().build(input_shape)
+
     def call(self, inputs):
         return inputs + self.embedding(ops.arange(self.length))
 
