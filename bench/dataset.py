@@ -40,7 +40,7 @@ def seed(database_url: str, count: int) -> None:
     with engine.connect() as connection:
         have = connection.scalar(select(func.count()).select_from(Snapshot))
     templates = synthetic_snapshots(40, seed=9)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(have)  # a new stream per call: no copy repeats an earlier one
     settings = Settings(database_url=database_url)
     context = RequestContext("stem-separation", None, "application/json", None)
     for start in range(have, count, 100):

@@ -33,6 +33,7 @@ the mixture's features do carry. A stem absent from a snapshot's ground truth ha
 left out of the loss (not trained towards zeros).
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -67,50 +68,77 @@ class SnapshotArrays:
     ground_truth: Mapping[str, np.ndarray | None]  # per stem; None when absent
 
 
+@dataclass(frozen=True)
+class Split:
+    """Model inputs [n, steps, dim], targets [n, stems, steps] and stem masks [n, stems]."""
+
+    features: np.ndarray
+    targets: np.ndarray
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
 def slog(values: np.ndarray) -> np.ndarray:
     """Symmetric log: tames streams whose values span bins (hundreds) and powers (0..1)."""
     return np.sign(values) * np.log1p(np.abs(values))
 
 
+@functools.lru_cache(maxsize=4096)
 def slice_bounds(length: int, steps: int = SEQUENCE_LENGTH) -> np.ndarray:
     """Start/end index of each of `steps` equal slices of `length` values (empty slices when
     there are fewer values than steps)."""
     return np.floor(np.linspace(0, length, steps + 1)).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=4096)
+def _resampling_grid(length: int, steps: int) -> np.ndarray:
+    points = steps * VALUES_PER_STEP
+    return np.floor(np.arange(points) * length / points).astype(np.int64)
+
+
 def sliced_quantiles(values: np.ndarray, steps: int = SEQUENCE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
     """Per slice: the QUANTILES (nearest rank) of the finite values [steps, 3], and whether
     there were any."""
-    if len(values) == 0:
-        return np.zeros((steps, len(QUANTILES))), np.zeros(steps, dtype=bool)
-    # Nearest-index resampling to a fixed grid, then one sort: no per-slice Python loop.
-    grid = np.floor(np.arange(steps * VALUES_PER_STEP) * len(values) / (steps * VALUES_PER_STEP)).astype(np.int64)
-    table = np.sort(values[grid].reshape(steps, VALUES_PER_STEP), axis=1)  # NaN sorts last
-    finite = np.isfinite(table).sum(axis=1)
-    ranks = np.floor(np.outer(np.maximum(finite - 1, 0), np.array(QUANTILES) / 100)).astype(np.int64)
-    quantiles = np.take_along_axis(table, ranks, axis=1)
+    quantiles, present = _stream_quantiles([values], steps)
+    return quantiles[0], present[0]
+
+
+def _stream_quantiles(streams: Sequence[np.ndarray], steps: int = SEQUENCE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
+    """sliced_quantiles for several streams at once: [streams, steps, 3] and [streams, steps]."""
+    # Nearest-index resampling to a fixed grid, then one sort for every stream and slice.
+    table = np.full((len(streams), steps, VALUES_PER_STEP), np.nan)
+    for index, values in enumerate(streams):
+        if len(values):
+            table[index] = values[_resampling_grid(len(values), steps)].reshape(steps, VALUES_PER_STEP)
+    table.sort(axis=2)  # NaN sorts last
+    finite = np.isfinite(table).sum(axis=2)
+    ranks = np.floor(np.maximum(finite - 1, 0)[..., None] * (np.array(QUANTILES) / 100)).astype(np.int64)
+    quantiles = np.take_along_axis(table, ranks, axis=2)
     present = finite > 0
-    return np.where(present[:, None], quantiles, 0.0), present
+    return np.where(present[..., None], quantiles, 0.0), present
 
 
 def envelope(values: np.ndarray, steps: int = SEQUENCE_LENGTH) -> np.ndarray:
-    """RMS of the finite values in each slice: a stem's loudness over the track."""
+    """RMS of the finite values in each slice: a stem's loudness over the track. Takes one
+    array [n] or several of the same length [k, n]."""
     finite = np.isfinite(values)
-    clean = np.where(finite, values, 0.0).astype(np.float64)
-    bounds = slice_bounds(len(values), steps)
-    count = np.diff(np.concatenate([[0], np.cumsum(finite)])[bounds])
-    total_sq = np.diff(np.concatenate([[0.0], np.cumsum(clean * clean)])[bounds])
-    return np.sqrt(total_sq / np.maximum(count, 1))
+    squares = np.where(finite, values, 0.0).astype(np.float64) ** 2
+    bounds = slice_bounds(values.shape[-1], steps)
+    zero = np.zeros((*values.shape[:-1], 1))
+    count = np.diff(np.concatenate([zero, np.cumsum(finite, axis=-1)], axis=-1)[..., bounds], axis=-1)
+    total = np.diff(np.concatenate([zero, np.cumsum(squares, axis=-1)], axis=-1)[..., bounds], axis=-1)
+    return np.sqrt(total / np.maximum(count, 1))
 
 
 def encode_features(snapshot: SnapshotArrays) -> np.ndarray:
     """The model input for one snapshot: [SEQUENCE_LENGTH, FEATURE_DIM] float32."""
     out = np.zeros((SEQUENCE_LENGTH, FEATURE_DIM), dtype=np.float32)
     q = len(QUANTILES)
-    for index, stream in enumerate(STREAMS):
-        quantiles, present = sliced_quantiles(slog(np.asarray(snapshot.streams[stream], dtype=np.float64)))
-        out[:, q * index : q * (index + 1)] = quantiles
-        out[:, q * len(STREAMS) + index] = present
+    quantiles, present = _stream_quantiles([slog(np.asarray(snapshot.streams[s], dtype=np.float64)) for s in STREAMS])
+    out[:, : q * len(STREAMS)] = quantiles.transpose(1, 0, 2).reshape(SEQUENCE_LENGTH, -1)
+    out[:, q * len(STREAMS) : q * len(STREAMS) + len(STREAMS)] = present.T
     out[:, CONTEXT_START - 1] = np.arange(SEQUENCE_LENGTH) / (SEQUENCE_LENGTH - 1)
     context = np.zeros(FEATURE_DIM - CONTEXT_START, dtype=np.float32)
     context[KEYS.index(snapshot.key)] = 1.0
@@ -137,12 +165,15 @@ def encode_targets(ground_truth: Mapping[str, np.ndarray | None]) -> tuple[np.nd
     """Stem envelopes [6, SEQUENCE_LENGTH] and the stem mask [6] (1 = present)."""
     targets = np.zeros((len(STEMS), SEQUENCE_LENGTH), dtype=np.float32)
     mask = np.zeros(len(STEMS), dtype=np.float32)
+    by_length: dict[int, list[int]] = {}  # stems of one length go through envelope() together
     for index, stem in enumerate(STEMS):
         values = ground_truth.get(stem)
-        if values is None or len(values) == 0 or not np.isfinite(values).any():
-            continue
-        targets[index] = envelope(np.asarray(values, dtype=np.float64))
-        mask[index] = 1.0
+        if values is not None and len(values) > 0 and np.isfinite(values).any():
+            by_length.setdefault(len(values), []).append(index)
+    for indices in by_length.values():
+        stacked = np.stack([np.asarray(ground_truth[STEMS[i]], dtype=np.float64) for i in indices])
+        targets[indices] = envelope(stacked)
+        mask[indices] = 1.0
     return targets, mask
 
 

@@ -155,7 +155,7 @@ def studio_features(mix: np.ndarray) -> dict[str, Any]:
         "stereo": stereo.ravel(),
         "energy": np.array([envelope.mean(), envelope.var(), envelope.max(), envelope.min()]),
         "dominant": top * SAMPLE_RATE / len(mono),
-        "transients": [(f * 512 / SAMPLE_RATE, float(energy[f])) for f in transient_frames],
+        "transients": [(float(f * 512 / SAMPLE_RATE), float(energy[f])) for f in transient_frames],
     }
 
 

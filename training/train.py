@@ -16,25 +16,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training.features import STEMS
+from training.features import STEMS, Split
 from training.metrics import Report, baseline_predictions, evaluate
 from training.model import ModelConfig, as_targets, build_model, predict
 
 LAST_CHECKPOINT = "last.keras"
 BEST_WEIGHTS = "best.weights.h5"
 STATE_FILE = "state.json"
-
-
-@dataclass(frozen=True)
-class Split:
-    """Model inputs [n, steps, dim], targets [n, stems, steps] and stem masks [n, stems]."""
-
-    features: np.ndarray
-    targets: np.ndarray
-    masks: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.features)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,17 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.snapshots import arrays
 from app.snapshots.models import Snapshot
-from training.features import FEATURE_DIM, FEATURE_VERSION, SEQUENCE_LENGTH, STEMS, STREAMS, SnapshotArrays, encode_features, encode_targets
-from training.train import Split
+from training.features import (
+    FEATURE_DIM,
+    FEATURE_VERSION,
+    SEQUENCE_LENGTH,
+    STEMS,
+    STREAMS,
+    SnapshotArrays,
+    Split,
+    encode_features,
+    encode_targets,
+)
 
 SHARD_SIZE = 1024
 SPLITS = ("train", "validation")
