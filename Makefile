@@ -5,14 +5,20 @@ BIN    := $(VENV)/bin
 
 .PHONY: install run test bench-ingest lint clean
 
-# Re-installs only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# Re-installs only when the dependency files change.
+$(VENV)/.installed: pyproject.toml requirements-tfjs.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]' -r requirements-tfjs.txt
+	$(BIN)/python -m pip install --quiet --no-deps tensorflowjs==4.22.0
 	touch $@
 
-install: $(VENV)/.installed
+# @tensorflow/tfjs 4.22 for the tests that load published weights as Studio does.
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed tests/js/node_modules/.installed
 
 # API on http://127.0.0.1:8000 plus a Celery worker, on SQLite and a filesystem broker in var/.
 run: install

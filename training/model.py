@@ -96,11 +96,14 @@ def encoder_block(x, config: ModelConfig, index: int):
 def build_model(config: ModelConfig, train_features: np.ndarray | None = None) -> keras.Model:
     """The model; `train_features` [n, steps, dim] adapts its input normalisation."""
     inputs = keras.Input(shape=(SEQUENCE_LENGTH, FEATURE_DIM), name=INPUT_NAME)
-    normalise = layers.Normalization(axis=-1, name="normalise")
+    mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
     if train_features is not None:
-        normalise.adapt(train_features.reshape(-1, FEATURE_DIM))
-    else:
-        normalise.build((None, SEQUENCE_LENGTH, FEATURE_DIM))
+        rows = train_features.reshape(-1, FEATURE_DIM).astype(np.float64)
+        mean, variance = rows.mean(axis=0), rows.var(axis=0)
+        # A column that never varies in training carries nothing; variance 1 keeps its scale
+        # finite (1/sqrt(0) folds to 1e7, which float16 weights turn into inf, then NaN).
+        variance = np.where(variance < 1e-6, 1.0, variance)
+    normalise = layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalise")
     x = layers.Dense(config.d_model, name="project")(normalise(inputs))
     x = PositionEmbedding(SEQUENCE_LENGTH, config.d_model, name="position")(x)
     for index in range(config.blocks):
