@@ -5,4 +5,5 @@ def load_all_models() -> None:
     import app.datasets.models  # noqa: F401
     import app.quarantine.models  # noqa: F401
     import app.snapshots.models  # noqa: F401
+    import app.stem_models.models  # noqa: F401
     import app.training_runs.models  # noqa: F401

@@ -4,20 +4,30 @@ tiny model, metrics beside the baselines, all recorded on the run."""
 
 import json
 import time
+from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
+from sqlalchemy import select
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.database import session_scope
 from app.datasets.models import Dataset
+from app.datasets.service import load_split
+from app.stem_models.models import ModelPromotion, StemModel
+from app.stem_models.service import current_champion
 from app.main import create_app
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from app.training_runs.service import create_run
 from tests.conftest import FETCH_HEADERS
 from tests.servers import worker_process
+from tests.tfjs import serve_directory, tfjs_predict
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
+from training.features import STEMS
+from training.model import predict
 from training.synthetic import synthetic_snapshots
 from workers.celery_app import create_celery
 from workers.tasks import pipeline
@@ -43,7 +53,7 @@ def pipeline_env(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
     from app.snapshots.models import Snapshot
 
     with session_scope() as session:
-        for table in (TrainingRun, Dataset, Snapshot):
+        for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot):
             session.execute(delete(table))
     return env
 
@@ -82,6 +92,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path)
     assert all({"loss", "val_loss", "learning_rate"} <= set(h) for h in run.history)
     with session_scope() as session:
         dataset = session.get(Dataset, run.dataset_id)
+        dataset_path = dataset.path
         assert dataset.train_count + dataset.validation_count == SNAPSHOTS
         assert dataset.manifest["stem_coverage"] == {stem: SNAPSHOTS for stem in dataset.manifest["encoding"]["stems"]}
         assert dataset.manifest["audit"]["duplicate_content_skipped"] == 0
@@ -89,6 +100,37 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path)
     model, zeros = run.metrics["model"]["overall"], run.metrics["zeros"]["overall"]
     assert model["sdr"]["median"] > zeros["sdr"]["median"]
     assert model["score"]["count"] > 0
+
+    # Published: TF.js weights that load in @tensorflow/tfjs 4.22 and predict what Keras does.
+    with session_scope() as session:
+        published = session.scalar(select(StemModel).where(StemModel.run_id == run_id))
+        session.expunge(published)
+        assert current_champion(session).id == published.id
+    assert published.decision == "published", published.reason
+    manifest = published.manifest
+    assert manifest["stems"] == list(STEMS) and manifest["dataset"]["hash"]
+    assert manifest["float16_max_abs_error"] < 1e-2
+    directory = Path(published.path)
+    validation = load_split(Path(dataset_path), "validation")
+    expected = predict(keras.models.load_model(directory / "model.keras"), validation.features)
+    with serve_directory(directory) as base:
+        got, info = tfjs_predict(f"{base}/{manifest['model_json']['float32']}", validation.features, tmp_path)
+    assert info["tfjs"] == "4.22.0"
+    for index, stem in enumerate(manifest["stems"]):
+        assert np.abs(got[:, index] - expected[:, STEMS.index(stem)]).max() < 1e-4, stem
+
+    # A second, deliberately poor run (one epoch at a negligible learning rate) must not replace
+    # the champion: it is kept, rejected, with the figures that decided it.
+    with session_scope() as session:
+        poor_id = create_run(session, RunParameters(run_label="poor", epochs=1, learning_rate=1e-7, model_size="tiny")).id
+    with worker_process(pipeline_env, queue="cpu", log_path=tmp_path / "worker2.log"):
+        pipeline(poor_id, celery=celery, training_queue="cpu").apply_async()
+        poor = wait_for_run(poor_id, timeout_s=300)
+    assert poor.status == "succeeded", poor.error
+    with session_scope() as session:
+        rejected = session.scalar(select(StemModel).where(StemModel.run_id == poor_id))
+        assert rejected.decision == "rejected" and ("baseline" in rejected.reason or "champion" in rejected.reason)
+        assert current_champion(session).id == published.id
 
 
 def test_run_resumes_on_another_worker_after_the_first_dies_mid_training(pipeline_env, tmp_path):

@@ -8,6 +8,7 @@ manifest records that order; nothing depends on the converter's naming.
 """
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from training.model import INPUT_NAME
 
 def export_graph_model(model: keras.Model, out_dir: Path, float16: bool = False) -> dict:
     """Writes model.json and weight shards to `out_dir`; returns the input/output spec."""
+    # tensorflow-decision-forests (imported by the converter) takes any non-terminal stdout, a
+    # worker's log file, for a notebook and imports IPython to print a banner there.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
     from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over app/ services. A full run is a chain of three tasks;
+"""Celery tasks: thin wrappers over app/ services. A full run is a chain of four tasks;
 each is acknowledged late and idempotent (see app/training_runs/service.py)."""
 
 import socket
@@ -43,6 +43,11 @@ def evaluate(self, run_id: int) -> dict:
     return _stage(runs.evaluation_stage, run_id, self.request.hostname)
 
 
+@app.task(name="fabric.publish", bind=True)
+def publish(self, run_id: int) -> str:
+    return _stage(runs.publishing_stage, run_id, self.request.hostname)
+
+
 def pipeline(run_id: int, celery: Celery = app, training_queue: str | None = None) -> chain:
     """A full run as a chain: dataset and evaluation on CPU workers, training on the training
     queue (a GPU worker's, if set). `.apply_async()` enqueues it."""
@@ -51,4 +56,10 @@ def pipeline(run_id: int, celery: Celery = app, training_queue: str | None = Non
     def step(name: str, queue: str):
         return celery.signature(name, args=[run_id], immutable=True, queue=queue)
 
-    return chain(step("fabric.build_dataset", "cpu"), step("fabric.train", training_queue), step("fabric.evaluate", "cpu"))
+    # Export needs TensorFlow, which GPU workers may lack: publishing runs on a CPU worker.
+    return chain(
+        step("fabric.build_dataset", "cpu"),
+        step("fabric.train", training_queue),
+        step("fabric.evaluate", "cpu"),
+        step("fabric.publish", "cpu"),
+    )

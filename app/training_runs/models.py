@@ -6,7 +6,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.database import Base
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-STAGES = ("queued", "dataset", "training", "evaluating", "done")
+STAGES = ("queued", "dataset", "training", "evaluating", "publishing", "done")
 
 
 class TrainingRun(Base):

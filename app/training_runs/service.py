@@ -103,23 +103,42 @@ def training_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
 
 def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str) -> dict:
     """Metrics of the trained model next to the baselines, on the validation split."""
-    import keras
-
-    from training.train import BEST_WEIGHTS, LAST_CHECKPOINT, evaluate_against_baselines
+    from training.train import evaluate_against_baselines
 
     run = _enter_stage(run_id, "evaluating", worker)
     directory = _dataset_directory(run.dataset_id)
-    run_dir = run_directory(artifacts_dir, run_id)
-    model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
-    model.load_weights(run_dir / BEST_WEIGHTS)
+    model = _best_model(artifacts_dir, run_id)
     train_split, validation = load_split(directory, "train"), load_split(directory, "validation")
     reports = evaluate_against_baselines(model, train_split, validation)
     metrics = {name: report.as_dict() for name, report in reports.items()}
     with session_scope() as session:
-        current = session.get(TrainingRun, run_id)
-        current.metrics = metrics
-        current.status, current.stage, current.finished_at = "succeeded", "done", datetime.now(UTC)
+        session.get(TrainingRun, run_id).metrics = metrics
     return metrics
+
+
+def publishing_stage(run_id: int, artifacts_dir: Path, worker: str) -> str:
+    """Exports the run's best model as TF.js weights and gates it; returns the decision."""
+    from app.stem_models.service import publish_run
+
+    run = _enter_stage(run_id, "publishing", worker)
+    if run.metrics is None:
+        raise LookupError(f"run {run_id} has not been evaluated")
+    with session_scope() as session:
+        stem_model = publish_run(session, run, _best_model(artifacts_dir, run_id), artifacts_dir, run.metrics)
+        current = session.get(TrainingRun, run_id)
+        current.status, current.stage, current.finished_at = "succeeded", "done", datetime.now(UTC)
+        return f"{stem_model.version}: {stem_model.decision} ({stem_model.reason})"
+
+
+def _best_model(artifacts_dir: Path, run_id: int):
+    import keras
+
+    from training.train import BEST_WEIGHTS, LAST_CHECKPOINT
+
+    run_dir = run_directory(artifacts_dir, run_id)
+    model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
+    model.load_weights(run_dir / BEST_WEIGHTS)
+    return model
 
 
 def mark_failed(run_id: int, error: BaseException) -> None:
