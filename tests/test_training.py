@@ -63,3 +63,30 @@ def test_missing_stems_do_not_pull_predictions_towards_zero(splits, tmp_path):
     untrained = predict(build_model(config, masked.features), validation.features)[:, 0]
     trained = predict(train(masked, validation, config, tmp_path).model, validation.features)[:, 0]
     assert trained.mean() > 0.5 * untrained.mean()
+
+
+def test_same_model_code_trains_on_the_jax_backend(tmp_path):
+    """GPU workers may have JAX (or torch) with CUDA and no TensorFlow: the model and training
+    code use keras.layers/keras.ops only. Keras fixes its backend at import, hence a process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("jax")
+    script = textwrap.dedent(f"""
+        import dataclasses, pathlib, keras, numpy as np
+        from training.features import Split
+        from training.model import TINY
+        from training.train import train
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 32, 48)).astype("float32")
+        y = np.abs(rng.normal(scale=0.05, size=(64, 6, 32))).astype("float32")
+        m = np.ones((64, 6), "float32")
+        result = train(Split(x[:48], y[:48], m[:48]), Split(x[48:], y[48:], m[48:]),
+                       dataclasses.replace(TINY, epochs=2), pathlib.Path({str(tmp_path)!r}))
+        print(keras.backend.backend(), result.epochs_run, result.history[-1]["loss"] < result.history[0]["loss"])
+    """)
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "KERAS_BACKEND": "jax"})  # fmt: skip
+    assert output.returncode == 0, output.stderr[-2000:]
+    assert output.stdout.split()[-3:] == ["jax", "2", "True"]
