@@ -226,13 +226,10 @@ def evaluate(
     model_dir: Annotated[Path, typer.Option("--modelDir")],
 ) -> None:
     """Metrics of a trained model beside the baselines, on the dataset's validation split."""
-    import keras
-
     from app.datasets.service import load_split
-    from training.train import BEST_WEIGHTS, LAST_CHECKPOINT, evaluate_against_baselines
+    from training.train import evaluate_against_baselines, load_best_model
 
-    model = keras.models.load_model(model_dir / LAST_CHECKPOINT)
-    model.load_weights(model_dir / BEST_WEIGHTS)
+    model = load_best_model(model_dir)
     reports = evaluate_against_baselines(model, load_split(dataset_dir, "train"), load_split(dataset_dir, "validation"))
     typer.echo(f"{'':12}{'SDR mean/median':>18}{'SIR median':>12}{'SAR median':>12}{'score mean':>12}")
     for name, report in reports.items():

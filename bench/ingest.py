@@ -23,22 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.loadgen import run_open_loop, snapshot_requests  # noqa: E402
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 FIXTURE_NAMES = ["snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan"]
+from tests.conftest import create_postgres_database  # noqa: E402
 from tests.servers import api_process  # noqa: E402
 
-ADMIN_URL = os.environ.get("FABRIC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def fresh_database(name: str) -> str:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-        settings = dict(admin.execute("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchall())
+    """A new, migrated database on the local Postgres, whose commits must be durable."""
+    url = create_postgres_database(name)
+    with psycopg.connect(url) as connection:
+        settings = dict(connection.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')"
+        ).fetchall())  # fmt: skip
     assert settings == {"fsync": "on", "synchronous_commit": "on"}, f"commits are not durable: {settings}"
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    from app.database import upgrade_database
-
-    upgrade_database(url)
     return url
 
 

@@ -57,13 +57,7 @@ def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = N
         wait_until(healthy, 30, "the API to answer /healthz")
         yield url
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if log_path:
-            log.close()
+        _stop(process, signal.SIGINT, log if log_path else None)
 
 
 @contextmanager
@@ -79,13 +73,18 @@ def worker_process(env: dict[str, str], queue: str = "cpu", log_path: Path | Non
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        if log_path:
-            log.close()
+        _stop(process, signal.SIGTERM, log if log_path else None)
+
+
+def _stop(process: subprocess.Popen, sig: signal.Signals, log) -> None:
+    """Asks politely, then kills; closes the process's log file."""
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if log is not None:
+        log.close()
 
 
 class TcpProxy:

@@ -131,6 +131,13 @@ def train(
     return TrainingResult(model, state["history"], state["epoch"] + 1, state["stopped_early"], resumed_from)
 
 
+def load_best_model(run_dir: Path) -> keras.Model:
+    """A run's model (from its last checkpoint) with its best weights."""
+    model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
+    model.load_weights(run_dir / BEST_WEIGHTS)
+    return model
+
+
 def evaluate_against_baselines(model: keras.Model, train_split: Split, validation: Split) -> dict[str, Report]:
     """Metrics of the model and of the trivial baselines, all on the same validation data."""
     predictions = {"model": predict(model, validation.features)}

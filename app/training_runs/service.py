@@ -131,14 +131,9 @@ def publishing_stage(run_id: int, artifacts_dir: Path, worker: str) -> str:
 
 
 def _best_model(artifacts_dir: Path, run_id: int):
-    import keras
+    from training.train import load_best_model
 
-    from training.train import BEST_WEIGHTS, LAST_CHECKPOINT
-
-    run_dir = run_directory(artifacts_dir, run_id)
-    model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
-    model.load_weights(run_dir / BEST_WEIGHTS)
-    return model
+    return load_best_model(run_directory(artifacts_dir, run_id))
 
 
 def mark_failed(run_id: int, error: BaseException) -> None:
