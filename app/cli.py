@@ -16,6 +16,8 @@ db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
 quarantine_cli = typer.Typer(help="Rejected snapshots and requests, with reasons.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(quarantine_cli, name="quarantine")
+token_cli = typer.Typer(help="API tokens for operators and admins.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "snapshot.schema.json"
 
@@ -275,6 +277,47 @@ def run(
                         o = report["overall"]
                         typer.echo(f"{name:12} SDR median {o['sdr']['median']:7.2f}  score {o['score']['mean']:.3f}")
                 break
+
+
+@token_cli.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what it is for")],
+    role: Annotated[str, typer.Option(help="operator or admin")] = "operator",
+) -> None:
+    """Create a token. It is shown once; only its hash is stored."""
+    from app.auth.service import create_token
+    from app.database import session_scope
+
+    with session_scope() as session:
+        token, row = create_token(session, name, role)
+        typer.echo(f"token {row.id} ({row.role}, {row.name}); keep it now, it is not shown again:\n{token}")
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """Tokens, without their secrets."""
+    from sqlalchemy import select
+
+    from app.auth.models import ApiToken
+    from app.database import session_scope
+
+    with session_scope() as session:
+        for row in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+            typer.echo(f"{row.id:>4}  {row.role:9} {state:24} {row.name}")
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    from app.auth.service import revoke_token
+    from app.database import session_scope
+
+    with session_scope() as session:
+        if not revoke_token(session, token_id):
+            typer.echo(f"no active token {token_id}", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"token {token_id} revoked")
 
 
 def main() -> None:

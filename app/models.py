@@ -2,6 +2,7 @@
 
 
 def load_all_models() -> None:
+    import app.auth.models  # noqa: F401
     import app.datasets.models  # noqa: F401
     import app.quarantine.models  # noqa: F401
     import app.snapshots.models  # noqa: F401

@@ -7,6 +7,8 @@ split, it beats the champion (median SDR and mean score). Otherwise it is kept, 
 with the figures that decided it.
 """
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -100,6 +102,7 @@ def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict
             "champion_on_its_data": champion_on_its_data["overall"] if champion_on_its_data else None,
         },
     }
+    manifest["files"] = _file_digests(directory)
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     stem_model = StemModel(version=version, run_id=run.id, dataset_id=dataset.id, path=str(directory),
                            manifest=manifest, decision="published" if publish else "rejected", reason=reason)  # fmt: skip
@@ -109,6 +112,38 @@ def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict
         session.add(ModelPromotion(model_id=stem_model.id, promoted_by="pipeline", reason=reason))
     session.commit()
     return stem_model
+
+
+def _file_digests(directory: Path) -> list[dict]:
+    """Size and SHA-256 of every file Studio may fetch (both weight precisions)."""
+    files = []
+    for path in sorted(directory.glob("float*/*")):
+        digest = hashlib.sha256(path.read_bytes()).digest()
+        files.append({"path": path.relative_to(directory).as_posix(), "size": path.stat().st_size,
+                      "sha256": digest.hex(), "integrity": "sha256-" + base64.b64encode(digest).decode()})  # fmt: skip
+    return files
+
+
+def promote(session: Session, model_id: int, promoted_by: str, reason: str) -> ModelPromotion:
+    """Makes a model "latest". Commits."""
+    if session.get(StemModel, model_id) is None:
+        raise LookupError(f"no model {model_id}")
+    promotion = ModelPromotion(model_id=model_id, promoted_by=promoted_by, reason=reason)
+    session.add(promotion)
+    session.commit()
+    return promotion
+
+
+def rollback(session: Session, promoted_by: str) -> ModelPromotion:
+    """Makes "latest" the model that was latest before the current one. Commits."""
+    history = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc())).all()
+    if not history:
+        raise LookupError("no model has been promoted yet")
+    current = history[0].model_id
+    previous = next((p.model_id for p in history[1:] if p.model_id != current), None)
+    if previous is None:
+        raise LookupError("there is no earlier model to roll back to")
+    return promote(session, previous, promoted_by, f"rollback from model {current}")
 
 
 def _report(predictions: np.ndarray, split: Split) -> dict:

@@ -1,0 +1,181 @@
+"""The model registry over HTTP: who may do what, the latest-weights manifest Studio polls
+(ETag/304, CORS, caching), immutable files that only the manifest names, promotion and
+rollback, and Studio's own path through it all in @tensorflow/tfjs 4.22 on Node against the
+running server."""
+
+import json
+import shutil
+import subprocess
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from app.auth.dependencies import require
+from app.auth.models import ApiToken
+from app.auth.service import create_token, revoke_token
+from app.database import session_scope
+from app.datasets.models import Dataset
+from app.datasets.service import load_split
+from app.main import create_app
+from app.snapshots.models import Snapshot
+from app.stem_models.models import ModelPromotion, StemModel
+from app.training_runs import service as runs
+from app.training_runs.models import TrainingRun
+from app.training_runs.schemas import RunParameters
+from tests.conftest import FETCH_HEADERS, STUDIO_ORIGIN
+from tests.servers import api_process
+from tests.tfjs import JS_DIR
+from training.features import STEMS
+from training.model import predict
+from training.synthetic import synthetic_snapshots
+from training.train import load_best_model
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def registry(postgres_url, tmp_path_factory):
+    """Two published models (two tiny runs, carried out in-process by the stage functions)."""
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DATABASE_URL", postgres_url)
+    mp.setenv("FABRIC_RATE_LIMIT_PER_S", "0")
+    mp.setenv("FABRIC_CORS_ALLOWED_ORIGINS", json.dumps([STUDIO_ORIGIN]))
+    from tests.conftest import _reset_caches
+
+    _reset_caches()
+    with session_scope() as session:
+        for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot, ApiToken):
+            session.execute(delete(table))
+    client = TestClient(create_app())
+    for snapshot in synthetic_snapshots(100, seed=31):
+        client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS)
+    run_ids = []
+    for epochs in (6, 8):
+        with session_scope() as session:
+            run_id = runs.create_run(session, RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny")).id
+        for stage in (runs.dataset_stage, runs.training_stage, runs.evaluation_stage, runs.publishing_stage):
+            stage(run_id, artifacts, "test")
+        run_ids.append(run_id)
+    with session_scope() as session:
+        models = {m.run_id: (m.id, m.version) for m in session.query(StemModel)}
+        operator, _ = create_token(session, "ops", "operator")
+        admin, _ = create_token(session, "root", "admin")
+        revoked, revoked_row = create_token(session, "old", "operator")
+        revoke_token(session, revoked_row.id)
+    # Make the first run's model latest, whatever the gate said of the second.
+    with session_scope() as session:
+        from app.stem_models.service import promote
+
+        promote(session, models[run_ids[0]][0], "test", "baseline for these tests")
+    yield {"client": client, "artifacts": artifacts, "runs": run_ids, "models": models, "operator": operator,
+           "admin": admin, "revoked": revoked}  # fmt: skip
+    mp.undo()
+    _reset_caches()
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/models"), ("POST", "/models/1/promote"),
+                                              ("POST", "/models/rollback"), ("GET", "/models/promotions")])  # fmt: skip
+def test_operator_routes_refuse_missing_wrong_and_revoked_tokens(registry, method, path):
+    client = registry["client"]
+    for headers in ({}, auth("pf_not-a-token"), auth(registry["revoked"]), {"Authorization": "Basic eDp5"}):
+        response = client.request(method, path, headers=headers)
+        assert response.status_code == 401, (headers, response.text)
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_too_little_role_is_403_and_does_not_reveal_the_resource(registry):
+    app = FastAPI()
+
+    @app.get("/admin-only/{thing}")
+    def admin_only(thing: int, _: ApiToken = Depends(require("admin"))):
+        return {"thing": thing}
+
+    client = TestClient(app)
+    assert client.get("/admin-only/1", headers=auth(registry["operator"])).status_code == 403
+    assert client.get("/admin-only/999", headers=auth(registry["operator"])).status_code == 403
+    assert client.get("/admin-only/1", headers=auth(registry["admin"])).status_code == 200
+
+
+def test_operators_list_models_with_the_latest_marked(registry):
+    response = registry["client"].get("/models", headers=auth(registry["operator"]))
+    assert response.status_code == 200
+    listed = response.json()
+    assert len(listed) == 2 and sum(m["isLatest"] for m in listed) == 1
+    assert {m["decision"] for m in listed} <= {"published", "rejected"}
+    assert all(m["reason"] for m in listed)
+
+
+def test_latest_manifest_revalidates_with_etag_and_carries_cors(registry):
+    client = registry["client"]
+    first = client.get("/models/latest", headers={"Origin": STUDIO_ORIGIN})
+    assert first.status_code == 200
+    assert first.headers["access-control-allow-origin"] == STUDIO_ORIGIN
+    assert first.headers["cache-control"] == "no-cache"
+    manifest = first.json()
+    assert manifest["stems"] == list(STEMS) and manifest["output"]["stem_axis"] == 1
+    assert {f["path"] for f in manifest["files"]} >= {"float32/model.json", "float16/model.json"}
+    assert all(f["integrity"].startswith("sha256-") for f in manifest["files"])
+    again = client.get("/models/latest", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+def test_files_are_immutable_and_only_listed_ones_are_served(registry):
+    client = registry["client"]
+    manifest = client.get("/models/latest").json()
+    for file in manifest["files"]:
+        response = client.get(file["url"])
+        assert response.status_code == 200
+        assert "immutable" in response.headers["cache-control"]
+        assert len(response.content) == file["size"]
+    version = manifest["version"]
+    for trick in ["../manifest.json", "..%2fmanifest.json", "float32/../model.keras", "model.keras", "manifest.json",
+                  "%2e%2e/%2e%2e/alembic.ini", "/etc/passwd", "float32/model.json%00", "float32/"]:  # fmt: skip
+        assert client.get(f"/models/{version}/files/{trick}").status_code == 404, trick
+    assert client.get("/models/no-such-version/files/float32/model.json").status_code == 404
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (JS_DIR / "node_modules" / "@tensorflow" / "tfjs").exists(),
+                    reason="needs Node and `npm ci --prefix tests/js` (make test does it)")  # fmt: skip
+def test_studio_follows_promotion_and_rollback_through_the_running_server(registry, postgres_url, tmp_path):
+    (first_id, first_version), (second_id, second_version) = (registry["models"][r] for r in registry["runs"])
+    env = {"DATABASE_URL": postgres_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
+    with session_scope() as session:
+        dataset_path = session.get(Dataset, session.get(TrainingRun, registry["runs"][0]).dataset_id).path
+    features = load_split(__import__("pathlib").Path(dataset_path), "validation").features[:8]
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"shape": list(features.shape), "data": features.ravel().tolist()}))
+
+    def studio(base: str) -> dict:
+        out = tmp_path / "out.json"
+        subprocess.run(["node", str(JS_DIR / "studio.mjs"), f"{base}/models/latest", str(inputs), str(out)],
+                       check=True, cwd=JS_DIR, capture_output=True, text=True, timeout=120)  # fmt: skip
+        return json.loads(out.read_text())
+
+    def keras_predictions(run_id: int) -> np.ndarray:
+        return predict(load_best_model(registry["artifacts"] / "runs" / str(run_id)), features)
+
+    with api_process(env, log_path=tmp_path / "api.log") as base:
+        seen = studio(base)
+        assert seen["version"] == first_version and seen["filesChecked"] >= 4
+        got = np.array(seen["data"], dtype=np.float32).reshape(seen["shape"])
+        assert np.abs(got - keras_predictions(registry["runs"][0])).max() < 1e-4
+
+        promoted = httpx.post(f"{base}/models/{second_id}/promote", headers=auth(registry["operator"]),
+                              json={"reason": "test promotion"})  # fmt: skip
+        assert promoted.status_code == 200 and promoted.json()["promotedBy"].endswith(":ops")
+        seen = studio(base)
+        assert seen["version"] == second_version
+        got = np.array(seen["data"], dtype=np.float32).reshape(seen["shape"])
+        assert np.abs(got - keras_predictions(registry["runs"][1])).max() < 1e-4
+
+        assert httpx.post(f"{base}/models/rollback", headers=auth(registry["operator"])).status_code == 200
+        assert studio(base)["version"] == first_version
