@@ -1,6 +1,9 @@
 """Engine, sessions and the declarative base shared by every domain's `models.py`."""
 
 from collections.abc import Iterator
+from typing import Annotated
+
+from annotated_types import Ge, Le
 from contextlib import contextmanager
 from functools import lru_cache
 
@@ -19,6 +22,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# What an INTEGER primary key can hold: ids outside it are refused (422) before any query,
+# which Postgres would otherwise answer with an error (found by the fuzzer).
+ROW_ID_MAX = 2**31 - 1
+RowId = Annotated[int, Ge(1), Le(ROW_ID_MAX)]
 
 
 class Base(DeclarativeBase):

@@ -15,7 +15,9 @@ from app.config import Settings, get_settings
 from app.database import get_engine
 from app.limits import BodySizeLimitMiddleware, BodyTooLarge, RateLimitMiddleware, body_too_large_handler
 from app.snapshots import views as snapshot_views
+from app.quarantine import views as quarantine_views
 from app.stem_models import views as model_views
+from app.training_runs import views as run_views
 from app.snapshots.schemas import Snapshot
 from app.snapshots.views import CHANNEL_HEADER
 
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(snapshot_views.router)
     app.include_router(model_views.router)
+    app.include_router(run_views.router)
+    app.include_router(quarantine_views.router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:

@@ -101,7 +101,9 @@ def database_url(request) -> str:
 def _reset_caches() -> None:
     if get_engine.cache_info().currsize:
         get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker):
+    from workers.celery_app import get_sender
+
+    for cached in (get_settings, get_engine, get_sessionmaker, get_sender):
         cached.cache_clear()
 
 

@@ -14,14 +14,23 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings(rat
 schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
 
-@pytest.fixture(autouse=True)
-def _database(db):
-    """Each example writes to a real, migrated database (SQLite and Postgres)."""
+@pytest.fixture
+def operator_headers(db, configure, tmp_path) -> dict:
+    """Each example writes to a real, migrated database (SQLite and Postgres), as an operator,
+    so the fuzzer gets past authentication to the handlers. Runs it starts go to a broker
+    folder of this test's own."""
+    from app.auth.service import create_token
+    from app.database import session_scope
+
+    configure(CELERY_BROKER_URL="filesystem://", FABRIC_ARTIFACTS_DIR=str(tmp_path))
+    with session_scope() as session:
+        token, _ = create_token(session, "fuzzer", "admin")
+    return {"Authorization": f"Bearer {token}"}
 
 
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_operation_answers_5xx(case):
-    response = case.call()
+def test_no_operation_answers_5xx(case, operator_headers):
+    response = case.call(headers=operator_headers)
     assert response.status_code != 429
     assert response.status_code < 500, f"{case.method} {case.path} -> {response.status_code}: {response.text[:500]}"

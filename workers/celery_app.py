@@ -3,6 +3,8 @@
 so a newcomer needs no servers. CPU and GPU workers run this same code; `FABRIC_WORKER_KIND`
 picks the queue they listen on."""
 
+import functools
+
 from celery import Celery
 
 from app.config import VAR_DIR, Settings, get_settings
@@ -49,3 +51,10 @@ def create_celery(settings: Settings) -> Celery:
 
 
 app = create_celery(get_settings())
+
+
+@functools.lru_cache
+def get_sender() -> Celery:
+    """The Celery app the API sends tasks with, built from the settings in force (the worker's
+    `app` above is built once, at import)."""
+    return create_celery(get_settings())

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
-from app.database import session_scope
+from app.database import RowId, session_scope
 from app.stem_models import service
 from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
@@ -83,7 +83,7 @@ def list_models(_: ApiToken = Depends(require("operator"))):
 
 
 @router.post("/models/{model_id}/promote", response_model=PromotionRecord, summary="Make a model latest")
-def promote(model_id: int, body: PromoteRequest | None = None, token: ApiToken = Depends(require("operator"))):
+def promote(model_id: RowId, body: PromoteRequest | None = None, token: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
         try:
             promotion = service.promote(session, model_id, f"token:{token.id}:{token.name}", (body or PromoteRequest()).reason)

@@ -1,0 +1,116 @@
+"""Operators start, follow and cancel training runs, and read datasets. Token required."""
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+from sqlalchemy import select
+
+from app.auth.dependencies import require
+from app.database import ROW_ID_MAX, RowId, session_scope
+from app.datasets.models import Dataset
+from app.training_runs.models import TrainingRun
+from app.training_runs.schemas import RunParameters
+from app.training_runs.service import create_run
+
+router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operator"))])
+ACTIVE = ("queued", "running")
+
+
+class RunView(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+    id: int
+    label: str
+    status: str
+    stage: str
+    parameters: dict
+    dataset_id: int | None
+    epoch: int | None
+    history: list
+    resumed_from_epoch: int | None
+    metrics: dict | None
+    worker: str | None
+    error: str | None
+    created_at: object
+    started_at: object | None
+    finished_at: object | None
+
+
+class DatasetView(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+    id: int
+    content_hash: str
+    run_label: str
+    created_at: object
+    feature_version: str
+    train_ratio: float
+    train_count: int
+    validation_count: int
+    manifest: dict
+
+
+@router.post("/runs", status_code=202, summary="Start a training run",
+             responses={409: {"description": "A run is already queued or running"}})  # fmt: skip
+def start_run(parameters: RunParameters, request: Request, response: Response):
+    """One run at a time: a request while another is queued or running is refused (409, with
+    that run's id) rather than queued behind it, so two runs never race to become champion."""
+    from workers.celery_app import get_sender
+    from workers.tasks import pipeline
+
+    with session_scope() as session:
+        active = session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE)).limit(1))
+        if active is not None:
+            raise HTTPException(409, f"run {active.id} is {active.status}; cancel it or wait for it to finish")
+        run_id = create_run(session, parameters).id
+    pipeline(run_id, celery=get_sender()).apply_async()
+    url = str(request.url_for("get_run", run_id=run_id))
+    response.headers["Location"] = url
+    return {"id": run_id, "url": url, "status": "queued"}
+
+
+@router.get("/runs", response_model=list[RunView], summary="Runs, newest first")
+def list_runs(limit: int = Query(50, ge=1, le=500), before_id: int | None = Query(None, alias="beforeId", ge=1, le=ROW_ID_MAX)):
+    with session_scope() as session:
+        query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)
+        if before_id:
+            query = query.where(TrainingRun.id < before_id)
+        return [RunView.model_validate(run) for run in session.scalars(query)]
+
+
+@router.get("/runs/{run_id}", response_model=RunView, name="get_run", summary="A run: status, progress, metrics")
+def get_run(run_id: RowId):
+    with session_scope() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise HTTPException(404, f"no run {run_id}")
+        return RunView.model_validate(run)
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a queued or running run")
+def cancel_run(run_id: RowId):
+    """The worker checks at every stage and after every epoch, and stops there."""
+    with session_scope() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise HTTPException(404, f"no run {run_id}")
+        if run.status not in ACTIVE:
+            raise HTTPException(409, f"run {run_id} is already {run.status}")
+        run.status = "cancelled"
+    return {"id": run_id, "status": "cancelled"}
+
+
+@router.get("/datasets", response_model=list[DatasetView], summary="Built datasets with manifests and audits")
+def list_datasets(limit: int = Query(50, ge=1, le=500)):
+    with session_scope() as session:
+        rows = session.scalars(select(Dataset).order_by(Dataset.id.desc()).limit(limit))
+        return [DatasetView.model_validate(row) for row in rows]
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetView, summary="One dataset")
+def get_dataset(dataset_id: RowId):
+    with session_scope() as session:
+        row = session.get(Dataset, dataset_id)
+        if row is None:
+            raise HTTPException(404, f"no dataset {dataset_id}")
+        return DatasetView.model_validate(row)

@@ -1,0 +1,109 @@
+"""Operators over REST: start a run (a real worker on Redis carries it out), follow it, cancel
+one, read datasets and the quarantine."""
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from app.auth.models import ApiToken
+from app.auth.service import create_token
+from app.database import session_scope
+from app.datasets.models import Dataset
+from app.main import create_app
+from app.quarantine.models import QuarantinedItem
+from app.snapshots.models import Snapshot
+from app.stem_models.models import ModelPromotion, StemModel
+from app.training_runs.models import TrainingRun
+from tests.conftest import FETCH_HEADERS
+from tests.servers import worker_process
+from tests.test_worker import redis_url  # noqa: F401  (fixture)
+from training.synthetic import synthetic_snapshots
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture
+def operator_client(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+    env = {"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
+           "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "FABRIC_RATE_LIMIT_PER_S": "0"}  # fmt: skip
+    configure(**env)
+    with session_scope() as session:
+        for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot, QuarantinedItem, ApiToken):
+            session.execute(delete(table))
+        token, _ = create_token(session, "ops", "operator")
+    client = TestClient(create_app())
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client, env
+
+
+def follow(client, run_id: int, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = client.get(f"/runs/{run_id}").json()
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            return run
+        time.sleep(0.5)
+    raise TimeoutError(run)
+
+
+@pytest.mark.parametrize("body", [{"epochs": 0}, {"trainRatio": 1.5}, {"modelSize": "huge"}, {"learningRate": -1},
+                                  {"runLabel": "../../etc"}, {"unknown": 1}, {"batchSize": "32"}])  # fmt: skip
+def test_run_parameters_are_validated(operator_client, body):
+    client, _ = operator_client
+    response = client.post("/runs", json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_start_follow_and_cancel_runs_over_rest(operator_client, tmp_path):
+    client, env = operator_client
+    for snapshot in synthetic_snapshots(100, seed=41):
+        client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS)
+    with worker_process(env, queue="cpu", log_path=tmp_path / "worker.log"):
+        started = client.post("/runs", json={"runLabel": "rest", "epochs": 8, "modelSize": "tiny"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        assert started.headers["location"].endswith(f"/runs/{run_id}")
+        busy = client.post("/runs", json={"modelSize": "tiny"})
+        assert busy.status_code == 409 and str(run_id) in busy.json()["detail"]
+
+        run = follow(client, run_id)
+        assert run["status"] == "succeeded", (run["error"], (tmp_path / "worker.log").read_text()[-2000:])
+        assert run["epoch"] == len(run["history"]) and run["worker"] and run["datasetId"]
+        assert set(run["metrics"]) == {"model", "zeros", "train_mean"}
+
+        second = client.post("/runs", json={"runLabel": "cancel-me", "epochs": 500, "batchSize": 4, "modelSize": "tiny"})
+        assert second.status_code == 202
+        second_id = second.json()["id"]
+        deadline = time.monotonic() + 120
+        while (client.get(f"/runs/{second_id}").json()["epoch"] or 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.post(f"/runs/{second_id}/cancel").status_code == 202
+        cancelled = follow(client, second_id, timeout_s=60)
+        assert cancelled["status"] == "cancelled" and cancelled["epoch"] < 500
+        assert client.post(f"/runs/{second_id}/cancel").status_code == 409
+
+    listed = client.get("/runs").json()
+    assert [r["id"] for r in listed] == [second_id, run_id]
+    dataset = client.get(f"/datasets/{run['datasetId']}").json()
+    assert dataset["manifest"]["counts"]["total"] == 100 and "audit" in dataset["manifest"]
+    assert client.get("/runs/999999").status_code == 404
+
+
+def test_quarantine_is_paged_and_filterable(operator_client):
+    client, _ = operator_client
+    for body in (b"{", b"[]", b'{"id": 1}', b'{"id": 2}'):
+        client.post("/stem-separation", content=body, headers=FETCH_HEADERS)
+    everything = client.get("/quarantine").json()
+    assert len(everything) == 4
+    malformed = client.get("/quarantine", params={"reasonType": "malformed_json"}).json()
+    assert [q["reasonType"] for q in malformed] == ["malformed_json"]
+    unprocessable = client.get("/quarantine", params={"httpStatus": 422}).json()
+    assert len(unprocessable) == 2
+    page_one = client.get("/quarantine", params={"limit": 2}).json()
+    page_two = client.get("/quarantine", params={"limit": 2, "beforeId": page_one[-1]["id"]}).json()
+    assert [q["id"] for q in page_one + page_two] == [q["id"] for q in everything]
+    assert client.get(f"/quarantine/{everything[0]['id']}").json()["reasons"]
+    assert client.get("/quarantine", headers={"Authorization": ""}).status_code == 401
