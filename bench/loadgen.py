@@ -141,3 +141,13 @@ def snapshot_requests(fixture_bodies: list[bytes], path: str = "/stem-separation
         ).encode() + body
 
     return make
+
+
+def fixed_requests(path: str, headers: dict[str, str]):
+    """The same GET each time (Studio polling the latest-weights manifest)."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+
+    def make(host: str, _i: int) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+
+    return make

@@ -6,6 +6,7 @@ running server."""
 import json
 import shutil
 import subprocess
+import time
 
 import httpx
 import numpy as np
@@ -23,6 +24,7 @@ from app.datasets.service import load_split
 from app.main import create_app
 from app.snapshots.models import Snapshot
 from app.stem_models.models import ModelPromotion, StemModel
+from app.stem_models.views import LATEST_RECHECK_S
 from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
@@ -172,10 +174,12 @@ def test_studio_follows_promotion_and_rollback_through_the_running_server(regist
         promoted = httpx.post(f"{base}/models/{second_id}/promote", headers=auth(registry["operator"]),
                               json={"reason": "test promotion"})  # fmt: skip
         assert promoted.status_code == 200 and promoted.json()["promotedBy"].endswith(":ops")
+        time.sleep(LATEST_RECHECK_S)  # the longest a poll may still see the previous model
         seen = studio(base)
         assert seen["version"] == second_version
         got = np.array(seen["data"], dtype=np.float32).reshape(seen["shape"])
         assert np.abs(got - keras_predictions(registry["runs"][1])).max() < 1e-4
 
         assert httpx.post(f"{base}/models/rollback", headers=auth(registry["operator"])).status_code == 200
+        time.sleep(LATEST_RECHECK_S)
         assert studio(base)["version"] == first_version

@@ -2,10 +2,11 @@
 operators (token required)."""
 
 import hashlib
-import json
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
@@ -28,15 +29,49 @@ def _headline(metrics: dict) -> dict:
 
 @router.get("/models/latest", response_model=LatestManifest, summary="The latest weights for Studio",
             responses={304: {"description": "Not modified (If-None-Match)"}, 404: {"description": "Nothing published"}})  # fmt: skip
-def latest(request: Request, response: Response, channel: str = "stem-separation"):
+async def latest(request: Request, channel: str = "stem-separation"):
     if channel not in request.app.state.settings.channels:
         raise HTTPException(404, f"unknown channel {channel[:64]!r}")
+    key = (str(request.base_url).rstrip("/"), channel)
+    cached = _latest_cache.get(key)
+    # Studio polls constantly: answer from memory, and look for a newer promotion (one small
+    # indexed query) at most every LATEST_RECHECK_S, so a promotion shows within that.
+    if cached is None or time.monotonic() - cached[0] > LATEST_RECHECK_S:
+        cached = await run_in_threadpool(_refresh_latest, key, cached)
+    _checked_at, _promotion_id, payload, etag = cached
+    if payload is None:
+        raise HTTPException(404, "no model has been published yet")
+    # no-cache: browsers keep it but ask each time; unchanged answers are a tiny 304.
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(payload, media_type="application/json", headers=headers)
+
+
+LATEST_RECHECK_S = 0.5
+
+
+def _refresh_latest(key: tuple[str, str], cached: tuple | None) -> tuple:
+    """(checked at, promotion id, payload, etag), rebuilt only if the promotion changed."""
     with session_scope() as session:
-        champion = service.current_champion(session)
-        if champion is None:
-            raise HTTPException(404, "no model has been published yet")
-        manifest, version, created_at = champion.manifest, champion.version, champion.created_at
-    base = str(request.base_url).rstrip("/") + f"/models/{version}/files/"
+        promotion_id = session.scalar(select(ModelPromotion.id).order_by(ModelPromotion.id.desc()).limit(1))
+        if cached is not None and cached[1] == promotion_id:
+            answer = cached[2:]
+        elif promotion_id is None:
+            answer = (None, None)
+        else:
+            answer = _latest_answer(session, *key)
+    _latest_cache[key] = (time.monotonic(), promotion_id, *answer)
+    return _latest_cache[key]
+
+
+_latest_cache: dict = {}
+
+
+def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
+    champion = service.current_champion(session)
+    manifest, version, created_at = champion.manifest, champion.version, champion.created_at
+    base = f"{base_url}/models/{version}/files/"
     body = LatestManifest(
         channel=channel, version=version, created_at=created_at,
         model_json_url=base + manifest["model_json"]["float32"],
@@ -46,12 +81,7 @@ def latest(request: Request, response: Response, channel: str = "stem-separation
         feature_version=manifest["feature_version"], metrics=_headline(manifest["metrics"]),
     )  # fmt: skip
     payload = body.model_dump_json(by_alias=True)
-    etag = '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
-    # no-cache: browsers keep it but ask each time; unchanged answers are a tiny 304.
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    return Response(payload, media_type="application/json", headers=headers)
+    return payload, '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
 
 
 @router.get("/models/{version}/files/{path:path}", summary="A published file (immutable)",
