@@ -34,8 +34,7 @@ def publish_two_models(artifacts: Path) -> list[int]:
     for epochs in (2, 3):
         with session_scope() as session:
             run_id = runs.create_run(session, RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny")).id
-        for stage in (runs.dataset_stage, runs.training_stage, runs.evaluation_stage, runs.publishing_stage):
-            stage(run_id, artifacts, "bench")
+        runs.run_all_stages(run_id, artifacts, "bench")
         with session_scope() as session:
             model_ids.append(session.query(StemModel).filter_by(run_id=run_id).one().id)
     return model_ids

@@ -60,8 +60,7 @@ def registry(postgres_url, tmp_path_factory):
     for epochs in (6, 8):
         with session_scope() as session:
             run_id = runs.create_run(session, RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny")).id
-        for stage in (runs.dataset_stage, runs.training_stage, runs.evaluation_stage, runs.publishing_stage):
-            stage(run_id, artifacts, "test")
+        runs.run_all_stages(run_id, artifacts, "test")
         run_ids.append(run_id)
     with session_scope() as session:
         models = {m.run_id: (m.id, m.version) for m in session.query(StemModel)}

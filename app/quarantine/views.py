@@ -2,12 +2,13 @@
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from app.auth.dependencies import require
 from app.database import ROW_ID_MAX, RowId, session_scope
+from app.http import get_or_404
 from app.quarantine.models import QuarantinedItem
 from app.quarantine.service import list_quarantined
 
@@ -55,7 +56,4 @@ def list_items(
 @router.get("/quarantine/{item_id}", response_model=QuarantineView, summary="One rejection, with the kept body")
 def get_item(item_id: RowId):
     with session_scope() as session:
-        item = session.get(QuarantinedItem, item_id)
-        if item is None:
-            raise HTTPException(404, f"no quarantined item {item_id}")
-        return QuarantineView.model_validate(item)
+        return QuarantineView.model_validate(get_or_404(session, QuarantinedItem, item_id, "quarantined item"))

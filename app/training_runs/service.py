@@ -136,6 +136,12 @@ def _best_model(artifacts_dir: Path, run_id: int):
     return load_best_model(run_directory(artifacts_dir, run_id))
 
 
+def run_all_stages(run_id: int, artifacts_dir: Path, worker: str) -> None:
+    """Every stage of a run, in this process (the Celery chain runs the same functions)."""
+    for stage in (dataset_stage, training_stage, evaluation_stage, publishing_stage):
+        stage(run_id, artifacts_dir, worker)
+
+
 def mark_failed(run_id: int, error: BaseException) -> None:
     with session_scope() as session:
         run = session.get(TrainingRun, run_id)

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app.auth.dependencies import require
 from app.database import ROW_ID_MAX, RowId, session_scope
+from app.http import get_or_404
 from app.datasets.models import Dataset
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
@@ -81,19 +82,14 @@ def list_runs(limit: int = Query(50, ge=1, le=500), before_id: int | None = Quer
 @router.get("/runs/{run_id}", response_model=RunView, name="get_run", summary="A run: status, progress, metrics")
 def get_run(run_id: RowId):
     with session_scope() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise HTTPException(404, f"no run {run_id}")
-        return RunView.model_validate(run)
+        return RunView.model_validate(get_or_404(session, TrainingRun, run_id, "run"))
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a queued or running run")
 def cancel_run(run_id: RowId):
     """The worker checks at every stage and after every epoch, and stops there."""
     with session_scope() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
-            raise HTTPException(404, f"no run {run_id}")
+        run = get_or_404(session, TrainingRun, run_id, "run")
         if run.status not in ACTIVE:
             raise HTTPException(409, f"run {run_id} is already {run.status}")
         run.status = "cancelled"
@@ -110,7 +106,4 @@ def list_datasets(limit: int = Query(50, ge=1, le=500)):
 @router.get("/datasets/{dataset_id}", response_model=DatasetView, summary="One dataset")
 def get_dataset(dataset_id: RowId):
     with session_scope() as session:
-        row = session.get(Dataset, dataset_id)
-        if row is None:
-            raise HTTPException(404, f"no dataset {dataset_id}")
-        return DatasetView.model_validate(row)
+        return DatasetView.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))
