@@ -65,14 +65,15 @@ def test_missing_stems_do_not_pull_predictions_towards_zero(splits, tmp_path):
     assert trained.mean() > 0.5 * untrained.mean()
 
 
-def test_same_model_code_trains_on_the_jax_backend(tmp_path):
-    """GPU workers may have JAX (or torch) with CUDA and no TensorFlow: the model and training
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_same_model_code_trains_on_other_backends(tmp_path, backend):
+    """GPU workers may have torch or JAX with CUDA and no TensorFlow: the model and training
     code use keras.layers/keras.ops only. Keras fixes its backend at import, hence a process."""
     import subprocess
     import sys
     import textwrap
 
-    pytest.importorskip("jax")
+    pytest.importorskip(backend)
     script = textwrap.dedent(f"""
         import dataclasses, pathlib, keras, numpy as np
         from training.features import Split
@@ -87,6 +88,6 @@ def test_same_model_code_trains_on_the_jax_backend(tmp_path):
         print(keras.backend.backend(), result.epochs_run, result.history[-1]["loss"] < result.history[0]["loss"])
     """)
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "KERAS_BACKEND": "jax"})  # fmt: skip
+                            env={**__import__("os").environ, "KERAS_BACKEND": backend})  # fmt: skip
     assert output.returncode == 0, output.stderr[-2000:]
-    assert output.stdout.split()[-3:] == ["jax", "2", "True"]
+    assert output.stdout.split()[-3:] == [backend, "2", "True"]
