@@ -168,14 +168,20 @@ class SnapshotResult(BaseModel):
 
 
 class IngestResponse(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={"examples": [{
+        "channel": "stem-separation",
+        "results": [{"index": 0, "id": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2", "status": "stored", "httpStatus": 201,
+                     "reasons": [], "rulesFired": {"transients_summarised": 200}}],
+    }]})  # fmt: skip
 
     channel: str
     results: list[SnapshotResult]
 
 
 class ErrorResponse(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={
+        "examples": [{"detail": "body is not valid JSON: unexpected end of data: line 1 column 6 (char 5)", "quarantineId": 17}]
+    })  # fmt: skip
 
     detail: str
     quarantine_id: int | None = None

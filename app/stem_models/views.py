@@ -85,7 +85,9 @@ def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
 
 
 @router.get("/models/{version}/files/{path:path}", summary="A published file (immutable)",
-            responses={404: {"description": "No such model or file"}})  # fmt: skip
+            responses={200: {"description": "model.json or a weight shard",
+                             "content": {"application/octet-stream": {"example": "(binary float32 weights)"}}},
+                       404: {"description": "No such model or file"}})  # fmt: skip
 def model_file(version: str, path: str):
     with session_scope() as session:
         model = session.scalar(select(StemModel).where(StemModel.version == version))

@@ -7,7 +7,8 @@ from pydantic.alias_generators import to_camel
 
 
 class RunParameters(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"runLabel": "weekly", "epochs": 50, "modelSize": "full"}]})  # fmt: skip
 
     run_label: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     train_ratio: float = Field(default=0.8, gt=0.0, lt=1.0)

@@ -17,8 +17,22 @@ router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operat
 ACTIVE = ("queued", "running")
 
 
+class RunStarted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 12, "url": "https://fabric.example/runs/12", "status": "queued"}]})
+
+    id: int
+    url: str
+    status: str
+
+
 class RunView(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True, json_schema_extra={
+        "examples": [{"id": 12, "label": "weekly", "status": "running", "stage": "training",
+                      "parameters": {"run_label": "weekly", "epochs": 50}, "datasetId": 4, "epoch": 3,
+                      "history": [{"epoch": 2, "loss": 0.0049, "val_loss": 0.0067, "learning_rate": 0.001}],
+                      "resumedFromEpoch": None, "metrics": None, "worker": "cpu@worker-1", "error": None,
+                      "createdAt": "2026-11-21T06:00:00Z", "startedAt": "2026-11-21T06:00:01Z", "finishedAt": None}]
+    })  # fmt: skip
 
     id: int
     label: str
@@ -38,7 +52,12 @@ class RunView(BaseModel):
 
 
 class DatasetView(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True, json_schema_extra={
+        "examples": [{"id": 4, "contentHash": "9f2c...e1", "runLabel": "weekly", "createdAt": "2026-11-21T06:00:02Z",
+                      "featureVersion": "fe-1", "trainRatio": 0.8, "trainCount": 1620, "validationCount": 395,
+                      "manifest": {"counts": {"train": 1620, "validation": 395, "total": 2015},
+                                   "audit": {"duplicate_content_skipped": 3}}}]
+    })  # fmt: skip
 
     id: int
     content_hash: str
@@ -51,7 +70,7 @@ class DatasetView(BaseModel):
     manifest: dict
 
 
-@router.post("/runs", status_code=202, summary="Start a training run",
+@router.post("/runs", status_code=202, response_model=RunStarted, summary="Start a training run",
              responses={409: {"description": "A run is already queued or running"}})  # fmt: skip
 def start_run(parameters: RunParameters, request: Request, response: Response):
     """One run at a time: a request while another is queued or running is refused (409, with
@@ -85,15 +104,15 @@ def get_run(run_id: RowId):
         return RunView.model_validate(get_or_404(session, TrainingRun, run_id, "run"))
 
 
-@router.post("/runs/{run_id}/cancel", status_code=202, summary="Cancel a queued or running run")
-def cancel_run(run_id: RowId):
+@router.post("/runs/{run_id}/cancel", status_code=202, response_model=RunStarted, summary="Cancel a queued or running run")
+def cancel_run(run_id: RowId, request: Request):
     """The worker checks at every stage and after every epoch, and stops there."""
     with session_scope() as session:
         run = get_or_404(session, TrainingRun, run_id, "run")
         if run.status not in ACTIVE:
             raise HTTPException(409, f"run {run_id} is already {run.status}")
         run.status = "cancelled"
-    return {"id": run_id, "status": "cancelled"}
+    return {"id": run_id, "url": str(request.url_for("get_run", run_id=run_id)), "status": "cancelled"}
 
 
 @router.get("/datasets", response_model=list[DatasetView], summary="Built datasets with manifests and audits")
