@@ -21,7 +21,7 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 install: $(VENV)/.installed tests/js/node_modules/.installed
 
 # API on http://127.0.0.1:8000 plus a Celery worker, on SQLite and a filesystem broker in var/.
-run: install
+run: $(VENV)/.installed
 	$(BIN)/fabric serve
 
 # Unit tests on SQLite; integration tests on the real Postgres (127.0.0.1:5432) and Redis

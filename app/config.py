@@ -26,6 +26,8 @@ class Settings(BaseSettings):
         default="filesystem://",
         validation_alias=AliasChoices("CELERY_BROKER_URL", "FABRIC_CELERY_BROKER_URL"),
     )
+    # Where the embedded (filesystem) broker and result backend keep their files.
+    embedded_broker_dir: Path = VAR_DIR / "broker"
     celery_result_backend: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CELERY_RESULT_BACKEND", "FABRIC_CELERY_RESULT_BACKEND"),

@@ -22,7 +22,8 @@ def operator_headers(db, configure, tmp_path) -> dict:
     from app.auth.service import create_token
     from app.database import session_scope
 
-    configure(CELERY_BROKER_URL="filesystem://", FABRIC_ARTIFACTS_DIR=str(tmp_path))
+    configure(CELERY_BROKER_URL="filesystem://", FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
+              FABRIC_ARTIFACTS_DIR=str(tmp_path))  # fmt: skip
     with session_scope() as session:
         token, _ = create_token(session, "fuzzer", "admin")
     return {"Authorization": f"Bearer {token}"}

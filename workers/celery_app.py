@@ -7,11 +7,7 @@ import functools
 
 from celery import Celery
 
-from app.config import VAR_DIR, Settings, get_settings
-
-EMBEDDED_BROKER_DIR = VAR_DIR / "broker"
-EMBEDDED_RESULTS_DIR = VAR_DIR / "results"
-
+from app.config import Settings, get_settings
 
 def create_celery(settings: Settings) -> Celery:
     broker = settings.celery_broker_url
@@ -21,15 +17,12 @@ def create_celery(settings: Settings) -> Celery:
     # running is delivered twice (harmless here: every stage is idempotent and resumes).
     transport_options: dict = {"visibility_timeout": settings.task_visibility_timeout_s}
     if broker.startswith("filesystem://"):
-        EMBEDDED_BROKER_DIR.mkdir(parents=True, exist_ok=True)
-        transport_options |= {
-            "data_folder_in": str(EMBEDDED_BROKER_DIR),
-            "data_folder_out": str(EMBEDDED_BROKER_DIR),
-            "store_processed": False,
-        }
+        queue_dir, results_dir = settings.embedded_broker_dir / "queue", settings.embedded_broker_dir / "results"
+        queue_dir.mkdir(parents=True, exist_ok=True)
+        transport_options |= {"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir), "store_processed": False}
         if backend is None:
-            EMBEDDED_RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            backend = f"file://{EMBEDDED_RESULTS_DIR}"
+            results_dir.mkdir(parents=True, exist_ok=True)
+            backend = f"file://{results_dir}"
 
     celery = Celery("prime_fabric", broker=broker, backend=backend, include=["workers.tasks"])
     celery.conf.update(
