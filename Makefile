@@ -33,5 +33,8 @@ test: install
 bench-ingest: install
 	$(BIN)/python bench/ingest.py
 
+lint: $(VENV)/.installed
+	$(BIN)/ruff check app workers training bench tests migrations
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

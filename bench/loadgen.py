@@ -30,7 +30,7 @@ class LoadResult:
     def per_interval(self, interval_s: float) -> list[tuple[float, float, float]]:
         """(interval start s, completed per second, p99 ms) for each interval of the run."""
         buckets: dict[int, list[float]] = {}
-        for done, latency in zip(self.completed_at_s, self.latencies_s):
+        for done, latency in zip(self.completed_at_s, self.latencies_s, strict=True):
             buckets.setdefault(int(done // interval_s), []).append(latency)
         rows = []
         for index in sorted(buckets):

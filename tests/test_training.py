@@ -19,7 +19,7 @@ from training.train import STATE_FILE, evaluate_against_baselines, train
 def splits() -> tuple[Split, Split]:
     arrays = [from_wire(s) for s in synthetic_snapshots(200, seed=5)]
     features = np.stack([encode_features(a) for a in arrays])
-    targets, masks = (np.stack(x) for x in zip(*(encode_targets(a.ground_truth) for a in arrays)))
+    targets, masks = (np.stack(x) for x in zip(*(encode_targets(a.ground_truth) for a in arrays), strict=True))
     cut = 160
     return Split(features[:cut], targets[:cut], masks[:cut]), Split(features[cut:], targets[cut:], masks[cut:])
 

@@ -89,7 +89,7 @@ def evaluate(targets: np.ndarray, predictions: np.ndarray, masks: np.ndarray, st
     Each snapshot is scored against the stems its ground truth has; silent references (no
     energy at all) cannot be scored and are skipped."""
     values: dict[str, dict[str, list[float]]] = {stem: {m: [] for m in METRICS} for stem in stems}
-    for target, prediction, mask in zip(targets, predictions, masks):
+    for target, prediction, mask in zip(targets, predictions, masks, strict=True):
         present = np.flatnonzero((mask > 0) & (np.abs(target).sum(axis=1) > 0))
         if len(present) == 0:
             continue

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from training.features import STEMS, Split
 from training.metrics import Report, baseline_predictions, evaluate

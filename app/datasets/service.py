@@ -67,7 +67,7 @@ class _ShardWriter:
     def flush(self) -> None:
         if not self.rows:
             return
-        features, targets, masks, ids = zip(*self.rows)
+        features, targets, masks, ids = zip(*self.rows, strict=True)
         name = f"{self.split}-{len(self.files):05d}.npz"
         np.savez(self.directory / name, features=np.stack(features), targets=np.stack(targets),
                  masks=np.stack(masks), ids=np.array(ids, dtype="S16"))  # fmt: skip
