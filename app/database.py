@@ -7,7 +7,7 @@ from annotated_types import Ge, Le
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Connection, MetaData, Table, create_engine, event
+from sqlalchemy import MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -92,9 +92,9 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def dialect_insert(connection: Connection, table: Table):
+def dialect_insert(dialect_name: str, table: Table):
     """The dialect's INSERT, which has `on_conflict_do_nothing`/`on_conflict_do_update`."""
-    return (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(table)
+    return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table)
 
 
 def upgrade_database(url: str | None = None) -> None:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.dataset import seed  # noqa: E402
 from bench.ingest import fresh_database  # noqa: E402
 from bench.loadgen import fixed_requests, run_open_loop  # noqa: E402
+from tests.conftest import reset_caches  # noqa: E402
 from tests.servers import api_process  # noqa: E402
 
 
@@ -57,11 +58,7 @@ def main() -> None:
 
     database_url = fresh_database("fabric_bench_manifest")
     os.environ["DATABASE_URL"] = database_url  # for the in-process stages below
-    from app.config import get_settings
-    from app.database import get_engine, get_sessionmaker
-
-    for cached in (get_settings, get_engine, get_sessionmaker):
-        cached.cache_clear()
+    reset_caches()
     seed(database_url, 120)
     with tempfile.TemporaryDirectory() as artifacts:
         first, second = publish_two_models(Path(artifacts))

@@ -82,7 +82,7 @@ def drop_postgres_database(url: str) -> None:
 def postgres_url() -> Iterator[str]:
     url = create_postgres_database(f"fabric_test_{os.getpid()}")
     yield url
-    _reset_caches()
+    reset_caches()
     drop_postgres_database(url)
 
 
@@ -98,7 +98,8 @@ def database_url(request) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
-def _reset_caches() -> None:
+def reset_caches() -> None:
+    """Drops cached settings, engines and the Celery sender, so the next use reads the environment."""
     if get_engine.cache_info().currsize:
         get_engine().dispose()
     from workers.celery_app import get_sender
@@ -114,11 +115,11 @@ def configure(monkeypatch):
     def apply(**env: str) -> None:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        _reset_caches()
+        reset_caches()
 
     yield apply
     monkeypatch.undo()
-    _reset_caches()
+    reset_caches()
 
 
 @pytest.fixture

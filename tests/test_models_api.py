@@ -47,9 +47,9 @@ def registry(postgres_url, tmp_path_factory):
     mp.setenv("DATABASE_URL", postgres_url)
     mp.setenv("FABRIC_RATE_LIMIT_PER_S", "0")
     mp.setenv("FABRIC_CORS_ALLOWED_ORIGINS", json.dumps([STUDIO_ORIGIN]))
-    from tests.conftest import _reset_caches
+    from tests.conftest import reset_caches
 
-    _reset_caches()
+    reset_caches()
     with session_scope() as session:
         for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot, ApiToken):
             session.execute(delete(table))
@@ -76,7 +76,7 @@ def registry(postgres_url, tmp_path_factory):
     yield {"client": client, "artifacts": artifacts, "runs": run_ids, "models": models, "operator": operator,
            "admin": admin, "revoked": revoked}  # fmt: skip
     mp.undo()
-    _reset_caches()
+    reset_caches()
 
 
 def auth(token: str) -> dict:

@@ -56,7 +56,7 @@ def quarantine(
         "body_excerpt": redact_text(excerpt.decode("utf-8", "replace").replace("\x00", "")),
         "body_truncated": len(body) > max_bytes,
     }
-    statement = dialect_insert(connection, QuarantinedItem.__table__).values(**values)
+    statement = dialect_insert(connection.dialect.name, QuarantinedItem.__table__).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["fingerprint"],
         set_={"occurrences": QuarantinedItem.occurrences + 1, "last_seen_at": func.now()},

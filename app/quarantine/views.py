@@ -1,48 +1,16 @@
 """Operators read what was rejected and why. Token required."""
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from app.auth.dependencies import require
 from app.database import ROW_ID_MAX, RowId, session_scope
 from app.http import get_or_404
 from app.quarantine.models import QuarantinedItem
+from app.quarantine.schemas import QuarantineView
 from app.quarantine.service import list_quarantined
 
 router = APIRouter(tags=["quarantine"], dependencies=[Depends(require("operator"))])
 PREVIEW_CHARS = 2000
-
-
-class QuarantineView(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True, json_schema_extra={
-        "examples": [{"id": 17, "firstSeenAt": "2026-11-21T06:00:00Z", "lastSeenAt": "2026-11-21T06:00:08Z",
-                      "occurrences": 5, "channel": "stem-separation", "origin": "https://studio.example",
-                      "contentType": "application/json", "contentEncoding": None, "httpStatus": 422,
-                      "reasonType": "literal_error",
-                      "reasons": [{"loc": "musicalContext.key", "type": "literal_error", "msg": "Input should be 'C', 'C#', ..."}],
-                      "snapshotId": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2", "itemIndex": 0, "bodySize": 130134,
-                      "bodyExcerpt": "{\"id\": \"c3ee5cb1-...", "bodyTruncated": False}]
-    })  # fmt: skip
-
-    id: int
-    first_seen_at: datetime
-    last_seen_at: datetime
-    occurrences: int
-    channel: str | None
-    origin: str | None
-    content_type: str | None
-    content_encoding: str | None
-    http_status: int
-    reason_type: str
-    reasons: list
-    snapshot_id: str | None
-    item_index: int | None
-    body_size: int
-    body_excerpt: str
-    body_truncated: bool
 
 
 @router.get("/quarantine", response_model=list[QuarantineView], summary="Rejections, newest first (paged)")

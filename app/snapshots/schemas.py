@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+
+from app.wire import CamelModel
 
 STEM_NAMES = ("vocals", "drums", "bass", "harmonic", "perc", "sub")
 FEATURE_STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
@@ -42,12 +43,10 @@ FeatureStream = Annotated[list[ArrayValue | None], Field(max_length=MAX_FEATURE_
 GroundTruthStem = Annotated[list[ArrayValue | None], Field(max_length=MAX_GROUND_TRUTH_VALUES)]
 
 
-class WireModel(BaseModel):
+class WireModel(CamelModel):
     # strict: JSON `true` or "1.0" is not a number. Unknown fields are dropped (and recorded
     # by the sanitiser), so a newer Studio that adds a field is not locked out.
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, strict=True, extra="ignore", frozen=True
-    )
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
 class OriginalAudio(WireModel):
@@ -155,9 +154,7 @@ class Reason(BaseModel):
     msg: str
 
 
-class SnapshotResult(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
+class SnapshotResult(CamelModel):
     index: int = Field(description="Position of the snapshot in the request (0 for a single one)")
     id: str | None = Field(description="The snapshot id, when one could be read")
     status: IngestStatus
@@ -167,8 +164,8 @@ class SnapshotResult(BaseModel):
     quarantine_id: int | None = None
 
 
-class IngestResponse(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={"examples": [{
+class IngestResponse(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "channel": "stem-separation",
         "results": [{"index": 0, "id": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2", "status": "stored", "httpStatus": 201,
                      "reasons": [], "rulesFired": {"transients_summarised": 200}}],
@@ -178,8 +175,8 @@ class IngestResponse(BaseModel):
     results: list[SnapshotResult]
 
 
-class ErrorResponse(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={
+class ErrorResponse(CamelModel):
+    model_config = ConfigDict(json_schema_extra={
         "examples": [{"detail": "body is not valid JSON: unexpected end of data: line 1 column 6 (char 5)", "quarantineId": 17}]
     })  # fmt: skip
 

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.config import Settings
+from app.database import dialect_insert
 from app.quarantine.service import RequestContext, quarantine
 from app.snapshots import models
 from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix
@@ -158,8 +158,7 @@ def _insert_once(dialect: str):
     """INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row back means it is new.
     Built once per dialect and given rows as parameters, so the hot path never rebuilds it."""
     table = models.Snapshot.__table__
-    dml = postgresql if dialect == "postgresql" else sqlite
-    return dml.insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+    return dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
 
 
 def _quarantine_item(

@@ -2,15 +2,12 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
+
+from app.wire import CamelModel
 
 
-class WireModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class WeightFile(WireModel):
+class WeightFile(CamelModel):
     path: str
     url: str
     size: int
@@ -18,10 +15,10 @@ class WeightFile(WireModel):
     integrity: str = Field(description="Subresource Integrity string for fetch(..., {integrity})")
 
 
-class LatestManifest(WireModel):
+class LatestManifest(CamelModel):
     """Everything Studio needs to fetch, check and run the latest model."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={"examples": [{
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "channel": "stem-separation", "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z",
         "modelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
         "float16ModelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float16/model.json",
@@ -46,8 +43,8 @@ class LatestManifest(WireModel):
     metrics: dict = Field(description="Validation medians: sdr, sir, sar (dB) and Studio's score (mean)")
 
 
-class ModelSummary(WireModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={"examples": [{
+class ModelSummary(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": 3, "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z", "runId": 12, "decision": "published",
         "reason": "beats both baselines (median SDR 3.25 dB, score 0.641); no champion yet", "isLatest": True,
         "metrics": {"sdr": 3.25, "sir": 3.92, "sar": 13.68, "score": 0.641},
@@ -63,8 +60,8 @@ class ModelSummary(WireModel):
     metrics: dict
 
 
-class PromotionRecord(WireModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, json_schema_extra={"examples": [{
+class PromotionRecord(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
         "modelId": 3, "promotedAt": "2026-11-21T06:20:00Z", "promotedBy": "token:2:alice", "reason": "rollback from model 4",
     }]})  # fmt: skip
 
@@ -74,8 +71,7 @@ class PromotionRecord(WireModel):
     reason: str
 
 
-class PromoteRequest(WireModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
-                              json_schema_extra={"examples": [{"reason": "better on last week's data"}]})  # fmt: skip
+class PromoteRequest(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "better on last week's data"}]})
 
     reason: str = Field(default="promoted by an operator", max_length=1000)

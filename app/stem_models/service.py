@@ -30,7 +30,15 @@ def current_champion(session: Session) -> StemModel | None:
     return session.get(StemModel, promotion.model_id) if promotion else None
 
 
-def _headline(report: dict) -> tuple[float, float]:
+def headline(report: dict) -> dict[str, float]:
+    """A report's figures that decide and that Studio shows: median SDR, SIR, SAR (dB) and mean score."""
+    overall = report["overall"]
+    return {"sdr": overall["sdr"]["median"], "sir": overall["sir"]["median"],
+            "sar": overall["sar"]["median"], "score": overall["score"]["mean"]}  # fmt: skip
+
+
+def _sdr_and_score(report: dict) -> tuple[float, float]:
+    """The two figures the gate decides on."""
     overall = report["overall"]
     return overall["sdr"]["median"], overall["score"]["mean"]
 
@@ -38,16 +46,16 @@ def _headline(report: dict) -> tuple[float, float]:
 def gate(metrics: dict, candidate_on_champion_data: dict | None, champion_on_its_data: dict | None) -> tuple[bool, str]:
     """(publish?, why), from the candidate's metrics beside the baselines and, when there is a
     champion, both models' metrics on the champion's validation data."""
-    sdr, score = _headline(metrics["model"])
+    sdr, score = _sdr_and_score(metrics["model"])
     for baseline in ("zeros", "train_mean"):
-        base_sdr, base_score = _headline(metrics[baseline])
+        base_sdr, base_score = _sdr_and_score(metrics[baseline])
         if not (sdr > base_sdr and score > base_score):
             return False, (f"does not beat the {baseline} baseline: median SDR {sdr:.2f} vs {base_sdr:.2f} dB, "
                            f"score {score:.3f} vs {base_score:.3f}")  # fmt: skip
     if candidate_on_champion_data is None:
         return True, f"beats both baselines (median SDR {sdr:.2f} dB, score {score:.3f}); no champion yet"
-    cand_sdr, cand_score = _headline(candidate_on_champion_data)
-    champ_sdr, champ_score = _headline(champion_on_its_data)
+    cand_sdr, cand_score = _sdr_and_score(candidate_on_champion_data)
+    champ_sdr, champ_score = _sdr_and_score(champion_on_its_data)
     if cand_sdr > champ_sdr and cand_score > champ_score:
         return True, (f"beats the champion on its validation data: median SDR {cand_sdr:.2f} vs {champ_sdr:.2f} dB, "
                       f"score {cand_score:.3f} vs {champ_score:.3f}")  # fmt: skip

@@ -21,12 +21,6 @@ router = APIRouter(tags=["models"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def _headline(metrics: dict) -> dict:
-    overall = metrics["model"]["overall"]
-    return {"sdr": overall["sdr"]["median"], "sir": overall["sir"]["median"],
-            "sar": overall["sar"]["median"], "score": overall["score"]["mean"]}  # fmt: skip
-
-
 @router.get("/models/latest", response_model=LatestManifest, summary="The latest weights for Studio",
             responses={304: {"description": "Not modified (If-None-Match)"}, 404: {"description": "Nothing published"}})  # fmt: skip
 async def latest(request: Request, channel: str = "stem-separation"):
@@ -78,7 +72,7 @@ def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
         float16_model_json_url=base + manifest["model_json"]["float16"],
         files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
         stems=manifest["stems"], input=manifest["input"], output=manifest["output"],
-        feature_version=manifest["feature_version"], metrics=_headline(manifest["metrics"]),
+        feature_version=manifest["feature_version"], metrics=service.headline(manifest["metrics"]["model"]),
     )  # fmt: skip
     payload = body.model_dump_json(by_alias=True)
     return payload, '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
@@ -109,7 +103,7 @@ def list_models(_: ApiToken = Depends(require("operator"))):
         return [
             ModelSummary(id=m.id, version=m.version, created_at=m.created_at, run_id=m.run_id, decision=m.decision,
                          reason=m.reason, is_latest=champion is not None and m.id == champion.id,
-                         metrics=_headline(m.manifest["metrics"]))  # fmt: skip
+                         metrics=service.headline(m.manifest["metrics"]["model"]))  # fmt: skip
             for m in session.scalars(select(StemModel).order_by(StemModel.id.desc()))
         ]
 

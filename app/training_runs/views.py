@@ -1,8 +1,6 @@
 """Operators start, follow and cancel training runs, and read datasets. Token required."""
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 from sqlalchemy import select
 
 from app.auth.dependencies import require
@@ -10,64 +8,11 @@ from app.database import ROW_ID_MAX, RowId, session_scope
 from app.http import get_or_404
 from app.datasets.models import Dataset
 from app.training_runs.models import TrainingRun
-from app.training_runs.schemas import RunParameters
+from app.training_runs.schemas import DatasetView, RunParameters, RunStarted, RunView
 from app.training_runs.service import create_run
 
 router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operator"))])
 ACTIVE = ("queued", "running")
-
-
-class RunStarted(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 12, "url": "https://fabric.example/runs/12", "status": "queued"}]})
-
-    id: int
-    url: str
-    status: str
-
-
-class RunView(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True, json_schema_extra={
-        "examples": [{"id": 12, "label": "weekly", "status": "running", "stage": "training",
-                      "parameters": {"run_label": "weekly", "epochs": 50}, "datasetId": 4, "epoch": 3,
-                      "history": [{"epoch": 2, "loss": 0.0049, "val_loss": 0.0067, "learning_rate": 0.001}],
-                      "resumedFromEpoch": None, "metrics": None, "worker": "cpu@worker-1", "error": None,
-                      "createdAt": "2026-11-21T06:00:00Z", "startedAt": "2026-11-21T06:00:01Z", "finishedAt": None}]
-    })  # fmt: skip
-
-    id: int
-    label: str
-    status: str
-    stage: str
-    parameters: dict
-    dataset_id: int | None
-    epoch: int | None
-    history: list
-    resumed_from_epoch: int | None
-    metrics: dict | None
-    worker: str | None
-    error: str | None
-    created_at: object
-    started_at: object | None
-    finished_at: object | None
-
-
-class DatasetView(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True, json_schema_extra={
-        "examples": [{"id": 4, "contentHash": "9f2c...e1", "runLabel": "weekly", "createdAt": "2026-11-21T06:00:02Z",
-                      "featureVersion": "fe-1", "trainRatio": 0.8, "trainCount": 1620, "validationCount": 395,
-                      "manifest": {"counts": {"train": 1620, "validation": 395, "total": 2015},
-                                   "audit": {"duplicate_content_skipped": 3}}}]
-    })  # fmt: skip
-
-    id: int
-    content_hash: str
-    run_label: str
-    created_at: object
-    feature_version: str
-    train_ratio: float
-    train_count: int
-    validation_count: int
-    manifest: dict
 
 
 @router.post("/runs", status_code=202, response_model=RunStarted, summary="Start a training run",
