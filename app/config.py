@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # How much of a rejected body the quarantine keeps (a whole Studio snapshot fits).
     quarantine_body_max_bytes: int = 256 * 1024
 
+    # The admin dashboard's login session. Its cookie is Secure whenever the request came over
+    # TLS (behind a proxy: run uvicorn with --proxy-headers); set this to force it.
+    dashboard_session_ttl_s: int = 8 * 3600
+    dashboard_cookie_secure: bool = False
+
     log_level: str = "info"
 
 

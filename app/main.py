@@ -14,8 +14,10 @@ from sqlalchemy import text
 from app.config import Settings, get_settings
 from app.database import get_engine
 from app.limits import BodySizeLimitMiddleware, BodyTooLarge, RateLimitMiddleware, body_too_large_handler
+from app.dashboard import views as dashboard_views
 from app.snapshots import views as snapshot_views
 from app.quarantine import views as quarantine_views
+from app.stats import views as stats_views
 from app.stem_models import views as model_views
 from app.training_runs import views as run_views
 from app.snapshots.schemas import Snapshot
@@ -47,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(model_views.router)
     app.include_router(run_views.router)
     app.include_router(quarantine_views.router)
+    app.include_router(stats_views.router)
+    dashboard_views.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and database reachability",
              responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})  # fmt: skip

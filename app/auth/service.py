@@ -1,13 +1,13 @@
-"""Creating, checking and revoking bearer tokens."""
+"""Creating, checking and revoking bearer tokens, and the dashboard sessions they open."""
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.auth.models import ROLES, ApiToken
+from app.auth.models import ROLES, AdminSession, ApiToken
 
 TOKEN_PREFIX = "pf_"
 
@@ -44,3 +44,39 @@ def revoke_token(session: Session, token_id: int) -> bool:
     row.revoked_at = datetime.now(UTC)
     session.commit()
     return True
+
+
+def start_session(session: Session, token: ApiToken, ttl_s: int) -> tuple[str, AdminSession]:
+    """A dashboard session for a live admin token: (the cookie value, its row). Commits, and
+    clears sessions that have expired."""
+    now = datetime.now(UTC)
+    session.execute(delete(AdminSession).where(AdminSession.expires_at < now))
+    cookie = secrets.token_urlsafe(32)
+    row = AdminSession(session_hash=hash_token(cookie), token_id=token.id, csrf_token=secrets.token_urlsafe(32),
+                       expires_at=now + timedelta(seconds=ttl_s))  # fmt: skip
+    session.add(row)
+    session.commit()
+    return cookie, row
+
+
+def resolve_session(session: Session, cookie: str) -> tuple[AdminSession, ApiToken] | None:
+    """The live session this cookie names and its token, or None (unknown, expired, logged out,
+    or its token revoked)."""
+    found = session.execute(
+        select(AdminSession, ApiToken)
+        .join(ApiToken, ApiToken.id == AdminSession.token_id)
+        .where(AdminSession.session_hash == hash_token(cookie), ApiToken.revoked_at.is_(None))
+    ).first()
+    if found is None or _aware(found[0].expires_at) <= datetime.now(UTC):
+        return None
+    return found[0], found[1]
+
+
+def end_session(session: Session, cookie: str) -> None:
+    session.execute(delete(AdminSession).where(AdminSession.session_hash == hash_token(cookie)))
+    session.commit()
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; they were written in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
