@@ -18,7 +18,14 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed tests/js/node_modules/.installed
+# Debian's Chromium (and a font) for the dashboard's browser tests; skipped once installed.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+
+install: $(VENV)/.installed tests/js/node_modules/.installed $(CHROMIUM)
 
 # API on http://127.0.0.1:8000 plus a Celery worker, on SQLite and a filesystem broker in var/.
 run: $(VENV)/.installed

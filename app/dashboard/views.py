@@ -131,20 +131,31 @@ def logout(request: Request, _login=Depends(checked_form)):
 
 def filters(
     range_name: stats.RangeName = Query("all", alias="range"),
-    since: date | None = Query(None),
-    until: date | None = Query(None),
-    channel: str | None = Query(None, max_length=64),
+    since: str = Query("", max_length=32),
+    until: str = Query("", max_length=32),
+    channel: str = Query("", max_length=64),
 ) -> dict:
-    """The page's filter form: a named range or whole UTC days (`until` inclusive)."""
+    """The page's filter form: a named range, or whole UTC days (`until` inclusive). Browsers
+    send empty date fields as "", and a mistyped date is said on the page, not a 422."""
+    errors = []
+
+    def day(value: str, name: str) -> date | None:
+        try:
+            return date.fromisoformat(value) if value else None
+        except ValueError:
+            errors.append(f"“{value}” is not a date (YYYY-MM-DD); {name} is ignored.")
+            return None
+
+    first, last = day(since, "From"), day(until, "To")
     window = stats.window_for(
         range_name,
-        datetime.combine(since, time(), UTC) if since else None,
-        datetime.combine(until, time(), UTC) + timedelta(days=1) if until else None,
+        datetime.combine(first, time(), UTC) if first else None,
+        datetime.combine(last, time(), UTC) + timedelta(days=1) if last else None,
         channel,
     )
-    raw = {"range": range_name, "since": since.isoformat() if since else "",
-           "until": until.isoformat() if until else "", "channel": channel or ""}  # fmt: skip
-    return {"window": window, "raw": raw, "query": urlencode({k: v for k, v in raw.items() if v})}
+    raw = {"range": range_name, "since": first.isoformat() if first else "",
+           "until": last.isoformat() if last else "", "channel": channel}  # fmt: skip
+    return {"window": window, "raw": raw, "errors": errors, "query": urlencode({k: v for k, v in raw.items() if v})}
 
 
 @router.get("")
