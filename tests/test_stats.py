@@ -145,7 +145,7 @@ def test_distributions_count_what_was_seeded(seeded, name):
 
     def bucket(n: int) -> str:
         return next(label for upper, label in [(1, "0"), (100, "1–99"), (250, "100–249"), (500, "250–499"),
-                                               (750, "500–749"), (1000, "750–999")] if n < upper) if n < 1000 else "1000"  # fmt: skip
+                                               (750, "500–749"), (1000, "750–999")] if n < upper) if n < 1000 else "≥1000"  # fmt: skip
 
     for stream in ("spectral", "stereo", "energy"):
         assert lengths[stream] == tally(bucket(len(s["quantumFeatures"][stream])) for s in chosen)

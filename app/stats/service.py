@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, Integer, case, cast, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from app.datasets.models import Dataset
@@ -33,7 +33,7 @@ STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BPM_EDGES = (0, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 200)
 DURATION_EDGES_S = (0, 15, 30, 60, 120, 180, 240, 300, 420, 600, 1200)
-# Studio keeps at most 1000 values per stream: "1000" means it downsampled a long track.
+# Studio keeps at most 1000 values per stream: "≥1000" means it downsampled a long track.
 STREAM_LENGTH_EDGES = (0, 1, 100, 250, 500, 750, 1000)
 
 
@@ -177,7 +177,8 @@ def _per_hour(session: Session, window: StatsWindow, now: datetime) -> list[Coun
     end = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=24)
     hour = _time_bucket(session, Snapshot.received_at, "hour")
-    last_day = StatsWindow(since=max(start, window.since) if window.since else start, until=end, channel=window.channel)
+    last_day = StatsWindow(since=max(start, window.since) if window.since else start,
+                           until=min(end, window.until) if window.until else end, channel=window.channel)  # fmt: skip
     counts = dict(session.execute(select(hour, func.count()).where(*_snapshot_conditions(last_day)).group_by(hour)).all())
     hours = [(start + timedelta(hours=i)).strftime("%Y-%m-%d %H") for i in range(24)]
     return [Count(label=h, count=counts.get(h, 0)) for h in hours]
@@ -206,18 +207,22 @@ def _histogram(session: Session, column: ColumnElement, edges: Sequence[float],
 
 
 def _stream_lengths(session: Session, where: list[ColumnElement[bool]]) -> list[StreamLengths]:
-    """One scan for all streams: blob bytes / 4 = float32 values. Postgres reads the length
-    from the TOAST pointer, so the blobs themselves are not read."""
-    labels = ["0", "1–99", "100–249", "250–499", "500–749", "750–999", "1000"]
-    columns = []
-    for stream in STREAMS:
-        values = cast(func.length(getattr(Snapshot, stream)) / 4, Integer)
-        bins = _bin_index(values, STREAM_LENGTH_EDGES)
-        columns += [func.count().filter(bins == i) for i in range(len(labels))]
-    row = session.execute(select(*columns).select_from(Snapshot).where(*where)).one()
+    """One scan for all streams: each stream's length (blob bytes / 4 = float32 values) is
+    computed once per row, then counted per bin. Postgres reads a length from the TOAST
+    pointer, so the blobs themselves are not read."""
+    labels = ["0", "1–99", "100–249", "250–499", "500–749", "750–999", "≥1000"]
+    lengths = select(*[(func.length(getattr(Snapshot, stream)) / 4).label(stream) for stream in STREAMS])
+    lengths = lengths.select_from(Snapshot).where(*where).subquery()
+    bounds = [*STREAM_LENGTH_EDGES, None]
+    columns = [
+        func.count().filter(lengths.c[stream] >= low, *([lengths.c[stream] < high] if high is not None else []))
+        for stream in STREAMS
+        for low, high in zip(bounds, bounds[1:], strict=False)
+    ]
+    row = session.execute(select(*columns)).one()
+    bins = len(labels)
     return [
-        StreamLengths(stream=stream, buckets=[Count(label=label, count=row[s * len(labels) + i])
-                                              for i, label in enumerate(labels)])  # fmt: skip
+        StreamLengths(stream=stream, buckets=[Count(label=label, count=row[s * bins + i]) for i, label in enumerate(labels)])
         for s, stream in enumerate(STREAMS)
     ]
 

@@ -1,0 +1,1 @@
+"""Prime Fabric: the service that takes Studio's stem-separation snapshots."""

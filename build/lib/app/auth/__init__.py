@@ -1,0 +1,1 @@
+"""API tokens: created by the `fabric token` command, shown once, stored as a hash."""

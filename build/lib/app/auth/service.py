@@ -1,0 +1,82 @@
+"""Creating, checking and revoking bearer tokens, and the dashboard sessions they open."""
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import ROLES, AdminSession, ApiToken
+
+TOKEN_PREFIX = "pf_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str, role: str) -> tuple[str, ApiToken]:
+    """A new token: (the token itself, to show once; its stored row). Commits."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(name=name, role=role, token_hash=hash_token(token))
+    session.add(row)
+    session.commit()
+    return token, row
+
+
+def authenticate(session: Session, token: str) -> ApiToken | None:
+    """The live token row for this token, or None (unknown or revoked)."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    return row if row is not None and row.revoked_at is None else None
+
+
+def allows(token: ApiToken, role: str) -> bool:
+    return ROLES.index(token.role) >= ROLES.index(role)
+
+
+def revoke_token(session: Session, token_id: int) -> bool:
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = datetime.now(UTC)
+    session.commit()
+    return True
+
+
+def start_session(session: Session, token: ApiToken, ttl_s: int) -> tuple[str, AdminSession]:
+    """A dashboard session for a live admin token: (the cookie value, its row). Commits, and
+    clears sessions that have expired."""
+    now = datetime.now(UTC)
+    session.execute(delete(AdminSession).where(AdminSession.expires_at < now))
+    cookie = secrets.token_urlsafe(32)
+    row = AdminSession(session_hash=hash_token(cookie), token_id=token.id, csrf_token=secrets.token_urlsafe(32),
+                       expires_at=now + timedelta(seconds=ttl_s))  # fmt: skip
+    session.add(row)
+    session.commit()
+    return cookie, row
+
+
+def resolve_session(session: Session, cookie: str) -> tuple[AdminSession, ApiToken] | None:
+    """The live session this cookie names and its token, or None (unknown, expired, logged out,
+    or its token revoked)."""
+    found = session.execute(
+        select(AdminSession, ApiToken)
+        .join(ApiToken, ApiToken.id == AdminSession.token_id)
+        .where(AdminSession.session_hash == hash_token(cookie), ApiToken.revoked_at.is_(None))
+    ).first()
+    if found is None or _aware(found[0].expires_at) <= datetime.now(UTC):
+        return None
+    return found[0], found[1]
+
+
+def end_session(session: Session, cookie: str) -> None:
+    session.execute(delete(AdminSession).where(AdminSession.session_hash == hash_token(cookie)))
+    session.commit()
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; they were written in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

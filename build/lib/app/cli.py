@@ -1,0 +1,324 @@
+"""`fabric`: the operator's command line."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import get_settings
+
+cli = typer.Typer(help="Prime Fabric: ingest Studio snapshots, train and publish the stem model.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema (Alembic).", no_args_is_help=True)
+quarantine_cli = typer.Typer(help="Rejected snapshots and requests, with reasons.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(quarantine_cli, name="quarantine")
+token_cli = typer.Typer(help="API tokens for operators and admins.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "snapshot.schema.json"
+
+
+@cli.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_workers: Annotated[int, typer.Option(help="API processes")] = 1,
+    worker: Annotated[bool, typer.Option(help="Also start a Celery worker process")] = True,
+) -> None:
+    """Migrate the database, then run the API (uvicorn) and a Celery worker until Ctrl-C."""
+    import uvicorn
+
+    from app.database import upgrade_database
+
+    settings = get_settings()
+    upgrade_database()
+    worker_process = None
+    if worker:
+        worker_process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+             "--queues", settings.worker_kind, "--hostname", f"{settings.worker_kind}@%h",
+             "--concurrency", "1", "--loglevel", settings.log_level.upper()]
+        )  # fmt: skip
+    try:
+        typer.echo(f"Prime Fabric on http://{host}:{port}  (Studio's export URL: http://{host}:{port}/stem-separation)")
+        uvicorn.run("app.main:app", host=host, port=port, workers=api_workers, log_level=settings.log_level)
+    finally:
+        if worker_process is not None:
+            worker_process.send_signal(signal.SIGTERM)
+            worker_process.wait(timeout=30)
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration to DATABASE_URL."""
+    from app.database import upgrade_database
+
+    upgrade_database()
+    typer.echo("database is at the newest revision")
+
+
+@cli.command()
+def schema(check: Annotated[bool, typer.Option(help="Fail if the file is out of date")] = False) -> None:
+    """Write the snapshot's JSON Schema to schemas/snapshot.schema.json."""
+    from app.snapshots.schemas import Snapshot
+
+    text = json.dumps(Snapshot.model_json_schema(by_alias=True), indent=2, sort_keys=True) + "\n"
+    if check:
+        if not SCHEMA_PATH.exists() or SCHEMA_PATH.read_text() != text:
+            typer.echo(f"{SCHEMA_PATH} is out of date: run `fabric schema`", err=True)
+            raise typer.Exit(1)
+        return
+    SCHEMA_PATH.write_text(text)
+    typer.echo(f"wrote {SCHEMA_PATH}")
+
+
+@quarantine_cli.command("list")
+def quarantine_list(
+    reason: Annotated[str | None, typer.Option(help="reason type, e.g. validation, malformed_json")] = None,
+    status: Annotated[int | None, typer.Option(help="HTTP status answered")] = None,
+    limit: int = 20,
+    before: Annotated[int | None, typer.Option(help="page on: show ids below this")] = None,
+) -> None:
+    """The newest rejections, one line each."""
+    from app.database import session_scope
+    from app.quarantine.service import list_quarantined
+
+    with session_scope() as session:
+        for item in list_quarantined(session, reason_type=reason, http_status=status, limit=limit, before_id=before):
+            first = item.reasons[0] if item.reasons else {}
+            typer.echo(
+                f"{item.id:>6}  {item.last_seen_at:%Y-%m-%d %H:%M:%S}  x{item.occurrences:<3} {item.http_status}"
+                f"  {item.reason_type:<24} {first.get('loc', '')}: {first.get('msg', '')[:100]}"
+            )
+
+
+@quarantine_cli.command("show")
+def quarantine_show(item_id: int) -> None:
+    """One rejection: every reason and the kept (redacted) body."""
+    from app.database import session_scope
+    from app.quarantine.models import QuarantinedItem
+
+    with session_scope() as session:
+        item = session.get(QuarantinedItem, item_id)
+        if item is None:
+            typer.echo(f"no quarantined item {item_id}", err=True)
+            raise typer.Exit(1)
+        typer.echo(json.dumps(
+            {c.name: getattr(item, c.name) for c in QuarantinedItem.__table__.columns if c.name != "body_excerpt"},
+            indent=2, default=str,
+        ))  # fmt: skip
+        typer.echo(item.body_excerpt)
+
+
+@cli.command()
+def synth(
+    count: Annotated[int, typer.Option(help="How many snapshots")] = 100,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="Write JSONL here")] = None,
+    post: Annotated[str | None, typer.Option(help="POST each to this export URL instead")] = None,
+) -> None:
+    """Synthetic Studio snapshots with ground truth (demo data)."""
+    import httpx
+    from rich.progress import track
+
+    from training.synthetic import synthetic_snapshot
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    sink = out.open("w") if out else None
+    with httpx.Client(timeout=30) as client:
+        for _ in track(range(count), description="synthesising"):
+            snapshot = synthetic_snapshot(rng)
+            if post:
+                response = client.post(post, json=snapshot, headers={"X-Prime-Fabric-Channel": "stem-separation"})
+                response.raise_for_status()
+            if sink:
+                sink.write(json.dumps(snapshot) + "\n")
+    if sink:
+        sink.close()
+
+
+@cli.command()
+def sanitize(
+    files: Annotated[list[Path], typer.Argument(help="Snapshot files: JSON (one or an array) or JSONL")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL of results, one per snapshot")],
+) -> None:
+    """Validate and sanitise snapshots offline, exactly as ingest does; no database."""
+    from app.quarantine.service import RequestContext
+    from app.snapshots.service import Accepted, prepare_request
+
+    settings = get_settings()
+    accepted = rejected = 0
+    with out.open("w") as sink:
+        for path in files:
+            context = RequestContext("stem-separation", None, "application/json", None)
+            prepared = prepare_request(path.read_bytes(), context, settings)
+            if prepared.error:
+                typer.echo(f"{path}: {prepared.error.detail}", err=True)
+                rejected += 1
+                continue
+            for item in prepared.items:
+                if isinstance(item, Accepted):
+                    accepted += 1
+                    row = {k: v for k, v in item.clean.row.items() if not isinstance(v, bytes | None)}
+                    sink.write(json.dumps({"id": str(item.snapshot_id), "status": "accepted",
+                                           "rulesFired": item.clean.rules_fired, "stored": row}, default=str) + "\n")  # fmt: skip
+                else:
+                    rejected += 1
+                    sink.write(json.dumps({"id": item.snapshot_id, "status": "rejected",
+                                           "reasons": [r.model_dump() for r in item.reasons]}) + "\n")  # fmt: skip
+    typer.echo(f"{accepted} accepted, {rejected} rejected -> {out}")
+
+
+@cli.command()
+def dataset(
+    output_dir: Annotated[Path, typer.Option("--outputDir")] = Path("var/artifacts/datasets"),
+    run_label: Annotated[str, typer.Option("--runLabel")] = "manual",
+    train_ratio: Annotated[float, typer.Option("--trainRatio")] = 0.8,
+) -> None:
+    """Build a dataset from the stored snapshots with ground truth (DATABASE_URL)."""
+    from app.database import session_scope
+    from app.datasets.service import build_dataset
+
+    with session_scope() as session:
+        built = build_dataset(session, output_dir, run_label, train_ratio)
+        typer.echo(json.dumps({"path": built.path, "hash": built.content_hash, **built.manifest["counts"],
+                               "audit": built.manifest["audit"]}, indent=2))  # fmt: skip
+
+
+@cli.command()
+def train(
+    dataset_dir: Annotated[Path, typer.Option("--datasetDir")],
+    output_dir: Annotated[Path, typer.Option("--outputDir")],
+    epochs: Annotated[int, typer.Option("--epochs")] = 50,
+    batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
+    learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
+    model_size: Annotated[str, typer.Option("--modelSize", help="full or tiny")] = "full",
+) -> None:
+    """Train on a built dataset; resumes if --outputDir holds a checkpoint."""
+    import dataclasses
+
+    from rich.progress import Progress
+
+    from app.datasets.service import load_split
+    from training.model import TINY, ModelConfig
+    from training.train import train as run_training
+
+    base = TINY if model_size == "tiny" else ModelConfig()
+    config = dataclasses.replace(base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    with Progress() as progress:
+        bar = progress.add_task("training", total=epochs)
+
+        def on_epoch(p) -> None:
+            progress.update(bar, completed=p.epoch + 1, description=f"epoch {p.epoch + 1} loss {p.loss:.5f} val {p.val_loss:.5f}")
+
+        result = run_training(load_split(dataset_dir, "train"), load_split(dataset_dir, "validation"), config,
+                              output_dir, on_epoch=on_epoch)  # fmt: skip
+    typer.echo(f"{result.epochs_run} epochs{' (stopped early)' if result.stopped_early else ''}; checkpoints in {output_dir}")
+
+
+@cli.command()
+def evaluate(
+    dataset_dir: Annotated[Path, typer.Option("--datasetDir")],
+    model_dir: Annotated[Path, typer.Option("--modelDir")],
+) -> None:
+    """Metrics of a trained model beside the baselines, on the dataset's validation split."""
+    from app.datasets.service import load_split
+    from training.train import evaluate_against_baselines, load_best_model
+
+    model = load_best_model(model_dir)
+    reports = evaluate_against_baselines(model, load_split(dataset_dir, "train"), load_split(dataset_dir, "validation"))
+    typer.echo(f"{'':12}{'SDR mean/median':>18}{'SIR median':>12}{'SAR median':>12}{'score mean':>12}")
+    for name, report in reports.items():
+        o = report.overall
+        typer.echo(f"{name:12}{o['sdr']['mean']:>9.2f}/{o['sdr']['median']:<8.2f}{o['sir']['median']:>12.2f}"
+                   f"{o['sar']['median']:>12.2f}{o['score']['mean']:>12.3f}")  # fmt: skip
+
+
+@cli.command()
+def run(
+    run_label: Annotated[str, typer.Option("--runLabel")] = "run",
+    train_ratio: Annotated[float, typer.Option("--trainRatio")] = 0.8,
+    epochs: Annotated[int, typer.Option("--epochs")] = 50,
+    batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
+    learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
+    model_size: Annotated[str, typer.Option("--modelSize")] = "full",
+    wait: Annotated[bool, typer.Option(help="Follow the run until it ends")] = True,
+) -> None:
+    """All of it: create a run and have the workers build, train and evaluate."""
+    import time
+
+    from app.database import session_scope
+    from app.training_runs.models import TrainingRun
+    from app.training_runs.schemas import RunParameters
+    from app.training_runs.service import create_run
+    from workers.tasks import pipeline
+
+    parameters = RunParameters(run_label=run_label, train_ratio=train_ratio, epochs=epochs, batch_size=batch_size,
+                               learning_rate=learning_rate, model_size=model_size)  # fmt: skip
+    with session_scope() as session:
+        run_id = create_run(session, parameters).id
+    pipeline(run_id).apply_async()
+    typer.echo(f"run {run_id} queued")
+    while wait:
+        time.sleep(1)
+        with session_scope() as session:
+            current = session.get(TrainingRun, run_id)
+            typer.echo(f"\r{current.status:10} {current.stage:11} epoch {current.epoch or 0}/{epochs}", nl=False)
+            if current.status in ("succeeded", "failed", "cancelled"):
+                typer.echo(f"\n{current.error or ''}")
+                if current.metrics:
+                    for name, report in current.metrics.items():
+                        o = report["overall"]
+                        typer.echo(f"{name:12} SDR median {o['sdr']['median']:7.2f}  score {o['score']['mean']:.3f}")
+                break
+
+
+@token_cli.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what it is for")],
+    role: Annotated[str, typer.Option(help="operator or admin")] = "operator",
+) -> None:
+    """Create a token. It is shown once; only its hash is stored."""
+    from app.auth.service import create_token
+    from app.database import session_scope
+
+    with session_scope() as session:
+        token, row = create_token(session, name, role)
+        typer.echo(f"token {row.id} ({row.role}, {row.name}); keep it now, it is not shown again:\n{token}")
+
+
+@token_cli.command("list")
+def token_list() -> None:
+    """Tokens, without their secrets."""
+    from sqlalchemy import select
+
+    from app.auth.models import ApiToken
+    from app.database import session_scope
+
+    with session_scope() as session:
+        for row in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+            typer.echo(f"{row.id:>4}  {row.role:9} {state:24} {row.name}")
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    from app.auth.service import revoke_token
+    from app.database import session_scope
+
+    with session_scope() as session:
+        if not revoke_token(session, token_id):
+            typer.echo(f"no active token {token_id}", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"token {token_id} revoked")
+
+
+def main() -> None:
+    cli()

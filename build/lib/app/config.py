@@ -1,0 +1,71 @@
+"""The one settings object. Every value can be set from the environment (prefix `FABRIC_`,
+except the conventional `DATABASE_URL`, `CELERY_BROKER_URL` and `CELERY_RESULT_BACKEND`)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The embedded default keeps its state here, so `make run` needs no servers.
+VAR_DIR = Path(__file__).resolve().parent.parent / "var"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FABRIC_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{VAR_DIR / 'fabric.sqlite3'}",
+        validation_alias=AliasChoices("DATABASE_URL", "FABRIC_DATABASE_URL"),
+    )
+    # Connections kept per API/worker process; Postgres only (SQLite uses one file).
+    database_pool_size: int = 10
+
+    # The embedded broker is a folder on disk (kombu's filesystem transport).
+    celery_broker_url: str = Field(
+        default="filesystem://",
+        validation_alias=AliasChoices("CELERY_BROKER_URL", "FABRIC_CELERY_BROKER_URL"),
+    )
+    # Where the embedded (filesystem) broker and result backend keep their files.
+    embedded_broker_dir: Path = VAR_DIR / "broker"
+    celery_result_backend: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CELERY_RESULT_BACKEND", "FABRIC_CELERY_RESULT_BACKEND"),
+    )
+    # Which kind of worker this process is ("cpu" or "gpu"): the same code, other queues.
+    worker_kind: str = "cpu"
+    task_visibility_timeout_s: int = 6 * 3600
+    # Where training runs go: "gpu" sends them to GPU workers.
+    training_queue: str = "cpu"
+    # Datasets (shards) and run checkpoints. Workers that may resume each other's runs must
+    # share it (a volume or network filesystem).
+    artifacts_dir: Path = VAR_DIR / "artifacts"
+
+    # Channels Studio may send on; the path or `X-Prime-Fabric-Channel` header names one.
+    channels: list[str] = ["stem-separation"]
+
+    # CORS: Studio runs on its own origin and sends a custom header, so browsers preflight.
+    cors_allowed_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
+    cors_max_age_s: int = 600
+
+    # Limits. A Studio snapshot is ~70-130 KB of JSON; a beacon is at most 64 KiB.
+    max_body_bytes: int = 8 * 1024 * 1024  # as sent on the wire (compressed or not)
+    max_decoded_body_bytes: int = 16 * 1024 * 1024  # after gzip: a bomb stops here
+    max_snapshots_per_request: int = 100
+    # Token bucket per client address: sustained rate and burst.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 200
+    # How much of a rejected body the quarantine keeps (a whole Studio snapshot fits).
+    quarantine_body_max_bytes: int = 256 * 1024
+
+    # The admin dashboard's login session. Its cookie is Secure whenever the request came over
+    # TLS (behind a proxy: run uvicorn with --proxy-headers); set this to force it.
+    dashboard_session_ttl_s: int = 8 * 3600
+    dashboard_cookie_secure: bool = False
+
+    log_level: str = "info"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,111 @@
+"""Request limits, as pure ASGI middleware: body size and a per-client rate limit."""
+
+import math
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int, received: int, last_chunk: bytes) -> None:
+        super().__init__(f"request body exceeds {limit} bytes")
+        self.limit = limit
+        self.received = received
+        # The chunk that crossed the limit, so a view can keep a prefix of what was sent.
+        self.last_chunk = last_chunk
+
+
+class BodySizeLimitMiddleware:
+    """Raises BodyTooLarge from `receive` once a body passes `max_bytes`, whatever
+    Content-Length said, so nothing reads more than that into memory. Views that keep
+    rejected bodies (ingest) catch it; elsewhere `body_too_large_handler` answers 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        declared = _content_length(scope)
+        limit = self.max_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > limit or (declared is not None and declared > limit):
+                    raise BodyTooLarge(limit, max(received, declared or 0), chunk)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def body_too_large_handler(_request: Request, error: BodyTooLarge) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=413)
+
+
+class RateLimitMiddleware:
+    """A token bucket per client address: `rate` requests a second, bursts of `burst`.
+
+    Buckets live in this process; with several API processes each has its own, so the
+    effective limit is per process. Answers 429 with Retry-After (Studio retries after 2 s).
+    """
+
+    EXEMPT_PATHS = frozenset({"/healthz"})
+
+    def __init__(self, app: ASGIApp, rate: float, burst: int, max_clients: int = 100_000) -> None:
+        self.app = app
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT_PATHS or self.rate <= 0:
+            await self.app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        wait_s = self._take(client, time.monotonic())
+        if wait_s > 0:
+            response = JSONResponse(
+                {"detail": f"rate limit: {self.rate:g} requests/s with bursts of {self.burst}; retry later"},
+                status_code=429,
+                headers={"Retry-After": str(math.ceil(wait_s))},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _take(self, client: str, now: float) -> float:
+        """Takes one token; returns 0, or how long until one is there."""
+        tokens, last = self.buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self.buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        if len(self.buckets) >= self.max_clients and client not in self.buckets:
+            self._forget_full_buckets(now)
+        self.buckets[client] = (tokens - 1.0, now)
+        return 0.0
+
+    def _forget_full_buckets(self, now: float) -> None:
+        # Buckets that have refilled carry no state worth keeping.
+        refill_s = self.burst / self.rate
+        self.buckets = {c: v for c, v in self.buckets.items() if now - v[1] < refill_s}

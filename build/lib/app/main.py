@@ -1,0 +1,105 @@
+"""The FastAPI application: routers, middleware and error answers, wired from settings."""
+
+import gc
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+
+from app.config import Settings, get_settings
+from app.database import get_engine
+from app.limits import BodySizeLimitMiddleware, BodyTooLarge, RateLimitMiddleware, body_too_large_handler
+from app.dashboard import views as dashboard_views
+from app.snapshots import views as snapshot_views
+from app.quarantine import views as quarantine_views
+from app.stats import views as stats_views
+from app.stem_models import views as model_views
+from app.training_runs import views as run_views
+from app.snapshots.schemas import Snapshot
+from app.snapshots.views import CHANNEL_HEADER
+
+log = logging.getLogger("prime_fabric")
+
+DESCRIPTION = """Prime Fabric takes Studio's stem-separation snapshots (feature vectors, never
+audio), builds datasets from them, trains the stem model and publishes TF.js weights.
+
+Studio's export URL is **`https://<this host>/stem-separation`**: POST one snapshot as JSON
+(`X-Prime-Fabric-Channel: stem-separation`), or as `text/plain` from `navigator.sendBeacon`."""
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI):
+    # Everything imported so far lives as long as the process: freezing it keeps full garbage
+    # collections from walking ~100k objects each time (measured: 31 ms pauses -> 0.2 ms).
+    gc.collect()
+    gc.freeze()
+    yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="Prime Fabric", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(snapshot_views.router)
+    app.include_router(model_views.router)
+    app.include_router(run_views.router)
+    app.include_router(quarantine_views.router)
+    app.include_router(stats_views.router)
+    dashboard_views.install(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and database reachability",
+             responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})  # fmt: skip
+    def healthz() -> dict[str, str]:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    app.add_exception_handler(BodyTooLarge, body_too_large_handler)
+    app.add_exception_handler(sa_exc.OperationalError, database_unavailable)
+    app.add_exception_handler(sa_exc.InterfaceError, database_unavailable)
+    app.add_exception_handler(sa_exc.TimeoutError, database_unavailable)
+
+    # Added last = outermost: CORS headers go on every answer, 413 and 429 included, so a
+    # browser shows Studio the real status rather than a CORS failure.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_allowed_origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Content-Type", "Content-Encoding", CHANNEL_HEADER, "Authorization", "If-None-Match"],
+        expose_headers=["ETag", "Retry-After"],
+        max_age=settings.cors_max_age_s,
+    )
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+    # Nothing was stored (the transaction rolled back): Studio retries, and the retry is
+    # absorbed as a duplicate if the commit did in fact land.
+    log.warning("database unavailable: %s", str(error).splitlines()[0])
+    return JSONResponse(
+        {"detail": "database unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "2"}
+    )
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, plus the snapshot schema the ingest body refers to (the ingest
+    views read raw bytes to accept beacons, gzip and NDJSON, so FastAPI cannot infer it)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        snapshot = Snapshot.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(snapshot.pop("$defs", {}))
+        components["StemSeparationSnapshot"] = snapshot
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Quarantine: every rejected request or snapshot, kept (bounded, redacted) with its reasons."""

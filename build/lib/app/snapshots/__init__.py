@@ -1,0 +1,1 @@
+"""Snapshots: what Studio sends after each separation, validated, sanitised and stored once."""

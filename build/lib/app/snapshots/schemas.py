@@ -1,0 +1,184 @@
+"""The snapshot exactly as Studio sends it (camelCase JSON), and the ingest answers.
+
+Limits come from ../shared/CONTRACT.md: feature streams are downsampled by Studio to at most
+1000 values and ground-truth stems to at most 500, so anything longer is not from Studio (it
+could be raw audio) and is rejected, never truncated. `null` stands where Studio had NaN/inf.
+"""
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.wire import CamelModel
+
+STEM_NAMES = ("vocals", "drums", "bass", "harmonic", "perc", "sub")
+FEATURE_STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
+KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+MAX_FEATURE_VALUES = 1000
+MAX_GROUND_TRUTH_VALUES = 500
+# Studio keeps at most 200 transients (every fixture holds 196-200); 1000 leaves room.
+MAX_TRANSIENTS = 1000
+MAX_DOMINANT_FREQUENCIES = 10
+MAX_CORRECTIONS = 256
+MAX_SAMPLE_RATE = 384_000
+MAX_FREQUENCY_HZ = MAX_SAMPLE_RATE / 2
+MAX_DURATION_S = 4 * 3600.0
+# Client clock, ms since epoch: 2001-09-09 .. 2100-01-01.
+MIN_TIMESTAMP_MS = 1_000_000_000_000
+MAX_TIMESTAMP_MS = 4_102_444_800_000
+
+StemName = Literal["vocals", "drums", "bass", "harmonic", "perc", "sub"]
+KeyName = Literal["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+CorrectionType = Literal["boost", "cut", "isolation", "masking"]
+
+# Arrays are stored as float32: a value beyond its range would silently become inf.
+FLOAT32_MAX = 3.4028234663852886e38
+ArrayValue = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
+Frequency = Annotated[float, Field(ge=0.0, le=MAX_FREQUENCY_HZ, allow_inf_nan=False)]
+FeatureStream = Annotated[list[ArrayValue | None], Field(max_length=MAX_FEATURE_VALUES)]
+GroundTruthStem = Annotated[list[ArrayValue | None], Field(max_length=MAX_GROUND_TRUTH_VALUES)]
+
+
+class WireModel(CamelModel):
+    # strict: JSON `true` or "1.0" is not a number. Unknown fields are dropped (and recorded
+    # by the sanitiser), so a newer Studio that adds a field is not locked out.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class OriginalAudio(WireModel):
+    duration: Annotated[float, Field(gt=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
+    sample_rate: Annotated[int, Field(ge=8000, le=MAX_SAMPLE_RATE)]
+    channels: Annotated[int, Field(ge=1, le=32)]
+
+
+class QuantumFeatures(WireModel):
+    spectral: FeatureStream
+    temporal: FeatureStream
+    harmonic: FeatureStream
+    percussive: FeatureStream
+    stereo: FeatureStream
+    # Studio sends exactly [mean, variance, max, min], or [] for very short audio.
+    energy: Annotated[
+        list[ArrayValue | None], Field(max_length=4, json_schema_extra={"not": {"minItems": 1, "maxItems": 3}})
+    ]
+
+    @model_validator(mode="after")
+    def energy_is_four_or_none(self) -> "QuantumFeatures":
+        if len(self.energy) not in (0, 4):
+            raise ValueError("energy must hold exactly 4 values [mean, variance, max, min] or none")
+        return self
+
+
+class Transient(WireModel):
+    time: Seconds
+    strength: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class HarmonicContent(WireModel):
+    dominant_frequencies: Annotated[list[Frequency], Field(max_length=MAX_DOMINANT_FREQUENCIES)]
+    tension_level: Unit
+
+
+class MusicalContext(WireModel):
+    key: KeyName
+    mode: Literal["major", "minor"] | None = None
+    bpm: Annotated[float, Field(ge=20.0, le=400.0, allow_inf_nan=False)] | None
+    transients: Annotated[list[Transient], Field(max_length=MAX_TRANSIENTS)]
+    harmonic_content: HarmonicContent
+
+
+class GroundTruthStems(WireModel):
+    vocals: GroundTruthStem | None = None
+    drums: GroundTruthStem | None = None
+    bass: GroundTruthStem | None = None
+    harmonic: GroundTruthStem | None = None
+    perc: GroundTruthStem | None = None
+    sub: GroundTruthStem | None = None
+
+
+class UserCorrection(WireModel):
+    corrected_stem: StemName
+    correction_type: CorrectionType
+    frequency_range: Annotated[list[Frequency], Field(min_length=2, max_length=2)] | None = None
+    time_range: Annotated[list[Seconds], Field(min_length=2, max_length=2)] | None = None
+    strength: Unit
+
+    @model_validator(mode="after")
+    def ranges_are_ordered(self) -> "UserCorrection":
+        for name, pair in (("frequencyRange", self.frequency_range), ("timeRange", self.time_range)):
+            if pair is not None and pair[0] > pair[1]:
+                raise ValueError(f"{name} must be [low, high], got [{pair[0]}, {pair[1]}]")
+        return self
+
+
+class Metadata(WireModel):
+    # Free text on the wire: the sanitiser checks it against a pattern before it is stored.
+    classification: Annotated[str, Field(max_length=256)]
+    confidence: Unit
+    processing_time: Annotated[float, Field(ge=0.0, le=86_400_000.0, allow_inf_nan=False)]
+
+
+class Snapshot(WireModel):
+    """One separation, as Studio's exporter sends it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"$id": "https://prime-fabric/schemas/snapshot.schema.json"},
+        title="StemSeparationSnapshot",
+    )
+
+    # Lax here only: a UUID arrives as a string, which strict mode would refuse.
+    id: Annotated[UUID, Field(strict=False)]
+    timestamp: Annotated[int, Field(ge=MIN_TIMESTAMP_MS, le=MAX_TIMESTAMP_MS)]
+    original_audio: OriginalAudio
+    quantum_features: QuantumFeatures
+    musical_context: MusicalContext
+    ground_truth_stems: GroundTruthStems | None = None
+    user_corrections: Annotated[list[UserCorrection], Field(max_length=MAX_CORRECTIONS)] | None = None
+    metadata: Metadata
+
+
+# ---- Answers ---------------------------------------------------------------------------------
+
+IngestStatus = Literal["stored", "duplicate", "conflict", "rejected"]
+
+
+class Reason(BaseModel):
+    """Why (part of) a snapshot was rejected: where, what rule, in words."""
+
+    loc: str
+    type: str
+    msg: str
+
+
+class SnapshotResult(CamelModel):
+    index: int = Field(description="Position of the snapshot in the request (0 for a single one)")
+    id: str | None = Field(description="The snapshot id, when one could be read")
+    status: IngestStatus
+    http_status: int = Field(description="What a request holding only this snapshot would get")
+    reasons: list[Reason] = []
+    rules_fired: dict[str, int] = Field(default={}, description="Sanitiser rules that changed it")
+    quarantine_id: int | None = None
+
+
+class IngestResponse(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "channel": "stem-separation",
+        "results": [{"index": 0, "id": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2", "status": "stored", "httpStatus": 201,
+                     "reasons": [], "rulesFired": {"transients_summarised": 200}}],
+    }]})  # fmt: skip
+
+    channel: str
+    results: list[SnapshotResult]
+
+
+class ErrorResponse(CamelModel):
+    model_config = ConfigDict(json_schema_extra={
+        "examples": [{"detail": "body is not valid JSON: unexpected end of data: line 1 column 6 (char 5)", "quarantineId": 17}]
+    })  # fmt: skip
+
+    detail: str
+    quarantine_id: int | None = None

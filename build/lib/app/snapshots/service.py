@@ -1,0 +1,193 @@
+"""Ingesting snapshots, in two steps:
+
+- `prepare_request`: decode the body, validate and sanitise each snapshot. Pure CPU work,
+  no database, so the API can run it without a thread hop.
+- `store_request`: store each accepted snapshot exactly once, absorb retries, and quarantine
+  whatever was rejected, in one transaction on a SQLAlchemy Core connection.
+"""
+
+import functools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, insert, select, update
+
+from app.config import Settings
+from app.database import dialect_insert
+from app.quarantine.service import RequestContext, quarantine
+from app.snapshots import models
+from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix
+from app.snapshots.sanitize import SanitisedSnapshot, sanitise
+from app.snapshots.schemas import ErrorResponse, IngestResponse, Reason, Snapshot, SnapshotResult
+
+MAX_REASONS = 50
+
+
+@dataclass(frozen=True)
+class Accepted:
+    index: int
+    snapshot_id: uuid.UUID
+    clean: SanitisedSnapshot
+    raw: Any  # the JSON as sent, kept in case its id turns out to be taken
+
+
+@dataclass(frozen=True)
+class Rejected:
+    index: int
+    snapshot_id: str | None
+    reasons: list[Reason]
+    raw: Any
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    context: RequestContext
+    body: bytes
+    items: list[Accepted | Rejected]
+    error: PayloadError | None = None  # the request as a whole could not be read
+
+
+def prepare_request(body: bytes, context: RequestContext, settings: Settings) -> PreparedRequest:
+    """Decodes, validates and sanitises every snapshot in a request. No I/O."""
+    try:
+        decoded = decode_body(
+            body, context.content_type, context.content_encoding, max_decoded_bytes=settings.max_decoded_body_bytes
+        )
+        items = parse_snapshots(decoded, context.content_type, max_snapshots=settings.max_snapshots_per_request)
+    except PayloadError as error:
+        return PreparedRequest(context, body, [], error)
+    return PreparedRequest(context, body, [prepare_snapshot(item, index) for index, item in enumerate(items)])
+
+
+def prepare_snapshot(item: Any, index: int) -> Accepted | Rejected:
+    try:
+        snapshot = Snapshot.model_validate(item)
+    except ValidationError as error:
+        raw_id = item.get("id") if isinstance(item, dict) else None
+        reasons = [
+            Reason(loc=".".join(str(part) for part in e["loc"]) or "snapshot", type=e["type"], msg=e["msg"])
+            for e in error.errors(include_url=False, include_input=False)[:MAX_REASONS]
+        ]
+        return Rejected(index, raw_id if isinstance(raw_id, str) else None, reasons, item)
+    return Accepted(index, snapshot.id, sanitise(snapshot, item), item)
+
+
+def store_request(connection: Connection, prepared: PreparedRequest, settings: Settings) -> tuple[int, BaseModel]:
+    """Stores a prepared request; returns (HTTP status, response model). Call in a transaction."""
+    context = prepared.context
+    if prepared.error is not None:
+        error = prepared.error
+        quarantine_id = reject_request(
+            connection, context, prepared.body, error.http_status, error.reason_type, error.detail, settings
+        )
+        return error.http_status, ErrorResponse(detail=error.detail, quarantine_id=quarantine_id)
+
+    results = [_store_item(connection, item, context, settings) for item in prepared.items]
+    response = IngestResponse(channel=context.channel or "", results=results)
+    if len(results) == 1:
+        return results[0].http_status, response
+    all_accepted = all(r.http_status < 300 for r in results)
+    return (200 if all_accepted else 207), response
+
+
+def reject_request(
+    connection: Connection,
+    context: RequestContext,
+    body: bytes,
+    http_status: int,
+    reason_type: str,
+    detail: str,
+    settings: Settings,
+    body_size: int | None = None,
+) -> int:
+    """Quarantines a request refused as a whole (bad type, bad JSON, too large...)."""
+    return quarantine(
+        connection,
+        context=context,
+        http_status=http_status,
+        reasons=[Reason(loc="body", type=reason_type, msg=detail)],
+        body=readable_prefix(body, context.content_encoding, settings.quarantine_body_max_bytes),
+        body_size=len(body) if body_size is None else body_size,
+        max_bytes=settings.quarantine_body_max_bytes,
+    )
+
+
+def _store_item(
+    connection: Connection, item: Accepted | Rejected, context: RequestContext, settings: Settings
+) -> SnapshotResult:
+    if isinstance(item, Rejected):
+        return _quarantine_item(connection, item, 422, "rejected", context, settings)
+
+    clean = item.clean
+    row = {**clean.row, "channel": context.channel, "origin": context.origin, "content_hash": clean.content_hash}
+    snapshot_id = str(item.snapshot_id)
+    if connection.execute(_insert_once(connection.dialect.name), row).scalar_one_or_none() is not None:
+        if clean.corrections:
+            connection.execute(
+                insert(models.SnapshotCorrection),
+                [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections],
+            )
+        return SnapshotResult(
+            index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired
+        )
+
+    # The id is taken: a retry of the same snapshot, or different content under its id.
+    table = models.Snapshot.__table__
+    stored_hash = connection.scalar(select(table.c.content_hash).where(table.c.id == item.snapshot_id))
+    if stored_hash == clean.content_hash:
+        connection.execute(
+            update(table)
+            .where(table.c.id == item.snapshot_id)
+            .values(duplicates_absorbed=table.c.duplicates_absorbed + 1)
+        )
+        return SnapshotResult(index=item.index, id=snapshot_id, status="duplicate", http_status=200)
+    reason = Reason(
+        loc="id",
+        type="id_conflict",
+        msg=f"snapshot {snapshot_id} is already stored with different content; this one is kept for review",
+    )
+    conflict = Rejected(item.index, snapshot_id, [reason], item.raw)
+    return _quarantine_item(connection, conflict, 409, "conflict", context, settings)
+
+
+@functools.cache
+def _insert_once(dialect: str):
+    """INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row back means it is new.
+    Built once per dialect and given rows as parameters, so the hot path never rebuilds it."""
+    table = models.Snapshot.__table__
+    return dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+
+
+def _quarantine_item(
+    connection: Connection,
+    item: Rejected,
+    http_status: int,
+    status: str,
+    context: RequestContext,
+    settings: Settings,
+) -> SnapshotResult:
+    try:
+        body = orjson.dumps(item.raw)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
+        body = b"(not kept: nested too deep to serialise)"
+    quarantine_id = quarantine(
+        connection,
+        context=context,
+        http_status=http_status,
+        reasons=item.reasons,
+        body=body,
+        max_bytes=settings.quarantine_body_max_bytes,
+        snapshot_id=item.snapshot_id,
+        item_index=item.index,
+    )
+    return SnapshotResult(
+        index=item.index,
+        id=item.snapshot_id,
+        status=status,
+        http_status=http_status,
+        reasons=item.reasons,
+        quarantine_id=quarantine_id,
+    )

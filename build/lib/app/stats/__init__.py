@@ -1,0 +1,1 @@
+"""Dataset statistics: SQL aggregates over snapshots, rejections, runs and datasets."""

@@ -1,0 +1,242 @@
+"""Statistics as SQL aggregates: the database counts, Python only labels and fills gaps.
+Every figure is one or a few GROUP BY / FILTER queries over indexed columns, so the cost
+grows with the number of rows scanned, never with the size of their feature blobs."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import ColumnElement, Integer, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from app.datasets.models import Dataset
+from app.quarantine.models import QuarantinedItem
+from app.snapshots.models import Snapshot, SnapshotCorrection
+from app.stats.schemas import (
+    Count,
+    DatasetAudit,
+    Distributions,
+    Overview,
+    RejectionCount,
+    StatsWindow,
+    StreamLengths,
+)
+from training.features import STEMS
+
+RangeName = Literal["24h", "7d", "30d", "90d", "all"]
+RANGES: dict[str, timedelta | None] = {
+    "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90),
+    "all": None,
+}  # fmt: skip
+MAX_DAYS = 366
+STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
+KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+BPM_EDGES = (0, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 200)
+DURATION_EDGES_S = (0, 15, 30, 60, 120, 180, 240, 300, 420, 600, 1200)
+# Studio keeps at most 1000 values per stream: "1000" means it downsampled a long track.
+STREAM_LENGTH_EDGES = (0, 1, 100, 250, 500, 750, 1000)
+
+
+def window_for(range_name: RangeName = "all", since: datetime | None = None, until: datetime | None = None,
+               channel: str | None = None, now: datetime | None = None) -> StatsWindow:  # fmt: skip
+    """Explicit `since`/`until` win over the named range, which ends now."""
+    now = now or datetime.now(UTC)
+    span = RANGES[range_name]
+    if since is None and span is not None:
+        since = (until or now) - span
+    return StatsWindow(since=_utc(since), until=_utc(until), channel=channel or None)
+
+
+def overview(session: Session, window: StatsWindow, now: datetime | None = None) -> Overview:
+    now = now or datetime.now(UTC)
+    where = _snapshot_conditions(window)
+    total, with_truth, with_corrections, duplicates = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Snapshot.has_ground_truth.is_(True)),
+            func.count().filter(Snapshot.correction_count > 0),
+            func.coalesce(func.sum(Snapshot.duplicates_absorbed), 0),
+        ).select_from(Snapshot).where(*where)
+    ).one()
+    rejected = [
+        RejectionCount(reason_type=reason, items=items, occurrences=int(occurrences))
+        for reason, items, occurrences in session.execute(
+            select(QuarantinedItem.reason_type, func.count(), func.sum(QuarantinedItem.occurrences))
+            .where(*_quarantine_conditions(window))
+            .group_by(QuarantinedItem.reason_type)
+            .order_by(func.count().desc(), QuarantinedItem.reason_type)
+        )
+    ]
+    recent = [Snapshot.channel == window.channel] if window.channel else []
+    last_minute, last_5_minutes = session.execute(
+        select(
+            func.count().filter(Snapshot.received_at >= now - timedelta(minutes=1)),
+            func.count().filter(Snapshot.received_at >= now - timedelta(minutes=5)),
+        ).select_from(Snapshot).where(Snapshot.received_at >= now - timedelta(minutes=5), *recent)
+    ).one()
+    return Overview(
+        window=window, total=total, with_ground_truth=with_truth, with_corrections=with_corrections,
+        duplicates_absorbed=duplicates, rejected_items=sum(r.items for r in rejected),
+        rejected_occurrences=sum(r.occurrences for r in rejected), rejected_by_reason=rejected,
+        per_day=_per_day(session, window, now), per_hour=_per_hour(session, window, now),
+        ingest_per_s_last_minute=round(last_minute / 60, 2), ingest_per_s_last_5_minutes=round(last_5_minutes / 300, 2),
+    )  # fmt: skip
+
+
+def distributions(session: Session, window: StatsWindow) -> Distributions:
+    where = _snapshot_conditions(window)
+
+    def grouped(column: ColumnElement, order_by_count: bool = True) -> list[Count]:
+        query = select(column, func.count()).where(*where).group_by(column)
+        query = query.order_by(func.count().desc(), column) if order_by_count else query.order_by(column)
+        return [Count(label=str(value), count=count) for value, count in session.execute(query)]
+
+    key_mode = [
+        Count(label=f"{key} {mode or 'unknown'}", count=count)
+        for key, mode, count in session.execute(
+            select(Snapshot.key, Snapshot.mode, func.count()).where(*where).group_by(Snapshot.key, Snapshot.mode)
+        )
+    ]
+    key_mode.sort(key=lambda c: (KEYS.index(c.label.split()[0]) if c.label.split()[0] in KEYS else 99, c.label))
+
+    truth_columns = [getattr(Snapshot, f"gt_{stem}") for stem in STEMS]
+    truth = session.execute(
+        select(func.count().filter(Snapshot.has_ground_truth.is_(True)),
+               *[func.count().filter(column.is_not(None)) for column in truth_columns])
+        .select_from(Snapshot).where(*where)  # fmt: skip
+    ).one()
+
+    corrections = select(SnapshotCorrection).join(Snapshot).where(*where).subquery()
+    return Distributions(
+        window=window,
+        total=session.scalar(select(func.count()).select_from(Snapshot).where(*where)),
+        classification=grouped(Snapshot.classification),
+        key_mode=key_mode,
+        bpm=_histogram(session, Snapshot.bpm, BPM_EDGES, where, none_label="none"),
+        duration_s=_histogram(session, Snapshot.duration_s, DURATION_EDGES_S, where),
+        sample_rate=grouped(Snapshot.sample_rate, order_by_count=False),
+        audio_channels=grouped(Snapshot.channels, order_by_count=False),
+        stream_lengths=_stream_lengths(session, where),
+        with_ground_truth=truth[0],
+        ground_truth_by_stem=[Count(label=stem, count=n) for stem, n in zip(STEMS, truth[1:], strict=True)],
+        corrections_by_stem=_grouped_corrections(session, corrections.c.stem),
+        corrections_by_type=_grouped_corrections(session, corrections.c.correction_type),
+        latest_dataset=_latest_dataset(session),
+    )
+
+
+def channels_seen(session: Session) -> list[str]:
+    return list(session.scalars(select(Snapshot.channel).distinct().order_by(Snapshot.channel)))
+
+
+def _snapshot_conditions(window: StatsWindow) -> list[ColumnElement[bool]]:
+    conditions = []
+    if window.since is not None:
+        conditions.append(Snapshot.received_at >= window.since)
+    if window.until is not None:
+        conditions.append(Snapshot.received_at < window.until)
+    if window.channel:
+        conditions.append(Snapshot.channel == window.channel)
+    return conditions
+
+
+def _quarantine_conditions(window: StatsWindow) -> list[ColumnElement[bool]]:
+    # A rejection counts in the window in which it was first seen; retries add occurrences.
+    conditions = []
+    if window.since is not None:
+        conditions.append(QuarantinedItem.first_seen_at >= window.since)
+    if window.until is not None:
+        conditions.append(QuarantinedItem.first_seen_at < window.until)
+    if window.channel:
+        conditions.append(QuarantinedItem.channel == window.channel)
+    return conditions
+
+
+def _time_bucket(session: Session, column: ColumnElement, unit: Literal["day", "hour"]) -> ColumnElement[str]:
+    """The UTC day ("YYYY-MM-DD") or hour ("YYYY-MM-DD HH") of a timestamp, as text."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD" if unit == "day" else "YYYY-MM-DD HH24")
+    return func.strftime("%Y-%m-%d" if unit == "day" else "%Y-%m-%d %H", column)
+
+
+def _per_day(session: Session, window: StatsWindow, now: datetime) -> list[Count]:
+    day = _time_bucket(session, Snapshot.received_at, "day")
+    counts = dict(session.execute(select(day, func.count()).where(*_snapshot_conditions(window)).group_by(day)).all())
+    if not counts and window.since is None:
+        return []
+    end = (window.until - timedelta(microseconds=1) if window.until else now).date()
+    first = window.since.date() if window.since else min(datetime.strptime(d, "%Y-%m-%d").date() for d in counts)
+    start = max(first, end - timedelta(days=MAX_DAYS - 1))
+    days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    return [Count(label=d, count=counts.get(d, 0)) for d in days]
+
+
+def _per_hour(session: Session, window: StatsWindow, now: datetime) -> list[Count]:
+    # The 24 whole hours up to the end of the hour in which the window ends.
+    moment = window.until - timedelta(microseconds=1) if window.until else now
+    end = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=24)
+    hour = _time_bucket(session, Snapshot.received_at, "hour")
+    last_day = StatsWindow(since=max(start, window.since) if window.since else start, until=end, channel=window.channel)
+    counts = dict(session.execute(select(hour, func.count()).where(*_snapshot_conditions(last_day)).group_by(hour)).all())
+    hours = [(start + timedelta(hours=i)).strftime("%Y-%m-%d %H") for i in range(24)]
+    return [Count(label=h, count=counts.get(h, 0)) for h in hours]
+
+
+def _bin_labels(edges: Sequence[float]) -> list[str]:
+    return [f"{lo:g}–{hi:g}" for lo, hi in zip(edges, edges[1:], strict=False)] + [f"≥{edges[-1]:g}"]
+
+
+def _bin_index(column: ColumnElement, edges: Sequence[float]) -> ColumnElement[int]:
+    """Which of `edges`' bins a value falls in: [e0, e1) is 0, ..., [last, inf) is len - 1."""
+    return case(*[(column < upper, index) for index, upper in enumerate(edges[1:])], else_=len(edges) - 1)
+
+
+def _histogram(session: Session, column: ColumnElement, edges: Sequence[float],
+               where: list[ColumnElement[bool]], none_label: str | None = None) -> list[Count]:  # fmt: skip
+    """Counts per bin, from the first bin with data to the last (empty bins between kept)."""
+    index = case((column.is_(None), -1), else_=_bin_index(column, edges))
+    counts = dict(session.execute(select(index, func.count()).where(*where).group_by(index)).all())
+    filled = [i for i in counts if i >= 0]
+    labels = _bin_labels(edges)
+    bins = [Count(label=labels[i], count=counts.get(i, 0)) for i in range(min(filled), max(filled) + 1)] if filled else []
+    if none_label is not None and counts.get(-1):
+        bins.append(Count(label=none_label, count=counts[-1]))
+    return bins
+
+
+def _stream_lengths(session: Session, where: list[ColumnElement[bool]]) -> list[StreamLengths]:
+    """One scan for all streams: blob bytes / 4 = float32 values. Postgres reads the length
+    from the TOAST pointer, so the blobs themselves are not read."""
+    labels = ["0", "1–99", "100–249", "250–499", "500–749", "750–999", "1000"]
+    columns = []
+    for stream in STREAMS:
+        values = cast(func.length(getattr(Snapshot, stream)) / 4, Integer)
+        bins = _bin_index(values, STREAM_LENGTH_EDGES)
+        columns += [func.count().filter(bins == i) for i in range(len(labels))]
+    row = session.execute(select(*columns).select_from(Snapshot).where(*where)).one()
+    return [
+        StreamLengths(stream=stream, buckets=[Count(label=label, count=row[s * len(labels) + i])
+                                              for i, label in enumerate(labels)])  # fmt: skip
+        for s, stream in enumerate(STREAMS)
+    ]
+
+
+def _grouped_corrections(session: Session, column: ColumnElement) -> list[Count]:
+    query = select(column, func.count()).group_by(column).order_by(func.count().desc(), column)
+    return [Count(label=label, count=count) for label, count in session.execute(query)]
+
+
+def _latest_dataset(session: Session) -> DatasetAudit | None:
+    dataset = session.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1))
+    if dataset is None:
+        return None
+    return DatasetAudit(id=dataset.id, run_label=dataset.run_label, created_at=dataset.created_at,
+                        train_count=dataset.train_count, validation_count=dataset.validation_count,
+                        audit=dataset.manifest.get("audit", {}))  # fmt: skip
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

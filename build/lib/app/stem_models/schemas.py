@@ -1,0 +1,77 @@
+"""What Studio and operators read about models."""
+
+from datetime import datetime
+
+from pydantic import ConfigDict, Field
+
+from app.wire import CamelModel
+
+
+class WeightFile(CamelModel):
+    path: str
+    url: str
+    size: int
+    sha256: str
+    integrity: str = Field(description="Subresource Integrity string for fetch(..., {integrity})")
+
+
+class LatestManifest(CamelModel):
+    """Everything Studio needs to fetch, check and run the latest model."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "channel": "stem-separation", "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z",
+        "modelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
+        "float16ModelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float16/model.json",
+        "files": [{"path": "float32/model.json", "url": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
+                   "size": 61234, "sha256": "5d41...", "integrity": "sha256-XUFAKrxLKna5cZ2REBfFkg=="}],
+        "stems": ["vocals", "drums", "bass", "harmonic", "perc", "sub"],
+        "input": {"name": "stem_features:0", "shape": [None, 32, 48], "dtype": "float32", "feature_version": "fe-1"},
+        "output": {"name": "output_0", "shape": [None, 6, 32], "stem_axis": 1},
+        "featureVersion": "fe-1", "metrics": {"sdr": 3.25, "sir": 3.92, "sar": 13.68, "score": 0.641},
+    }]})  # fmt: skip
+
+    channel: str
+    version: str
+    created_at: datetime
+    model_json_url: str = Field(description="Pass to tf.loadGraphModel")
+    float16_model_json_url: str
+    files: list[WeightFile]
+    stems: list[str] = Field(description="Order of the stems along the output's stem axis")
+    input: dict
+    output: dict
+    feature_version: str
+    metrics: dict = Field(description="Validation medians: sdr, sir, sar (dB) and Studio's score (mean)")
+
+
+class ModelSummary(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 3, "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z", "runId": 12, "decision": "published",
+        "reason": "beats both baselines (median SDR 3.25 dB, score 0.641); no champion yet", "isLatest": True,
+        "metrics": {"sdr": 3.25, "sir": 3.92, "sar": 13.68, "score": 0.641},
+    }]})  # fmt: skip
+
+    id: int
+    version: str
+    created_at: datetime
+    run_id: int
+    decision: str
+    reason: str
+    is_latest: bool
+    metrics: dict
+
+
+class PromotionRecord(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "modelId": 3, "promotedAt": "2026-11-21T06:20:00Z", "promotedBy": "token:2:alice", "reason": "rollback from model 4",
+    }]})  # fmt: skip
+
+    model_id: int
+    promoted_at: datetime
+    promoted_by: str
+    reason: str
+
+
+class PromoteRequest(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "better on last week's data"}]})
+
+    reason: str = Field(default="promoted by an operator", max_length=1000)

@@ -1,0 +1,135 @@
+"""Models over HTTP: the latest weights for Studio (public, cacheable) and the registry for
+operators (token required)."""
+
+import hashlib
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from app.auth.dependencies import require
+from app.auth.models import ApiToken
+from app.database import RowId, session_scope
+from app.stem_models import service
+from app.stem_models.models import ModelPromotion, StemModel
+from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
+
+router = APIRouter(tags=["models"])
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@router.get("/models/latest", response_model=LatestManifest, summary="The latest weights for Studio",
+            responses={304: {"description": "Not modified (If-None-Match)"}, 404: {"description": "Nothing published"}})  # fmt: skip
+async def latest(request: Request, channel: str = "stem-separation"):
+    if channel not in request.app.state.settings.channels:
+        raise HTTPException(404, f"unknown channel {channel[:64]!r}")
+    key = (str(request.base_url).rstrip("/"), channel)
+    cached = _latest_cache.get(key)
+    # Studio polls constantly: answer from memory, and look for a newer promotion (one small
+    # indexed query) at most every LATEST_RECHECK_S, so a promotion shows within that.
+    if cached is None or time.monotonic() - cached[0] > LATEST_RECHECK_S:
+        cached = await run_in_threadpool(_refresh_latest, key, cached)
+    _checked_at, _promotion_id, payload, etag = cached
+    if payload is None:
+        raise HTTPException(404, "no model has been published yet")
+    # no-cache: browsers keep it but ask each time; unchanged answers are a tiny 304.
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(payload, media_type="application/json", headers=headers)
+
+
+LATEST_RECHECK_S = 0.5
+
+
+def _refresh_latest(key: tuple[str, str], cached: tuple | None) -> tuple:
+    """(checked at, promotion id, payload, etag), rebuilt only if the promotion changed."""
+    with session_scope() as session:
+        promotion_id = session.scalar(select(ModelPromotion.id).order_by(ModelPromotion.id.desc()).limit(1))
+        if cached is not None and cached[1] == promotion_id:
+            answer = cached[2:]
+        elif promotion_id is None:
+            answer = (None, None)
+        else:
+            answer = _latest_answer(session, *key)
+    _latest_cache[key] = (time.monotonic(), promotion_id, *answer)
+    return _latest_cache[key]
+
+
+_latest_cache: dict = {}
+
+
+def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
+    champion = service.current_champion(session)
+    manifest, version, created_at = champion.manifest, champion.version, champion.created_at
+    base = f"{base_url}/models/{version}/files/"
+    body = LatestManifest(
+        channel=channel, version=version, created_at=created_at,
+        model_json_url=base + manifest["model_json"]["float32"],
+        float16_model_json_url=base + manifest["model_json"]["float16"],
+        files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
+        stems=manifest["stems"], input=manifest["input"], output=manifest["output"],
+        feature_version=manifest["feature_version"], metrics=service.headline(manifest["metrics"]["model"]),
+    )  # fmt: skip
+    payload = body.model_dump_json(by_alias=True)
+    return payload, '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
+
+
+@router.get("/models/{version}/files/{path:path}", summary="A published file (immutable)",
+            responses={200: {"description": "model.json or a weight shard",
+                             "content": {"application/octet-stream": {"example": "(binary float32 weights)"}}},
+                       404: {"description": "No such model or file"}})  # fmt: skip
+def model_file(version: str, path: str):
+    with session_scope() as session:
+        model = session.scalar(select(StemModel).where(StemModel.version == version))
+        listed = {f["path"]: f for f in model.manifest.get("files", [])} if model else {}
+        directory = Path(model.path) if model else None
+    # Only files the manifest lists are served: "..", absolute paths and anything else are 404.
+    if path not in listed:
+        raise HTTPException(404, "no such file")
+    file = listed[path]
+    media = "application/json" if path.endswith(".json") else "application/octet-stream"
+    return FileResponse(directory / path, media_type=media,
+                        headers={"Cache-Control": IMMUTABLE, "ETag": f'"{file["sha256"]}"'})  # fmt: skip
+
+
+@router.get("/models", response_model=list[ModelSummary], summary="Every model, published and rejected")
+def list_models(_: ApiToken = Depends(require("operator"))):
+    with session_scope() as session:
+        champion = service.current_champion(session)
+        return [
+            ModelSummary(id=m.id, version=m.version, created_at=m.created_at, run_id=m.run_id, decision=m.decision,
+                         reason=m.reason, is_latest=champion is not None and m.id == champion.id,
+                         metrics=service.headline(m.manifest["metrics"]["model"]))  # fmt: skip
+            for m in session.scalars(select(StemModel).order_by(StemModel.id.desc()))
+        ]
+
+
+@router.post("/models/{model_id}/promote", response_model=PromotionRecord, summary="Make a model latest")
+def promote(model_id: RowId, body: PromoteRequest | None = None, token: ApiToken = Depends(require("operator"))):
+    with session_scope() as session:
+        try:
+            promotion = service.promote(session, model_id, f"token:{token.id}:{token.name}", (body or PromoteRequest()).reason)
+        except LookupError as error:
+            raise HTTPException(404, str(error)) from None
+        return PromotionRecord.model_validate(promotion, from_attributes=True)
+
+
+@router.post("/models/rollback", response_model=PromotionRecord, summary="Make the previous latest model latest again")
+def rollback(token: ApiToken = Depends(require("operator"))):
+    with session_scope() as session:
+        try:
+            promotion = service.rollback(session, f"token:{token.id}:{token.name}")
+        except LookupError as error:
+            raise HTTPException(409, str(error)) from None
+        return PromotionRecord.model_validate(promotion, from_attributes=True)
+
+
+@router.get("/models/promotions", response_model=list[PromotionRecord], summary="Who made which model latest, when")
+def promotions(_: ApiToken = Depends(require("operator"))):
+    with session_scope() as session:
+        rows = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc())).all()
+        return [PromotionRecord.model_validate(p, from_attributes=True) for p in rows]

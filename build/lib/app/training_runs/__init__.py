@@ -1,0 +1,1 @@
+"""Training runs: one pipeline execution (dataset, training, evaluation), its state and progress."""

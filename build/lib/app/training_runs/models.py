@@ -1,0 +1,31 @@
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.database import Base
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STAGES = ("queued", "dataset", "training", "evaluating", "publishing", "done")
+
+
+class TrainingRun(Base):
+    """A run's state, written by the worker as it goes so the API can show it."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    label: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    stage: Mapped[str] = mapped_column(String(16), default="queued")
+    parameters: Mapped[dict] = mapped_column(JSON)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
+    epoch: Mapped[int | None] = mapped_column(Integer)  # last finished, 1-based
+    history: Mapped[list] = mapped_column(JSON, default=list)  # per epoch: loss, val_loss, lr
+    resumed_from_epoch: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict | None] = mapped_column(JSON)  # model and baselines, same data
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,72 @@
+"""Runs and datasets on the wire: what an operator may ask, and what they read back."""
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from app.wire import CamelModel
+
+
+class RunParameters(CamelModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"runLabel": "weekly", "epochs": 50, "modelSize": "full"}]})  # fmt: skip
+
+    run_label: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    train_ratio: float = Field(default=0.8, gt=0.0, lt=1.0)
+    epochs: int = Field(default=50, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
+    # "full" is Studio's architecture; "tiny" trains in seconds on a CPU (tests, demos).
+    model_size: Literal["full", "tiny"] = "full"
+
+
+class RunStarted(CamelModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 12, "url": "https://fabric.example/runs/12", "status": "queued"}]})
+
+    id: int
+    url: str
+    status: str
+
+
+class RunView(CamelModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={
+        "examples": [{"id": 12, "label": "weekly", "status": "running", "stage": "training",
+                      "parameters": {"run_label": "weekly", "epochs": 50}, "datasetId": 4, "epoch": 3,
+                      "history": [{"epoch": 2, "loss": 0.0049, "val_loss": 0.0067, "learning_rate": 0.001}],
+                      "resumedFromEpoch": None, "metrics": None, "worker": "cpu@worker-1", "error": None,
+                      "createdAt": "2026-11-21T06:00:00Z", "startedAt": "2026-11-21T06:00:01Z", "finishedAt": None}]
+    })  # fmt: skip
+
+    id: int
+    label: str
+    status: str
+    stage: str
+    parameters: dict
+    dataset_id: int | None
+    epoch: int | None
+    history: list
+    resumed_from_epoch: int | None
+    metrics: dict | None
+    worker: str | None
+    error: str | None
+    created_at: object
+    started_at: object | None
+    finished_at: object | None
+
+
+class DatasetView(CamelModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={
+        "examples": [{"id": 4, "contentHash": "9f2c...e1", "runLabel": "weekly", "createdAt": "2026-11-21T06:00:02Z",
+                      "featureVersion": "fe-1", "trainRatio": 0.8, "trainCount": 1620, "validationCount": 395,
+                      "manifest": {"counts": {"train": 1620, "validation": 395, "total": 2015},
+                                   "audit": {"duplicate_content_skipped": 3}}}]
+    })  # fmt: skip
+
+    id: int
+    content_hash: str
+    run_label: str
+    created_at: object
+    feature_version: str
+    train_ratio: float
+    train_count: int
+    validation_count: int
+    manifest: dict

@@ -1,0 +1,160 @@
+"""A run's pipeline stages as plain functions (Celery tasks in workers/ wrap them), and the
+bookkeeping that keeps its state in the database while it runs.
+
+Every stage is idempotent: building the dataset again finds the same dataset (same hash),
+training again resumes from the run's last epoch checkpoint, evaluating again overwrites the
+same metrics. So a task redelivered after a worker died simply carries on.
+"""
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.database import session_scope
+from app.datasets.models import Dataset
+from app.datasets.service import build_dataset, load_split
+from app.training_runs.models import TrainingRun
+from app.training_runs.schemas import RunParameters
+
+
+class RunCancelled(Exception):
+    pass
+
+
+def create_run(session: Session, parameters: RunParameters) -> TrainingRun:
+    run = TrainingRun(label=parameters.run_label, status="queued", stage="queued",
+                      parameters=parameters.model_dump(), history=[])  # fmt: skip
+    session.add(run)
+    session.commit()
+    return run
+
+
+def run_directory(artifacts_dir: Path, run_id: int) -> Path:
+    return artifacts_dir / "runs" / str(run_id)
+
+
+def _enter_stage(run_id: int, stage: str, worker: str) -> TrainingRun:
+    with session_scope() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise LookupError(f"no training run {run_id}")
+        if run.status == "cancelled":
+            raise RunCancelled(f"run {run_id} was cancelled")
+        run.status, run.stage, run.worker = "running", stage, worker
+        run.started_at = run.started_at or datetime.now(UTC)
+        session.flush()  # before detaching it, or these changes are never written
+        session.expunge(run)
+        return run
+
+
+def dataset_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
+    run = _enter_stage(run_id, "dataset", worker)
+    if run.dataset_id is not None:
+        return run.dataset_id
+    parameters = RunParameters(**run.parameters)
+    with session_scope() as session:
+        dataset = build_dataset(session, artifacts_dir / "datasets", parameters.run_label, parameters.train_ratio)
+        if dataset.train_count == 0 or dataset.validation_count == 0:
+            raise ValueError(
+                f"dataset {dataset.content_hash[:16]} has {dataset.train_count} training and "
+                f"{dataset.validation_count} validation snapshots with ground truth: too few to train"
+            )
+        session.get(TrainingRun, run_id).dataset_id = dataset.id
+        return dataset.id
+
+
+def training_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
+    """Trains (resuming from the run's checkpoint if there is one); returns epochs run."""
+    from training.model import TINY, ModelConfig
+    from training.train import train
+
+    run = _enter_stage(run_id, "training", worker)
+    parameters = RunParameters(**run.parameters)
+    base = TINY if parameters.model_size == "tiny" else ModelConfig()
+    config = dataclasses.replace(
+        base, epochs=parameters.epochs, batch_size=parameters.batch_size, learning_rate=parameters.learning_rate
+    )
+    directory = _dataset_directory(run.dataset_id)
+
+    def on_epoch(progress) -> None:
+        with session_scope() as session:
+            current = session.get(TrainingRun, run_id)
+            current.epoch = progress.epoch + 1
+            current.history = [*current.history, dataclasses.asdict(progress)]
+
+    def cancelled() -> bool:
+        with session_scope() as session:
+            return session.scalar(select(TrainingRun.status).where(TrainingRun.id == run_id)) == "cancelled"
+
+    result = train(load_split(directory, "train"), load_split(directory, "validation"), config,
+                   run_directory(artifacts_dir, run_id), on_epoch=on_epoch, should_stop=cancelled)  # fmt: skip
+    with session_scope() as session:
+        current = session.get(TrainingRun, run_id)
+        if result.resumed_from_epoch is not None:
+            current.resumed_from_epoch = result.resumed_from_epoch + 1
+        current.history = result.history
+    if cancelled():
+        raise RunCancelled(f"run {run_id} was cancelled")
+    return result.epochs_run
+
+
+def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str) -> dict:
+    """Metrics of the trained model next to the baselines, on the validation split."""
+    from training.train import evaluate_against_baselines
+
+    run = _enter_stage(run_id, "evaluating", worker)
+    directory = _dataset_directory(run.dataset_id)
+    model = _best_model(artifacts_dir, run_id)
+    train_split, validation = load_split(directory, "train"), load_split(directory, "validation")
+    reports = evaluate_against_baselines(model, train_split, validation)
+    metrics = {name: report.as_dict() for name, report in reports.items()}
+    with session_scope() as session:
+        session.get(TrainingRun, run_id).metrics = metrics
+    return metrics
+
+
+def publishing_stage(run_id: int, artifacts_dir: Path, worker: str) -> str:
+    """Exports the run's best model as TF.js weights and gates it; returns the decision."""
+    from app.stem_models.service import publish_run
+
+    run = _enter_stage(run_id, "publishing", worker)
+    if run.metrics is None:
+        raise LookupError(f"run {run_id} has not been evaluated")
+    with session_scope() as session:
+        stem_model = publish_run(session, run, _best_model(artifacts_dir, run_id), artifacts_dir, run.metrics)
+        current = session.get(TrainingRun, run_id)
+        current.status, current.stage, current.finished_at = "succeeded", "done", datetime.now(UTC)
+        return f"{stem_model.version}: {stem_model.decision} ({stem_model.reason})"
+
+
+def _best_model(artifacts_dir: Path, run_id: int):
+    from training.train import load_best_model
+
+    return load_best_model(run_directory(artifacts_dir, run_id))
+
+
+def run_all_stages(run_id: int, artifacts_dir: Path, worker: str) -> None:
+    """Every stage of a run, in this process (the Celery chain runs the same functions)."""
+    for stage in (dataset_stage, training_stage, evaluation_stage, publishing_stage):
+        stage(run_id, artifacts_dir, worker)
+
+
+def mark_failed(run_id: int, error: BaseException) -> None:
+    with session_scope() as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            return
+        run.status = "cancelled" if isinstance(error, RunCancelled) else "failed"
+        run.error = f"{type(error).__name__}: {error}"[:10_000]
+        run.finished_at = datetime.now(UTC)
+
+
+def _dataset_directory(dataset_id: int | None) -> Path:
+    with session_scope() as session:
+        dataset = session.get(Dataset, dataset_id) if dataset_id is not None else None
+        if dataset is None:
+            raise LookupError("the run has no dataset yet")
+        return Path(dataset.path)

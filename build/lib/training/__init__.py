@@ -1,0 +1,1 @@
+"""Pure, typed NumPy/Keras code for the stem model: no web or database imports here."""

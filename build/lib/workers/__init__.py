@@ -1,0 +1,1 @@
+"""Celery workers: thin task wrappers over the domain services in app/."""
