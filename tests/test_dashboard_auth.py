@@ -146,3 +146,10 @@ def test_every_asset_is_served_from_here(browser, tokens):
             assert not re.match(r"^(https?:)?//", reference), f"{path} refers to {reference}"
         for asset in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', html):
             assert browser.get(asset).status_code == 200
+
+
+def test_filter_dates_that_are_not_dates_or_out_of_range_are_said_on_the_page(browser, tokens):
+    log_in(browser, tokens["admin"])
+    for query, says in (("since=yesterday", "is not a date"), ("until=0001-01-01", "between 2000 and 2100")):
+        page = browser.get(f"/dashboard?{query}")
+        assert page.status_code == 200 and says in page.text, query

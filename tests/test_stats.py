@@ -164,3 +164,11 @@ def test_stats_api_is_for_admins_only(client, seeded):
     data = client.get("/stats/data", headers={"Authorization": f"Bearer {admin}"})
     assert data.status_code == 200 and data.json()["total"] == len(seeded)
     assert client.get("/stats/data?range=forever", headers={"Authorization": f"Bearer {admin}"}).status_code == 422
+
+
+def test_windows_outside_any_snapshot_dates_are_refused_not_overflowed(client):
+    with session_scope() as session:
+        admin, _ = create_token(session, "root", "admin")
+    for query in ("until=0001-01-01T00:00:00Z", "since=9999-12-31T23:59:59Z", "since=1970-01-01"):
+        answer = client.get(f"/stats/overview?{query}", headers={"Authorization": f"Bearer {admin}"})
+        assert answer.status_code == 422 and "outside 2000-01-01 to 2100-01-01" in answer.json()["detail"], query

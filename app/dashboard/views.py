@@ -147,12 +147,17 @@ def filters(
             return None
 
     first, last = day(since, "From"), day(until, "To")
-    window = stats.window_for(
-        range_name,
-        datetime.combine(first, time(), UTC) if first else None,
-        datetime.combine(last, time(), UTC) + timedelta(days=1) if last else None,
-        channel,
-    )
+    try:
+        window = stats.window_for(
+            range_name,
+            datetime.combine(first, time(), UTC) if first else None,
+            datetime.combine(last, time(), UTC) + timedelta(days=1) if last else None,
+            channel,
+        )
+    except ValueError as error:
+        errors.append(f"Dates must fall between 2000 and 2100 ({error}); they are ignored.")
+        first = last = None
+        window = stats.window_for(range_name, channel=channel)
     raw = {"range": range_name, "since": first.isoformat() if first else "",
            "until": last.isoformat() if last else "", "channel": channel}  # fmt: skip
     return {"window": window, "raw": raw, "errors": errors, "query": urlencode({k: v for k, v in raw.items() if v})}

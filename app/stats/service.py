@@ -29,6 +29,9 @@ RANGES: dict[str, timedelta | None] = {
     "all": None,
 }  # fmt: skip
 MAX_DAYS = 366
+# Windows are bounded to dates a snapshot can have (and date arithmetic cannot overflow).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BPM_EDGES = (0, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 200)
@@ -39,12 +42,17 @@ STREAM_LENGTH_EDGES = (0, 1, 100, 250, 500, 750, 1000)
 
 def window_for(range_name: RangeName = "all", since: datetime | None = None, until: datetime | None = None,
                channel: str | None = None, now: datetime | None = None) -> StatsWindow:  # fmt: skip
-    """Explicit `since`/`until` win over the named range, which ends now."""
+    """Explicit `since`/`until` win over the named range, which ends now. A bound outside
+    2000-2100 is a ValueError."""
     now = now or datetime.now(UTC)
+    since, until = _utc(since), _utc(until)
+    for bound in (since, until):
+        if bound is not None and not EARLIEST <= bound <= LATEST:
+            raise ValueError(f"{bound.date().isoformat()} is outside {EARLIEST.date()} to {LATEST.date()}")
     span = RANGES[range_name]
     if since is None and span is not None:
         since = (until or now) - span
-    return StatsWindow(since=_utc(since), until=_utc(until), channel=channel or None)
+    return StatsWindow(since=since, until=until, channel=channel or None)
 
 
 def overview(session: Session, window: StatsWindow, now: datetime | None = None) -> Overview:

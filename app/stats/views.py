@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from app.auth.dependencies import require
 from app.database import session_scope
@@ -18,7 +18,10 @@ def stats_window(
     until: datetime | None = Query(None, description="Received before"),
     channel: str | None = Query(None, max_length=64, description="One ingest channel; all when absent"),
 ) -> StatsWindow:
-    return service.window_for(range_name, since, until, channel)
+    try:
+        return service.window_for(range_name, since, until, channel)
+    except ValueError as error:
+        raise HTTPException(422, f"since/until: {error}") from None
 
 
 @router.get("/overview", response_model=Overview, summary="Snapshots received, rejected and absorbed, over time")
