@@ -41,7 +41,8 @@ def fresh_database(name: str) -> str:
 
 
 class MemorySampler:
-    """RSS of the API's processes (uvicorn and its workers), once a second."""
+    """RSS of the API's processes (uvicorn and its workers), once a second; and the CPU time
+    the API and Postgres spent while it ran (the figure that host noise moves least)."""
 
     def __init__(self, port: int) -> None:
         self.port, self.samples, self._stop = port, [], threading.Event()
@@ -54,6 +55,7 @@ class MemorySampler:
 
     def __enter__(self):
         processes = self._processes()
+        self._api, self._cpu_start = processes, (_cpu_seconds(processes), _cpu_seconds(_postgres_processes()))
 
         def sample() -> None:
             while not self._stop.wait(1.0):
@@ -66,6 +68,23 @@ class MemorySampler:
     def __exit__(self, *_):
         self._stop.set()
         self._thread.join()
+        self.api_cpu_s = _cpu_seconds(self._api) - self._cpu_start[0]
+        self.postgres_cpu_s = _cpu_seconds(_postgres_processes()) - self._cpu_start[1]
+
+
+def _postgres_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass  # a backend that ended: its time is lost to both readings alike, near enough
+    return total
 
 
 def stored_rows(url: str) -> int:
@@ -123,6 +142,9 @@ def main() -> None:
         main_run["rss_mb_first_10pct"] = round(sum(samples[:tenth]) / tenth / 2**20, 1)
         main_run["rss_mb_last_10pct"] = round(sum(samples[-tenth:]) / tenth / 2**20, 1)
         main_run["rss_mb_max"] = round(max(samples) / 2**20, 1)
+        handled = sum(main_run["statuses"].values())
+        main_run["api_cpu_ms_per_snapshot"] = round(1000 * memory.api_cpu_s / handled, 3)
+        main_run["postgres_cpu_ms_per_snapshot"] = round(1000 * memory.postgres_cpu_s / handled, 3)
         report["runs"].append(main_run)
         for rate in [float(r) for r in args.sweep.split(",") if r.strip()]:
             report["runs"].append(run(rate, 15, target, make))
@@ -138,6 +160,8 @@ def main() -> None:
           + "  ".join(f"{i['per_s']:.0f}/s p99 {i['p99_ms']:.0f}" for i in main_run["per_interval"]))
     print(f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "
           f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB")  # fmt: skip
+    print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
+          f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms")
     verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
     print(f"stored rows {report['stored_rows']}, 2xx answers {accepted} (warm-up included): {verdict}")
     RESULTS_DIR.mkdir(exist_ok=True)
