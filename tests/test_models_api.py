@@ -104,6 +104,11 @@ def test_too_little_role_is_403_and_does_not_reveal_the_resource(registry):
     assert client.get("/admin-only/1", headers=auth(registry["operator"])).status_code == 403
     assert client.get("/admin-only/999", headers=auth(registry["operator"])).status_code == 403
     assert client.get("/admin-only/1", headers=auth(registry["admin"])).status_code == 200
+    # The real admin-only routes: dataset statistics.
+    for path in ("/stats/overview", "/stats/data"):
+        answer = registry["client"].get(path, headers=auth(registry["operator"]))
+        assert answer.status_code == 403 and answer.json()["detail"] == "this needs the admin role; the token has operator"
+        assert registry["client"].get(path, headers=auth(registry["admin"])).status_code == 200
 
 
 def test_operators_list_models_with_the_latest_marked(registry):
