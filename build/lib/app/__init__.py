@@ -1,1 +1,0 @@
-"""Prime Fabric: the service that takes Studio's stem-separation snapshots."""

@@ -1,1 +1,0 @@
-"""API tokens: created by the `fabric token` command, shown once, stored as a hash."""

@@ -1,1 +1,0 @@
-"""The admin dashboard: server-rendered pages over the stats, runs and models services."""

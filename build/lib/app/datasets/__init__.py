@@ -1,1 +1,0 @@
-"""Datasets: versioned, hashed snapshots-with-ground-truth, as binary shards ready to train on."""

@@ -1,1 +1,0 @@
-"""Quarantine: every rejected request or snapshot, kept (bounded, redacted) with its reasons."""

@@ -1,1 +1,0 @@
-"""Snapshots: what Studio sends after each separation, validated, sanitised and stored once."""

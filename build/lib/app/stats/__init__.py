@@ -1,1 +1,0 @@
-"""Dataset statistics: SQL aggregates over snapshots, rejections, runs and datasets."""

@@ -1,1 +1,0 @@
-"""Stem models: trained models published as TF.js weights, the champion gate, and "latest"."""

@@ -1,1 +1,0 @@
-"""Training runs: one pipeline execution (dataset, training, evaluation), its state and progress."""

@@ -1,1 +1,0 @@
-"""Celery workers: thin task wrappers over the domain services in app/."""
