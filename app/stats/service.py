@@ -138,25 +138,22 @@ def channels_seen(session: Session) -> list[str]:
 
 
 def _snapshot_conditions(window: StatsWindow) -> list[ColumnElement[bool]]:
-    conditions = []
-    if window.since is not None:
-        conditions.append(Snapshot.received_at >= window.since)
-    if window.until is not None:
-        conditions.append(Snapshot.received_at < window.until)
-    if window.channel:
-        conditions.append(Snapshot.channel == window.channel)
-    return conditions
+    return _window_conditions(window, Snapshot.received_at, Snapshot.channel)
 
 
 def _quarantine_conditions(window: StatsWindow) -> list[ColumnElement[bool]]:
     # A rejection counts in the window in which it was first seen; retries add occurrences.
+    return _window_conditions(window, QuarantinedItem.first_seen_at, QuarantinedItem.channel)
+
+
+def _window_conditions(window: StatsWindow, received: ColumnElement, channel: ColumnElement) -> list[ColumnElement[bool]]:
     conditions = []
     if window.since is not None:
-        conditions.append(QuarantinedItem.first_seen_at >= window.since)
+        conditions.append(received >= window.since)
     if window.until is not None:
-        conditions.append(QuarantinedItem.first_seen_at < window.until)
+        conditions.append(received < window.until)
     if window.channel:
-        conditions.append(QuarantinedItem.channel == window.channel)
+        conditions.append(channel == window.channel)
     return conditions
 
 
