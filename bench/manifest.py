@@ -71,13 +71,16 @@ def main() -> None:
             result = asyncio.run(run_open_loop(base, make, args.rate, args.duration))
 
             visibility = []
-            for model_id in [second, first] * 3:
-                promote(model_id)
-                promoted_at = time.perf_counter()
-                while httpx.get(f"{base}/models/latest", headers={"If-None-Match": etag}).status_code == 304:
-                    time.sleep(0.001)
-                visibility.append(time.perf_counter() - promoted_at)
-                etag = httpx.get(f"{base}/models/latest").headers["etag"]
+            with httpx.Client(base_url=base) as studio:
+                for model_id in [second, first] * 3:
+                    promote(model_id)
+                    promoted_at = time.perf_counter()
+                    while (seen := studio.get("/models/latest", headers={"If-None-Match": etag})).status_code == 304:
+                        time.sleep(0.001)
+                    visibility.append(time.perf_counter() - promoted_at)
+                    # The ETag of the answer that showed the change: asking again could reach
+                    # the other API process, which may still answer the previous model.
+                    etag = seen.headers["etag"]
 
     print(f"{args.api_workers} API processes; conditional polls answered {dict(result.statuses)} {dict(result.errors) or ''}")
     print(f"rate {args.rate:.0f}/s for {args.duration:.0f} s: achieved {result.achieved_rate:.0f}/s, "
