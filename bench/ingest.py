@@ -87,6 +87,19 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+def checkpoint_counts(url: str) -> dict:
+    """Postgres' checkpoints so far (timed, and requested because WAL reached max_wal_size),
+    and the buffers backends had to write themselves; with the settings that drive them."""
+    with psycopg.connect(url) as connection:
+        timed, requested, by_backends, wal = connection.execute(
+            "SELECT checkpoints_timed, checkpoints_req, buffers_backend, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
+            " FROM pg_stat_bgwriter").fetchone()
+        settings = dict(connection.execute(
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('max_wal_size', 'shared_buffers')"
+        ).fetchall())  # fmt: skip
+    return {"timed": timed, "requested": requested, "buffers_backend": by_backends, "wal_mb": float(wal) / 2**20, **settings}
+
+
 def stored_rows(url: str) -> int:
     with psycopg.connect(url) as connection:
         return connection.execute("SELECT count(*) FROM snapshots").fetchone()[0]
@@ -135,8 +148,12 @@ def main() -> None:
         port = int(base.rsplit(":", 1)[1])
         target = f"{base}/stem-separation"
         warmup = run(args.rate, args.warmup, target, make)
+        before = checkpoint_counts(database_url)
         with MemorySampler(port) as memory:
             main_run = run(args.rate, args.duration, target, make)
+        after = checkpoint_counts(database_url)
+        main_run["postgres"] = {**{k: round(after[k] - before[k]) for k in ("timed", "requested", "buffers_backend", "wal_mb")},
+                                "max_wal_size": after["max_wal_size"], "shared_buffers": after["shared_buffers"]}  # fmt: skip
         samples = [rss for _, rss in memory.samples]
         tenth = max(1, len(samples) // 10)
         main_run["rss_mb_first_10pct"] = round(sum(samples[:tenth]) / tenth / 2**20, 1)
@@ -162,6 +179,7 @@ def main() -> None:
           f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB")  # fmt: skip
     print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
           f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms")
+    print(f"Postgres during that run: {main_run['postgres']}")
     verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
     print(f"stored rows {report['stored_rows']}, 2xx answers {accepted} (warm-up included): {verdict}")
     RESULTS_DIR.mkdir(exist_ok=True)
