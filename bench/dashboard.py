@@ -14,15 +14,14 @@ import json
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dataset import store_copies  # noqa: E402
 from bench.ingest import fresh_database  # noqa: E402
 
 DATABASE = "fabric_bench_dashboard"
@@ -31,33 +30,16 @@ DATABASE = "fabric_bench_dashboard"
 def seed(database_url: str, count: int) -> None:
     from sqlalchemy import func, select, text
 
-    from app.config import Settings
     from app.database import build_engine
-    from app.quarantine.service import RequestContext
     from app.snapshots.models import Snapshot
-    from app.snapshots.service import prepare_request, store_request
     from tests.conftest import fixture_snapshot
     from training.synthetic import synthetic_snapshots
 
-    engine = build_engine(database_url)
     templates = synthetic_snapshots(40, seed=11)
     templates += [fixture_snapshot(name) for name in ("snapshot-with-ground-truth", "snapshot-mono-no-ground-truth",
                                                        "snapshot-with-corrections-and-nan")]  # fmt: skip
-    rng = np.random.default_rng(1)
-    settings = Settings(database_url=database_url, max_snapshots_per_request=500)
-    context = RequestContext("stem-separation", None, "application/json", None)
-    started = time.perf_counter()
-    for start in range(0, count, 250):
-        batch = []
-        for _ in range(min(250, count - start)):
-            snapshot = dict(templates[rng.integers(0, len(templates))])
-            snapshot["id"] = str(uuid.uuid4())
-            snapshot["metadata"] = {**snapshot["metadata"], "confidence": float(rng.uniform(0.5, 1.0))}
-            batch.append(snapshot)
-        with engine.begin() as connection:
-            store_request(connection, prepare_request(orjson.dumps(batch), context, settings), settings)
-        if start % 10_000 == 0:
-            print(f"  {start:,} stored ({time.perf_counter() - started:.0f} s)", flush=True)
+    store_copies(database_url, templates, count, np.random.default_rng(1), batch_size=250, progress_every=10_000)
+    engine = build_engine(database_url)
     with engine.begin() as connection:
         # Received over the last 90 days, denser lately; a tenth on a second channel.
         connection.execute(text("UPDATE snapshots SET received_at = now() - (power(random(), 2) * interval '90 days'), "

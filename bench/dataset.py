@@ -25,33 +25,45 @@ from bench.ingest import fresh_database  # noqa: E402
 
 
 def seed(database_url: str, count: int) -> None:
-    """`count` stored snapshots, through the ingest service: 40 synthetic tracks, each copy
-    given a new id and its own jitter so every row has distinct content."""
+    """`count` stored snapshots: copies of 40 synthetic tracks (adds to what is there)."""
     from sqlalchemy import func, select
 
-    from app.config import Settings
     from app.database import build_engine
-    from app.quarantine.service import RequestContext
     from app.snapshots.models import Snapshot
-    from app.snapshots.service import prepare_request, store_request
     from training.synthetic import synthetic_snapshots
 
     engine = build_engine(database_url)
     with engine.connect() as connection:
         have = connection.scalar(select(func.count()).select_from(Snapshot))
-    templates = synthetic_snapshots(40, seed=9)
-    rng = np.random.default_rng(have)  # a new stream per call: no copy repeats an earlier one
-    settings = Settings(database_url=database_url)
+    engine.dispose()
+    # A new random stream per call: no copy repeats an earlier one.
+    store_copies(database_url, synthetic_snapshots(40, seed=9), count - have, np.random.default_rng(have))
+
+
+def store_copies(database_url: str, templates: list[dict], count: int, rng: np.random.Generator,
+                 batch_size: int = 100, progress_every: int = 0) -> None:  # fmt: skip
+    """Stores `count` snapshots through the ingest service: each a copy of one of `templates`
+    with a new id and its own confidence, so every row has distinct content."""
+    from app.config import Settings
+    from app.database import build_engine
+    from app.quarantine.service import RequestContext
+    from app.snapshots.service import prepare_request, store_request
+
+    engine = build_engine(database_url)
+    settings = Settings(database_url=database_url, max_snapshots_per_request=batch_size)
     context = RequestContext("stem-separation", None, "application/json", None)
-    for start in range(have, count, 100):
+    started = time.perf_counter()
+    for start in range(0, count, batch_size):
         batch = []
-        for _ in range(min(100, count - start)):
+        for _ in range(min(batch_size, count - start)):
             snapshot = dict(templates[rng.integers(0, len(templates))])
             snapshot["id"] = str(uuid.uuid4())
             snapshot["metadata"] = {**snapshot["metadata"], "confidence": float(rng.uniform(0.5, 1.0))}
             batch.append(snapshot)
         with engine.begin() as connection:
             store_request(connection, prepare_request(orjson.dumps(batch), context, settings), settings)
+        if progress_every and start % progress_every == 0:
+            print(f"  {start:,} stored ({time.perf_counter() - started:.0f} s)", flush=True)
     engine.dispose()
 
 
