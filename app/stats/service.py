@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection
+from app.snapshots.schemas import FEATURE_STREAMS, KEY_NAMES, STEM_NAMES
 from app.stats.schemas import (
     Count,
     DatasetAudit,
@@ -21,7 +22,6 @@ from app.stats.schemas import (
     StatsWindow,
     StreamLengths,
 )
-from training.features import STEMS
 
 RangeName = Literal["24h", "7d", "30d", "90d", "all"]
 RANGES: dict[str, timedelta | None] = {
@@ -32,8 +32,6 @@ MAX_DAYS = 366
 # Windows are bounded to dates a snapshot can have (and date arithmetic cannot overflow).
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
-KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 BPM_EDGES = (0, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 200)
 DURATION_EDGES_S = (0, 15, 30, 60, 120, 180, 240, 300, 420, 600, 1200)
 # Studio keeps at most 1000 values per stream: "≥1000" means it downsampled a long track.
@@ -93,42 +91,33 @@ def overview(session: Session, window: StatsWindow, now: datetime | None = None)
 
 def distributions(session: Session, window: StatsWindow) -> Distributions:
     where = _snapshot_conditions(window)
+    key_mode = session.execute(
+        select(Snapshot.key, Snapshot.mode, func.count()).where(*where).group_by(Snapshot.key, Snapshot.mode)
+    ).all()
+    key_mode.sort(key=lambda row: (KEY_NAMES.index(row[0]), row[1] or "unknown"))  # C major, C minor, C# ...
 
-    def grouped(column: ColumnElement, order_by_count: bool = True) -> list[Count]:
-        query = select(column, func.count()).where(*where).group_by(column)
-        query = query.order_by(func.count().desc(), column) if order_by_count else query.order_by(column)
-        return [Count(label=str(value), count=count) for value, count in session.execute(query)]
-
-    key_mode = [
-        Count(label=f"{key} {mode or 'unknown'}", count=count)
-        for key, mode, count in session.execute(
-            select(Snapshot.key, Snapshot.mode, func.count()).where(*where).group_by(Snapshot.key, Snapshot.mode)
-        )
-    ]
-    key_mode.sort(key=lambda c: (KEYS.index(c.label.split()[0]) if c.label.split()[0] in KEYS else 99, c.label))
-
-    truth_columns = [getattr(Snapshot, f"gt_{stem}") for stem in STEMS]
-    truth = session.execute(
-        select(func.count().filter(Snapshot.has_ground_truth.is_(True)),
-               *[func.count().filter(column.is_not(None)) for column in truth_columns])
+    # One scan: how many snapshots, how many with ground truth, and with each stem of it.
+    total, with_truth, *per_stem = session.execute(
+        select(func.count(), func.count().filter(Snapshot.has_ground_truth.is_(True)),
+               *[func.count().filter(getattr(Snapshot, f"gt_{stem}").is_not(None)) for stem in STEM_NAMES])
         .select_from(Snapshot).where(*where)  # fmt: skip
     ).one()
 
     corrections = select(SnapshotCorrection).join(Snapshot).where(*where).subquery()
     return Distributions(
         window=window,
-        total=session.scalar(select(func.count()).select_from(Snapshot).where(*where)),
-        classification=grouped(Snapshot.classification),
-        key_mode=key_mode,
+        total=total,
+        classification=_grouped(session, Snapshot.classification, where),
+        key_mode=[Count(label=f"{key} {mode or 'unknown'}", count=count) for key, mode, count in key_mode],
         bpm=_histogram(session, Snapshot.bpm, BPM_EDGES, where, none_label="none"),
         duration_s=_histogram(session, Snapshot.duration_s, DURATION_EDGES_S, where),
-        sample_rate=grouped(Snapshot.sample_rate, order_by_count=False),
-        audio_channels=grouped(Snapshot.channels, order_by_count=False),
+        sample_rate=_grouped(session, Snapshot.sample_rate, where, by_count=False),
+        audio_channels=_grouped(session, Snapshot.channels, where, by_count=False),
         stream_lengths=_stream_lengths(session, where),
-        with_ground_truth=truth[0],
-        ground_truth_by_stem=[Count(label=stem, count=n) for stem, n in zip(STEMS, truth[1:], strict=True)],
-        corrections_by_stem=_grouped_corrections(session, corrections.c.stem),
-        corrections_by_type=_grouped_corrections(session, corrections.c.correction_type),
+        with_ground_truth=with_truth,
+        ground_truth_by_stem=[Count(label=stem, count=n) for stem, n in zip(STEM_NAMES, per_stem, strict=True)],
+        corrections_by_stem=_grouped(session, corrections.c.stem),
+        corrections_by_type=_grouped(session, corrections.c.correction_type),
         latest_dataset=_latest_dataset(session),
     )
 
@@ -216,25 +205,28 @@ def _stream_lengths(session: Session, where: list[ColumnElement[bool]]) -> list[
     computed once per row, then counted per bin. Postgres reads a length from the TOAST
     pointer, so the blobs themselves are not read."""
     labels = ["0", "1–99", "100–249", "250–499", "500–749", "750–999", "≥1000"]
-    lengths = select(*[(func.length(getattr(Snapshot, stream)) / 4).label(stream) for stream in STREAMS])
+    lengths = select(*[(func.length(getattr(Snapshot, stream)) / 4).label(stream) for stream in FEATURE_STREAMS])
     lengths = lengths.select_from(Snapshot).where(*where).subquery()
     bounds = [*STREAM_LENGTH_EDGES, None]
     columns = [
         func.count().filter(lengths.c[stream] >= low, *([lengths.c[stream] < high] if high is not None else []))
-        for stream in STREAMS
+        for stream in FEATURE_STREAMS
         for low, high in zip(bounds, bounds[1:], strict=False)
     ]
     row = session.execute(select(*columns)).one()
     bins = len(labels)
     return [
         StreamLengths(stream=stream, buckets=[Count(label=label, count=row[s * bins + i]) for i, label in enumerate(labels)])
-        for s, stream in enumerate(STREAMS)
+        for s, stream in enumerate(FEATURE_STREAMS)
     ]
 
 
-def _grouped_corrections(session: Session, column: ColumnElement) -> list[Count]:
-    query = select(column, func.count()).group_by(column).order_by(func.count().desc(), column)
-    return [Count(label=label, count=count) for label, count in session.execute(query)]
+def _grouped(session: Session, column: ColumnElement, where: Sequence[ColumnElement[bool]] = (),
+             by_count: bool = True) -> list[Count]:  # fmt: skip
+    """Counts per value, most frequent first (or in the values' own order)."""
+    query = select(column, func.count()).where(*where).group_by(column)
+    query = query.order_by(func.count().desc(), column) if by_count else query.order_by(column)
+    return [Count(label=str(value), count=count) for value, count in session.execute(query)]
 
 
 def _latest_dataset(session: Session) -> DatasetAudit | None:
