@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -25,17 +25,16 @@ from app.quarantine.service import list_quarantined
 from app.stats import service as stats
 from app.stem_models import service as models
 from app.stem_models.models import StemModel
-from app.training_runs.models import TrainingRun
-from training.features import STEMS
+from app.snapshots.schemas import STEM_NAMES
+from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(peak=charts.peak, share=charts.share, polyline=charts.polyline,
-                             bounds=charts.bounds, number=charts.number, stems=STEMS)  # fmt: skip
+                             bounds=charts.bounds, number=charts.number, stems=STEM_NAMES)  # fmt: skip
 static_files = StaticFiles(directory=HERE / "static")
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-ACTIVE = ("queued", "running")
 # Nothing on these pages comes from elsewhere, and nothing may frame them.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -181,30 +180,45 @@ def data(request: Request, selected: dict = Depends(filters), login=Depends(admi
 
 @router.get("/training")
 def training(request: Request, login=Depends(admin)):
-    return _page(request, "training.html", _training_context(), login)
+    with session_scope() as session:
+        stored = session.scalars(select(StemModel).order_by(StemModel.id.desc()).limit(100)).all()
+        context = {**_runs_context(session), **_models_context(session, stored)}
+    return _page(request, "training.html", context, login)
 
 
 @router.get("/training/live")
 def training_live(request: Request, login=Depends(admin)):
     """The runs table alone: the page swaps it in every few seconds while a run is active."""
-    return _page(request, "runs_table.html", _training_context(), login)
+    with session_scope() as session:
+        context = _runs_context(session)
+    return _page(request, "runs_table.html", context, login)
 
 
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: RowId, login=Depends(admin)):
-    return _page(request, "run.html", _run_context(run_id), login)
+    with session_scope() as session:
+        run = get_or_404(session, TrainingRun, run_id, "run")
+        produced = session.scalars(select(StemModel).where(StemModel.run_id == run_id)).all()
+        context = {**_progress_context(run), **_models_context(session, produced),
+                   "dataset": session.get(Dataset, run.dataset_id) if run.dataset_id else None}  # fmt: skip
+    return _page(request, "run.html", context, login)
 
 
 @router.get("/runs/{run_id}/live")
 def run_live(request: Request, run_id: RowId, login=Depends(admin)):
-    return _page(request, "run_live.html", _run_context(run_id), login)
+    """A run's progress alone, swapped in every few seconds while the run is active."""
+    with session_scope() as session:
+        context = _progress_context(get_or_404(session, TrainingRun, run_id, "run"))
+    return _page(request, "run_live.html", context, login)
 
 
 @router.post("/models/{model_id}/promote")
 def promote(model_id: RowId, login=Depends(checked_form), back: str = Form("/dashboard/training", max_length=2048)):
     with session_scope() as session:
-        get_or_404(session, StemModel, model_id, "model")
-        models.promote(session, model_id, _who(login), "promoted from the dashboard")
+        try:
+            models.promote(session, model_id, _who(login), "promoted from the dashboard")
+        except LookupError as error:
+            raise HTTPException(404, str(error)) from None
     return RedirectResponse(_with_notice(_safe_next(back), f"Model {model_id} is now latest."), status_code=303)
 
 
@@ -230,29 +244,21 @@ def quarantine(request: Request, reason: str | None = Query(None, max_length=64)
 # --- Helpers -----------------------------------------------------------------------------
 
 
-def _training_context() -> dict:
-    with session_scope() as session:
-        runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(100)).all()
-        champion = models.current_champion(session)
-        stored = session.scalars(select(StemModel).order_by(StemModel.id.desc()).limit(100)).all()
-    return {"runs": runs, "models": _model_rows(stored), "champion_id": champion.id if champion else None,
-            "active": any(r.status in ACTIVE for r in runs)}  # fmt: skip
+def _runs_context(session) -> dict:
+    runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(100)).all()
+    return {"runs": runs, "active": any(r.status in ACTIVE_STATUSES for r in runs)}
 
 
-def _run_context(run_id: int) -> dict:
-    with session_scope() as session:
-        run = get_or_404(session, TrainingRun, run_id, "run")
-        dataset = session.get(Dataset, run.dataset_id) if run.dataset_id else None
-        produced = session.scalars(select(StemModel).where(StemModel.run_id == run_id)).all()
-        champion = models.current_champion(session)
+def _progress_context(run: TrainingRun) -> dict:
     history = run.history or []
-    return {"run": run, "dataset": dataset, "models": _model_rows(produced), "champion_id": champion.id if champion else None,
-            "active": run.status in ACTIVE, "epochs": run.parameters.get("epochs"),
+    return {"run": run, "active": run.status in ACTIVE_STATUSES, "epochs": run.parameters.get("epochs"),
             "loss": [h.get("loss") for h in history], "val_loss": [h.get("val_loss") for h in history]}  # fmt: skip
 
 
-def _model_rows(stored: list[StemModel]) -> list[dict]:
-    return [{"model": m, "headline": models.headline(m.manifest["metrics"]["model"])} for m in stored]
+def _models_context(session, stored: list[StemModel]) -> dict:
+    champion = models.current_champion(session)
+    rows = [{"model": m, "headline": models.headline(m.manifest["metrics"]["model"])} for m in stored]
+    return {"models": rows, "champion_id": champion.id if champion else None}
 
 
 def _page(request: Request, template: str, context: dict, login: tuple[AdminSession, ApiToken] | None = None,

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.database import Base
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_STATUSES = ("queued", "running")  # a run in one of these holds the single run slot
 STAGES = ("queued", "dataset", "training", "evaluating", "publishing", "done")
 
 

@@ -7,12 +7,11 @@ from app.auth.dependencies import require
 from app.database import ROW_ID_MAX, RowId, session_scope
 from app.http import get_or_404
 from app.datasets.models import Dataset
-from app.training_runs.models import TrainingRun
+from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 from app.training_runs.schemas import DatasetView, RunParameters, RunStarted, RunView
 from app.training_runs.service import create_run
 
 router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operator"))])
-ACTIVE = ("queued", "running")
 
 
 @router.post("/runs", status_code=202, response_model=RunStarted, summary="Start a training run",
@@ -24,7 +23,7 @@ def start_run(parameters: RunParameters, request: Request, response: Response):
     from workers.tasks import pipeline
 
     with session_scope() as session:
-        active = session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE)).limit(1))
+        active = session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_STATUSES)).limit(1))
         if active is not None:
             raise HTTPException(409, f"run {active.id} is {active.status}; cancel it or wait for it to finish")
         run_id = create_run(session, parameters).id
@@ -54,7 +53,7 @@ def cancel_run(run_id: RowId, request: Request):
     """The worker checks at every stage and after every epoch, and stops there."""
     with session_scope() as session:
         run = get_or_404(session, TrainingRun, run_id, "run")
-        if run.status not in ACTIVE:
+        if run.status not in ACTIVE_STATUSES:
             raise HTTPException(409, f"run {run_id} is already {run.status}")
         run.status = "cancelled"
     return {"id": run_id, "url": str(request.url_for("get_run", run_id=run_id)), "status": "cancelled"}
