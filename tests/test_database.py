@@ -1,0 +1,48 @@
+"""The Postgres pool: a connection idle past PING_IF_IDLE_S is pinged and replaced if its server
+side is gone; one in steady use is not pinged (that round trip per request is what it saves)."""
+
+import psycopg
+import pytest
+from sqlalchemy import exc, text
+
+from app import database
+from tests.conftest import POSTGRES_ADMIN_URL
+
+pytestmark = pytest.mark.postgres
+
+
+def _backend_pid_after_killing_it(engine) -> int:
+    """Checks a connection out and back in, having terminated its server process meanwhile."""
+    with engine.connect() as connection:
+        pid = connection.scalar(text("SELECT pg_backend_pid()"))
+        connection.rollback()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    # Back in the pool, looking healthy: the broken socket is only seen when next used.
+    return pid
+
+
+def test_an_idle_connection_whose_server_went_away_is_replaced_before_use(postgres_url, monkeypatch):
+    engine = database.build_engine(postgres_url, pool_size=1)
+    try:
+        dead_pid = _backend_pid_after_killing_it(engine)
+        monkeypatch.setattr(database, "PING_IF_IDLE_S", 0.0)  # every connection counts as idle
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT pg_backend_pid()")) != dead_pid
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_in_steady_use_is_not_pinged(postgres_url, monkeypatch):
+    engine = database.build_engine(postgres_url, pool_size=1)
+    try:
+        _backend_pid_after_killing_it(engine)
+        monkeypatch.setattr(database, "PING_IF_IDLE_S", 3600.0)
+        # No ping: the statement meets the broken connection (the API answers this with 503)...
+        with pytest.raises(exc.OperationalError), engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        # ...and the pool is invalidated, so the next request gets a fresh connection.
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT 1")) == 1
+    finally:
+        engine.dispose()
