@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 from pydantic import BaseModel
+from typing_extensions import is_typeddict
 
 from app.snapshots import arrays
 from app.snapshots.schemas import FEATURE_STREAMS, STEM_NAMES, Snapshot
@@ -130,7 +131,7 @@ def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> Sanitised
     transients = context.transients
     if transients:
         rules["transients_summarised"] = len(transients)
-    strengths = [t.strength for t in transients]
+    strengths = [t["strength"] for t in transients]
 
     corrections = [
         {
@@ -201,7 +202,7 @@ def _content_hash(row: dict[str, Any], corrections: list[dict[str, Any]]) -> str
     return digest.hexdigest()
 
 
-def _count_unknown_fields(model: type[BaseModel], raw: Any) -> int:
+def _count_unknown_fields(model: type, raw: Any) -> int:
     """How many keys in the raw JSON the model does not know, at every depth."""
     if not isinstance(raw, dict):
         return 0
@@ -220,14 +221,17 @@ def _count_unknown_fields(model: type[BaseModel], raw: Any) -> int:
     return count
 
 
-def _field_maps(model: type[BaseModel], maps: dict) -> dict:
-    """For each wire model: its JSON keys, and which keys hold nested models (or lists of them)."""
+def _field_maps(model: type, maps: dict) -> dict:
+    """For each wire model (or TypedDict): its JSON keys, and which keys hold nested ones (or lists of them)."""
+    if is_typeddict(model):  # its keys are its annotations, with no aliases
+        fields = {name: (name, annotation) for name, annotation in typing.get_type_hints(model).items()}
+    else:
+        fields = {name: (info.alias or name, info.annotation) for name, info in model.model_fields.items()}
     known, children = set(), {}
-    for name, info in model.model_fields.items():
-        key = info.alias or name
+    for key, annotation in fields.values():
         known.add(key)
-        for candidate in _types_in(info.annotation):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+        for candidate in _types_in(annotation):
+            if isinstance(candidate, type) and (issubclass(candidate, BaseModel) or is_typeddict(candidate)):
                 children[key] = candidate
                 _field_maps(candidate, maps)
     maps[model] = (frozenset(known), children)
