@@ -180,8 +180,7 @@ def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> Sanitised
     )
 
 
-def _pack_counting_nulls(values: list[float | None]) -> tuple[bytes, int]:
-    array = arrays.to_float32(values)
+def _pack_counting_nulls(array: np.ndarray) -> tuple[bytes, int]:
     return arrays.pack(array), int(np.count_nonzero(np.isnan(array)))
 
 
@@ -214,7 +213,11 @@ def _count_unknown_fields(model: type, raw: Any) -> int:
             child_known, grandchildren = _FIELD_MAPS[child_model]
             if grandchildren:
                 count += sum(_count_unknown_fields(child_model, item) for item in value)
-            else:  # a list of flat objects (transients): plain set arithmetic, no recursion
+            elif child_known == _REQUIRED_KEYS.get(child_model):
+                # Flat objects whose keys are all required, so present once validated (transients):
+                # the extra keys are what is beyond them, counted in C.
+                count += sum(map(len, value)) - len(child_known) * len(value)
+            else:
                 count += sum(len(item.keys() - child_known) for item in value if isinstance(item, dict))
         elif value is not None:
             count += _count_unknown_fields(child_model, value)
@@ -244,3 +247,4 @@ def _types_in(annotation: Any) -> list[Any]:
 
 
 _FIELD_MAPS = _field_maps(Snapshot, {})
+_REQUIRED_KEYS = {model: frozenset(model.__required_keys__) for model in _FIELD_MAPS if is_typeddict(model)}

@@ -5,12 +5,14 @@ Limits come from ../shared/CONTRACT.md: feature streams are downsampled by Studi
 could be raw audio) and is rejected, never truncated. `null` stands where Studio had NaN/inf.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator, model_validator
 from typing_extensions import TypedDict
 
+from app.snapshots import arrays
 from app.wire import CamelModel
 
 STEM_NAMES = ("vocals", "drums", "bass", "harmonic", "perc", "sub")
@@ -40,8 +42,31 @@ ArrayValue = Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_n
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0.0, le=MAX_DURATION_S, allow_inf_nan=False)]
 Frequency = Annotated[float, Field(ge=0.0, le=MAX_FREQUENCY_HZ, allow_inf_nan=False)]
-FeatureStream = Annotated[list[ArrayValue | None], Field(max_length=MAX_FEATURE_VALUES)]
-GroundTruthStem = Annotated[list[ArrayValue | None], Field(max_length=MAX_GROUND_TRUTH_VALUES)]
+
+
+def float32_array(max_length: int, **field: Any) -> Any:
+    """A JSON array of numbers (or null, Studio's NaN) that validates into a float32 array.
+
+    On the wire it is `list[number | null]` with `maxItems`, and that is its JSON Schema. It
+    also takes the float64 arrays that payload.py's parser reads straight from the JSON text
+    (numbers only, no Python float per value): those are range-checked at once, and only if
+    one fails does it go through the list validator, which says exactly which value and why.
+    """
+
+    def to_float32(value: Any, handler: ValidatorFunctionWrapHandler) -> np.ndarray:
+        if isinstance(value, np.ndarray):
+            if value.ndim == 1 and value.size <= max_length and bool((np.abs(value) <= FLOAT32_MAX).all()):
+                return value.astype(arrays.STORED_DTYPE)
+            value = value.tolist()
+        return arrays.to_float32(handler(value))
+
+    return Annotated[list[ArrayValue | None], Field(max_length=max_length, **field), WrapValidator(to_float32)]
+
+
+FeatureStream = float32_array(MAX_FEATURE_VALUES)
+GroundTruthStem = float32_array(MAX_GROUND_TRUTH_VALUES)
+# Studio sends exactly [mean, variance, max, min], or [] for very short audio.
+EnergyValues = float32_array(4, json_schema_extra={"not": {"minItems": 1, "maxItems": 3}})
 
 
 class WireModel(CamelModel):
@@ -62,10 +87,7 @@ class QuantumFeatures(WireModel):
     harmonic: FeatureStream
     percussive: FeatureStream
     stereo: FeatureStream
-    # Studio sends exactly [mean, variance, max, min], or [] for very short audio.
-    energy: Annotated[
-        list[ArrayValue | None], Field(max_length=4, json_schema_extra={"not": {"minItems": 1, "maxItems": 3}})
-    ]
+    energy: EnergyValues
 
     @model_validator(mode="after")
     def energy_is_four_or_none(self) -> "QuantumFeatures":

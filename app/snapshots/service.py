@@ -170,7 +170,7 @@ def _quarantine_item(
     settings: Settings,
 ) -> SnapshotResult:
     try:
-        body = orjson.dumps(item.raw)
+        body = orjson.dumps(item.raw, option=orjson.OPT_SERIALIZE_NUMPY)  # float arrays: see payload.py
     except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
         body = b"(not kept: nested too deep to serialise)"
     quarantine_id = quarantine(

@@ -1,0 +1,111 @@
+"""The body parser's shortcut for float arrays (simdjson straight into numpy) must be invisible:
+the same snapshots, rows, content hashes and rejection reasons as parsing with orjson alone."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import orjson
+import pytest
+
+from app.snapshots import payload
+from app.snapshots.service import Accepted, Rejected, prepare_snapshot
+from tests.conftest import FIXTURE_NAMES, fixture_bytes, fixture_snapshot
+
+
+def _prepared_both_ways(body: bytes, monkeypatch) -> tuple[Accepted | Rejected, Accepted | Rejected]:
+    fast = payload.parse_snapshots(body, "application/json", max_snapshots=10)
+    with monkeypatch.context() as patched:
+        patched.setattr(payload, "parse_with_float_arrays", lambda _body: None)
+        slow = payload.parse_snapshots(body, "application/json", max_snapshots=10)
+    return prepare_snapshot(fast[0], 0), prepare_snapshot(slow[0], 0)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_studio_fixtures_take_the_shortcut_and_store_the_same_rows(name, monkeypatch):
+    body = fixture_bytes(name)
+    parsed = payload.parse_with_float_arrays(body)
+    assert parsed is not None, "a Studio snapshot should not need the slow path"
+    original = orjson.loads(body)
+    for group, names in payload.FLOAT_ARRAYS.items():
+        for key, value in (parsed[0].get(group) or {}).items():
+            assert key in names
+            sent = original[group][key]
+            if None in sent:  # null (Studio's NaN) is left to the list validator
+                assert value == sent
+            else:
+                assert isinstance(value, np.ndarray) and value.tolist() == sent
+    fast, slow = _prepared_both_ways(body, monkeypatch)
+    assert isinstance(fast, Accepted) and isinstance(slow, Accepted)
+    assert fast.clean.content_hash == slow.clean.content_hash  # a retry after an upgrade stays a duplicate
+    assert fast.clean.row == slow.clean.row and fast.clean.rules_fired == slow.clean.rules_fired
+
+
+def _snapshot_with(**quantum_features) -> bytes:
+    snapshot = fixture_snapshot()
+    snapshot["quantumFeatures"].update(quantum_features)
+    return json.dumps(snapshot).encode()
+
+
+NOT_FOR_THE_SHORTCUT = {
+    # simdjson would flatten these into [1, 2] or [1, 2]: the '[' count sees the extra arrays.
+    "nested array in a float array": _snapshot_with(spectral=[0.5, [0.25]]),
+    "only nested arrays": _snapshot_with(spectral=[[0.5], [0.25]]),
+    "a repeated key": fixture_bytes("snapshot-with-ground-truth").replace(b'{"id"', b'{"metadata": 1, "id"', 1),
+    "a byte-order mark": b"\xef\xbb\xbf" + fixture_bytes("snapshot-with-ground-truth"),
+    "a key holding NUL": fixture_bytes("snapshot-with-ground-truth").replace(b'{"id"', b'{"a\\u0000b": 1, "id"', 1),
+}
+
+
+@pytest.mark.parametrize("case", NOT_FOR_THE_SHORTCUT)
+def test_what_the_shortcut_cannot_vouch_for_goes_to_orjson(case, monkeypatch):
+    body = NOT_FOR_THE_SHORTCUT[case]
+    assert payload.parse_with_float_arrays(body) is None
+    if case == "a byte-order mark":
+        with pytest.raises(payload.PayloadError, match="byte order mark"):
+            payload.parse_snapshots(body, "application/json", max_snapshots=10)
+        return
+    fast, slow = _prepared_both_ways(body, monkeypatch)
+    assert type(fast) is type(slow)
+    if isinstance(fast, Rejected):
+        assert fast.reasons == slow.reasons and fast.reasons
+
+
+def test_a_bracket_inside_a_string_only_costs_the_shortcut(monkeypatch):
+    snapshot = fixture_snapshot()
+    snapshot["metadata"]["classification"] = "full[1]"
+    body = json.dumps(snapshot).encode()
+    assert payload.parse_with_float_arrays(body) is None
+    assert payload.parse_snapshots(body, "application/json", max_snapshots=1) == [orjson.loads(body)]
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        ([0.5, 1e39], ("quantumFeatures.spectral.1", "less_than_equal")),  # beyond float32
+        ([0.5, -1e39], ("quantumFeatures.spectral.1", "greater_than_equal")),
+        ([0.5, True], ("quantumFeatures.spectral.1", "float_type")),
+        ([0.5, "0.5"], ("quantumFeatures.spectral.1", "float_type")),
+        ([0.5] * 1001, ("quantumFeatures.spectral", "too_long")),
+    ],
+)
+def test_bad_values_get_the_same_reasons_either_way(values, reason, monkeypatch):
+    fast, slow = _prepared_both_ways(_snapshot_with(spectral=values), monkeypatch)
+    assert isinstance(fast, Rejected) and isinstance(slow, Rejected)
+    assert fast.reasons == slow.reasons
+    assert [(r.loc, r.type) for r in fast.reasons] == [reason]
+
+
+def test_batches_take_the_shortcut_too():
+    body = b"[" + b",".join(fixture_bytes(name) for name in FIXTURE_NAMES) + b"]"
+    parsed = payload.parse_with_float_arrays(body)
+    assert parsed is not None and len(parsed) == 3
+    assert [item["id"] for item in parsed] == [item["id"] for item in orjson.loads(body)]
+
+
+def test_each_thread_parses_with_its_own_parser():
+    bodies = [fixture_bytes(name) for name in FIXTURE_NAMES] * 50
+    expected = [orjson.loads(body)["quantumFeatures"]["spectral"] for body in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda body: payload.parse_with_float_arrays(body)[0]["quantumFeatures"]["spectral"], bodies))
+    assert [np.asarray(g, dtype=np.float64).tolist() for g in got] == expected
