@@ -276,3 +276,44 @@ def test_oversized_body_is_413_and_a_bounded_prefix_is_kept(configure, db):
     [item] = quarantined()
     assert item.reason_type == "body_too_large" and item.body_truncated
     assert len(item.body_excerpt) <= 1000 and item.body_size > 200000
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_database_work_is_bounded_per_process_and_waiting_requests_still_land(db, configure, monkeypatch, concurrency):
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    from app.main import create_app
+    from app.snapshots import service
+
+    configure(FABRIC_INGEST_DB_CONCURRENCY=str(concurrency))
+    store, lock, busy, most = service.store_request, threading.Lock(), [0], [0]
+
+    def slow_store(*args):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.05)  # a slow commit: the other requests pile up behind it
+        try:
+            return store(*args)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(service, "store_request", slow_store)
+    ids = [str(uuid.uuid4()) for _ in range(8)]
+
+    async def post_all() -> list[int]:
+        transport = httpx.ASGITransport(app=create_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://fabric") as client:
+            posts = [
+                client.post("/stem-separation", content=json.dumps(fixture_snapshot(id=i)), headers=FETCH_HEADERS) for i in ids
+            ]
+            return [answer.status_code for answer in await asyncio.gather(*posts)]
+
+    assert asyncio.run(post_all()) == [201] * len(ids)
+    assert most[0] == concurrency
+    assert snapshot_count() == len(ids)

@@ -1,8 +1,11 @@
 """POST endpoints Studio sends snapshots to. Thin: read the body within limits, work out the
-channel, hand the rest to service.ingest_request in a worker thread."""
+channel, prepare the snapshots (service.prepare_request) and store them in a worker thread."""
 
+from functools import cache
 from urllib.parse import urlsplit
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -92,28 +95,39 @@ async def _ingest(request: Request, path_channel: str | None):
     except BodyTooLarge as error:
         body += error.last_chunk
         detail = f"body is larger than {error.limit} bytes"
-        qid = await run_in_threadpool(
-            _in_transaction, service.reject_request, context, bytes(body), 413, "body_too_large", detail, settings, error.received
+        qid = await _in_transaction(
+            settings, service.reject_request, context, bytes(body), 413, "body_too_large", detail, settings, error.received
         )
         return _answer(413, ErrorResponse(detail=detail, quarantine_id=qid))
 
     problem = _channel_problem(path_channel, header_channel, settings.channels)
     if problem:
         status, reason_type, detail = problem
-        qid = await run_in_threadpool(_in_transaction, service.reject_request, context, bytes(body), status, reason_type, detail, settings)
+        qid = await _in_transaction(settings, service.reject_request, context, bytes(body), status, reason_type, detail, settings)
         return _answer(status, ErrorResponse(detail=detail, quarantine_id=qid))
 
     if len(body) <= INLINE_PREPARE_MAX_BYTES and not context.content_encoding:
         prepared = service.prepare_request(bytes(body), context, settings)
     else:
         prepared = await run_in_threadpool(service.prepare_request, bytes(body), context, settings)
-    status, response = await run_in_threadpool(_in_transaction, service.store_request, prepared, settings)
+    status, response = await _in_transaction(settings, service.store_request, prepared, settings)
     return _answer(status, response)
 
 
-def _in_transaction(function, *args):
+async def _in_transaction(settings: Settings, function, *args):
+    """Runs function(connection, *args) in a transaction, in a worker thread, at most
+    settings.ingest_db_concurrency at a time in this process."""
+    return await anyio.to_thread.run_sync(_run_in_transaction, function, *args, limiter=_db_limiter(settings.ingest_db_concurrency))
+
+
+def _run_in_transaction(function, *args):
     with get_engine().begin() as connection:
         return function(connection, *args)
+
+
+@cache
+def _db_limiter(concurrency: int) -> CapacityLimiter:
+    return CapacityLimiter(concurrency)
 
 
 def _channel_problem(path_channel: str | None, header_channel: str | None, channels: list[str]):
