@@ -20,10 +20,9 @@ class Settings(BaseSettings):
     )
     # Connections kept per API/worker process; Postgres only (SQLite uses one file).
     database_pool_size: int = 10
-    # Ingest requests of one API process that do their database work at once; the others wait
-    # their turn on the event loop. More threads add no throughput, only GIL and Postgres
-    # contention: a saturated process spent up to ~40% more CPU per snapshot (README).
-    ingest_db_concurrency: int = Field(default=4, ge=1)
+    # Most ingest requests one API process stores in one transaction (group commit: see
+    # app/snapshots/writer.py). Batches are only as big as what is waiting.
+    ingest_batch_max: int = Field(default=32, ge=1)
 
     # The embedded broker is a folder on disk (kombu's filesystem transport).
     celery_broker_url: str = Field(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from app.config import get_settings
 from app.database import session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots import arrays
@@ -278,42 +279,58 @@ def test_oversized_body_is_413_and_a_bounded_prefix_is_kept(configure, db):
     assert len(item.body_excerpt) <= 1000 and item.body_size > 200000
 
 
-@pytest.mark.parametrize("concurrency", [1, 3])
-def test_database_work_is_bounded_per_process_and_waiting_requests_still_land(db, configure, monkeypatch, concurrency):
+def _post_concurrently(bodies: list[str]) -> list[int]:
     import asyncio
-    import threading
-    import time
 
     import httpx
 
     from app.main import create_app
-    from app.snapshots import service
-
-    configure(FABRIC_INGEST_DB_CONCURRENCY=str(concurrency))
-    store, lock, busy, most = service.store_request, threading.Lock(), [0], [0]
-
-    def slow_store(*args):
-        with lock:
-            busy[0] += 1
-            most[0] = max(most[0], busy[0])
-        time.sleep(0.05)  # a slow commit: the other requests pile up behind it
-        try:
-            return store(*args)
-        finally:
-            with lock:
-                busy[0] -= 1
-
-    monkeypatch.setattr(service, "store_request", slow_store)
-    ids = [str(uuid.uuid4()) for _ in range(8)]
 
     async def post_all() -> list[int]:
-        transport = httpx.ASGITransport(app=create_app())
+        transport = httpx.ASGITransport(app=create_app(), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://fabric") as client:
-            posts = [
-                client.post("/stem-separation", content=json.dumps(fixture_snapshot(id=i)), headers=FETCH_HEADERS) for i in ids
-            ]
+            posts = [client.post("/stem-separation", content=body, headers=FETCH_HEADERS) for body in bodies]
             return [answer.status_code for answer in await asyncio.gather(*posts)]
 
-    assert asyncio.run(post_all()) == [201] * len(ids)
-    assert most[0] == concurrency
+    return asyncio.run(post_all())
+
+
+def test_requests_waiting_for_the_database_share_a_transaction_and_each_lands(db, monkeypatch):
+    import time
+
+    from app.snapshots import service, views
+
+    store = service.store_request
+
+    def slow_store(*args):
+        time.sleep(0.05)  # a slow commit: the other requests pile up behind it
+        return store(*args)
+
+    monkeypatch.setattr(service, "store_request", slow_store)
+    batcher = views._batcher(get_settings().ingest_batch_max)
+    before = batcher.transactions
+    ids = [str(uuid.uuid4()) for _ in range(8)]
+    assert _post_concurrently([json.dumps(fixture_snapshot(id=i)) for i in ids]) == [201] * len(ids)
+    assert batcher.transactions - before < len(ids), "no two requests shared a transaction"
     assert snapshot_count() == len(ids)
+
+
+def test_one_failing_request_does_not_fail_those_batched_with_it(db, monkeypatch):
+    import time
+
+    from app.snapshots import service
+
+    store, poison = service.store_request, str(uuid.uuid4())
+
+    def store_failing_once_for_poison(connection, prepared, settings):
+        time.sleep(0.02)
+        if str(prepared.items[0].snapshot_id) == poison:
+            raise ValueError("a bug that only this request meets")
+        return store(connection, prepared, settings)
+
+    monkeypatch.setattr(service, "store_request", store_failing_once_for_poison)
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    statuses = _post_concurrently([json.dumps(fixture_snapshot(id=i)) for i in [*ids, poison]])
+    assert statuses == [201] * len(ids) + [500]
+    with session_scope() as session:
+        assert sorted(str(i) for i in session.scalars(select(Snapshot.id))) == sorted(ids)

@@ -1,21 +1,19 @@
 """POST endpoints Studio sends snapshots to. Thin: read the body within limits, work out the
-channel, prepare the snapshots (service.prepare_request) and store them in a worker thread."""
+channel, prepare the snapshots (service.prepare_request) and hand them to the ingest writer."""
 
 from functools import cache
 from urllib.parse import urlsplit
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from app.config import Settings
-from app.database import get_engine
 from app.limits import BodyTooLarge
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.payload import ACCEPTED_TYPES
 from app.snapshots.schemas import ErrorResponse, IngestResponse
+from app.snapshots.writer import TransactionBatcher
 
 CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 
@@ -78,8 +76,9 @@ INLINE_PREPARE_MAX_BYTES = 256 * 1024
 
 
 async def _ingest(request: Request, path_channel: str | None):
-    # Exactly one hop to a worker thread per request, for the database work. (FastAPI's sync
-    # dependencies would each cost a hop of their own, so the view uses none.)
+    # The database work goes to the process's ingest writer thread (writer.py); nothing else
+    # leaves the event loop. (FastAPI's sync dependencies would each cost a thread hop, so the
+    # view uses none.)
     settings: Settings = request.app.state.settings
     header_channel = request.headers.get(CHANNEL_HEADER)
     context = RequestContext(
@@ -115,19 +114,14 @@ async def _ingest(request: Request, path_channel: str | None):
 
 
 async def _in_transaction(settings: Settings, function, *args):
-    """Runs function(connection, *args) in a transaction, in a worker thread, at most
-    settings.ingest_db_concurrency at a time in this process."""
-    return await anyio.to_thread.run_sync(_run_in_transaction, function, *args, limiter=_db_limiter(settings.ingest_db_concurrency))
-
-
-def _run_in_transaction(function, *args):
-    with get_engine().begin() as connection:
-        return function(connection, *args)
+    """function(connection, *args) in a transaction shared with the other requests waiting
+    (group commit, see writer.py); returns once it has committed."""
+    return await _batcher(settings.ingest_batch_max).run(function, *args)
 
 
 @cache
-def _db_limiter(concurrency: int) -> CapacityLimiter:
-    return CapacityLimiter(concurrency)
+def _batcher(max_batch: int) -> TransactionBatcher:
+    return TransactionBatcher(max_batch)  # one per process: its one thread does ingest's database work
 
 
 def _channel_problem(path_channel: str | None, header_channel: str | None, channels: list[str]):
