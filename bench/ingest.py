@@ -159,6 +159,11 @@ def main() -> None:
         main_run["rss_mb_first_10pct"] = round(sum(samples[:tenth]) / tenth / 2**20, 1)
         main_run["rss_mb_last_10pct"] = round(sum(samples[-tenth:]) / tenth / 2**20, 1)
         main_run["rss_mb_max"] = round(max(samples) / 2**20, 1)
+        start = memory.samples[0][0]  # the mean of each 30 s, to tell a plateau from a leak
+        by_half_minute: dict[int, list[int]] = {}
+        for at, rss in memory.samples:
+            by_half_minute.setdefault(int((at - start) // 30), []).append(rss)
+        main_run["rss_mb_per_30s"] = [round(sum(v) / len(v) / 2**20, 1) for _, v in sorted(by_half_minute.items())]
         handled = sum(main_run["statuses"].values())
         main_run["api_cpu_ms_per_snapshot"] = round(1000 * memory.api_cpu_s / handled, 3)
         main_run["postgres_cpu_ms_per_snapshot"] = round(1000 * memory.postgres_cpu_s / handled, 3)
@@ -176,7 +181,8 @@ def main() -> None:
     print(f"\n{args.rate:.0f}/s run, every {main_run['per_interval'][1]['from_s']:.0f} s: "
           + "  ".join(f"{i['per_s']:.0f}/s p99 {i['p99_ms']:.0f}" for i in main_run["per_interval"]))
     print(f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "
-          f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB")  # fmt: skip
+          f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB; "
+          f"per 30 s: {main_run['rss_mb_per_30s']}")  # fmt: skip
     print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
           f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms")
     print(f"Postgres during that run: {main_run['postgres']}")
