@@ -69,16 +69,16 @@ INGEST_RESPONSES = {
 
 
 # Studio's snapshots (~100 KB) are decoded, validated and sanitised right on the event loop
-# (~0.6 ms): a worker thread would cost a hop and GIL contention with the threads doing I/O.
+# (0.3-0.6 ms): a worker thread would cost a hop and GIL contention with the writer thread.
 # Larger or gzipped bodies (batches, up to 16 MiB inflated) go to a thread, so the loop is
 # never held for long.
 INLINE_PREPARE_MAX_BYTES = 256 * 1024
 
 
 async def _ingest(request: Request, path_channel: str | None):
-    # The database work goes to the process's ingest writer thread (writer.py); nothing else
-    # leaves the event loop. (FastAPI's sync dependencies would each cost a thread hop, so the
-    # view uses none.)
+    # The database work goes to the process's ingest writer thread (writer.py), with the
+    # requests waiting beside it. (FastAPI's sync dependencies would each cost a thread hop,
+    # so the view uses none.)
     settings: Settings = request.app.state.settings
     header_channel = request.headers.get(CHANNEL_HEADER)
     context = RequestContext(
