@@ -149,8 +149,10 @@ def main() -> None:
         target = f"{base}/stem-separation"
         warmup = run(args.rate, args.warmup, target, make)
         before = checkpoint_counts(database_url)
+        generator_cpu_s = time.process_time()  # this process: the load generator (and the sampler)
         with MemorySampler(port) as memory:
             main_run = run(args.rate, args.duration, target, make)
+        generator_cpu_s = time.process_time() - generator_cpu_s
         after = checkpoint_counts(database_url)
         main_run["postgres"] = {**{k: round(after[k] - before[k]) for k in ("timed", "requested", "buffers_backend", "wal_mb")},
                                 "max_wal_size": after["max_wal_size"], "shared_buffers": after["shared_buffers"]}  # fmt: skip
@@ -167,6 +169,7 @@ def main() -> None:
         handled = sum(main_run["statuses"].values())
         main_run["api_cpu_ms_per_snapshot"] = round(1000 * memory.api_cpu_s / handled, 3)
         main_run["postgres_cpu_ms_per_snapshot"] = round(1000 * memory.postgres_cpu_s / handled, 3)
+        main_run["load_generator_cpu_ms_per_snapshot"] = round(1000 * generator_cpu_s / handled, 3)
         report["runs"].append(main_run)
         for rate in [float(r) for r in args.sweep.split(",") if r.strip()]:
             report["runs"].append(run(rate, 15, target, make))
@@ -184,7 +187,7 @@ def main() -> None:
           f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB; "
           f"per 30 s: {main_run['rss_mb_per_30s']}")  # fmt: skip
     print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
-          f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms")
+          f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms, load generator {main_run['load_generator_cpu_ms_per_snapshot']} ms")
     print(f"Postgres during that run: {main_run['postgres']}")
     verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
     print(f"stored rows {report['stored_rows']}, 2xx answers {accepted} (warm-up included): {verdict}")
