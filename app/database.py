@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Annotated
@@ -34,6 +35,14 @@ RowId = Annotated[int, Ge(1), Le(ROW_ID_MAX)]
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Every timestamp here is UTC: a naive one (SQLite hands them back without their zone, and
+    a query parameter may lack one) is taken as UTC, an aware one converted to it."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def normalise_url(url: str) -> str:

@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ROLES, AdminSession, ApiToken
+from app.database import as_utc
 
 TOKEN_PREFIX = "pf_"
 
@@ -67,7 +68,7 @@ def resolve_session(session: Session, cookie: str) -> tuple[AdminSession, ApiTok
         .join(ApiToken, ApiToken.id == AdminSession.token_id)
         .where(AdminSession.session_hash == hash_token(cookie), ApiToken.revoked_at.is_(None))
     ).first()
-    if found is None or _aware(found[0].expires_at) <= datetime.now(UTC):
+    if found is None or as_utc(found[0].expires_at) <= datetime.now(UTC):
         return None
     return found[0], found[1]
 
@@ -75,8 +76,3 @@ def resolve_session(session: Session, cookie: str) -> tuple[AdminSession, ApiTok
 def end_session(session: Session, cookie: str) -> None:
     session.execute(delete(AdminSession).where(AdminSession.session_hash == hash_token(cookie)))
     session.commit()
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -9,6 +9,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
+from app.database import as_utc
 from app.datasets.models import Dataset
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection
@@ -43,7 +44,7 @@ def window_for(range_name: RangeName = "all", since: datetime | None = None, unt
     """Explicit `since`/`until` win over the named range, which ends now. A bound outside
     2000-2100 is a ValueError."""
     now = now or datetime.now(UTC)
-    since, until = _utc(since), _utc(until)
+    since, until = as_utc(since), as_utc(until)
     for bound in (since, until):
         if bound is not None and not EARLIEST <= bound <= LATEST:
             raise ValueError(f"{bound.date().isoformat()} is outside {EARLIEST.date()} to {LATEST.date()}")
@@ -236,9 +237,3 @@ def _latest_dataset(session: Session) -> DatasetAudit | None:
     return DatasetAudit(id=dataset.id, run_label=dataset.run_label, created_at=dataset.created_at,
                         train_count=dataset.train_count, validation_count=dataset.validation_count,
                         audit=dataset.manifest.get("audit", {}))  # fmt: skip
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
