@@ -12,7 +12,7 @@ from annotated_types import Ge, Le
 from sqlalchemy import MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.config import get_settings
@@ -35,6 +35,11 @@ RowId = Annotated[int, Ge(1), Le(ROW_ID_MAX)]
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Errors that mean "the database is not there" (down, unreachable, pool exhausted), not "this
+# request is bad": the API answers them with 503 and Retry-After.
+UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -97,7 +102,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
         dbapi_connection.rollback()
     except Exception as error:
         # The pool discards this connection and checks out another (a new one if need be).
-        raise DisconnectionError(f"idle connection failed its ping: {error}") from error
+        raise sa_exc.DisconnectionError(f"idle connection failed its ping: {error}") from error
 
 
 @lru_cache

@@ -8,11 +8,10 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from app.config import Settings, get_settings
-from app.database import get_engine
+from app.database import UNAVAILABLE_ERRORS, get_engine
 from app.limits import BodySizeLimitMiddleware, BodyTooLarge, RateLimitMiddleware, body_too_large_handler
 from app.dashboard import views as dashboard_views
 from app.snapshots import views as snapshot_views
@@ -60,9 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_exception_handler(BodyTooLarge, body_too_large_handler)
-    app.add_exception_handler(sa_exc.OperationalError, database_unavailable)
-    app.add_exception_handler(sa_exc.InterfaceError, database_unavailable)
-    app.add_exception_handler(sa_exc.TimeoutError, database_unavailable)
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, database_unavailable)
 
     # Added last = outermost: CORS headers go on every answer, 413 and 429 included, so a
     # browser shows Studio the real status rather than a CORS failure.

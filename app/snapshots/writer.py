@@ -22,15 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
-
-from app.database import get_engine
+from app.database import UNAVAILABLE_ERRORS, get_engine
 
 log = logging.getLogger(__name__)
-
-# Errors that mean "the database is not there", not "this request is bad".
-UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 @dataclass
@@ -91,18 +85,14 @@ class TransactionBatcher:
         self.transactions += 1
         try:
             with get_engine().begin() as connection:
-                return [(True, _call(job, connection)) for job in batch]
-        except UNAVAILABLE as error:  # (a deadlock is one too: rare, and retried by Studio)
+                return [(True, job.function(connection, *job.args)) for job in batch]
+        except UNAVAILABLE_ERRORS as error:  # (a deadlock is one too: rare, and retried by Studio)
             return [(False, error)] * len(batch)
         except BaseException as error:  # whatever it is, it goes to the request, not this thread
             if len(batch) == 1:
                 return [(False, error)]
             log.warning("a batch of %d failed (%s); storing them one by one", len(batch), error)
             return [self._run_batch([job])[0] for job in batch]
-
-
-def _call(job: _Job, connection: Connection) -> Any:
-    return job.function(connection, *job.args)
 
 
 def _settle(future: asyncio.Future, outcome: tuple[bool, Any]) -> None:
