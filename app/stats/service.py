@@ -205,10 +205,12 @@ def _stream_lengths(session: Session, where: list[ColumnElement[bool]]) -> list[
     """One scan for all streams: each stream's length (blob bytes / 4 = float32 values) is
     computed once per row, then counted per bin. Postgres reads a length from the TOAST
     pointer, so the blobs themselves are not read."""
-    labels = ["0", "1–99", "100–249", "250–499", "500–749", "750–999", "≥1000"]
+    # Lengths are whole numbers, so a bin says its last value: "1–99", not "1–100".
+    edges = STREAM_LENGTH_EDGES
+    labels = [f"{lo}" if hi - lo == 1 else f"{lo}–{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)] + [f"≥{edges[-1]}"]
     lengths = select(*[(func.length(getattr(Snapshot, stream)) / 4).label(stream) for stream in FEATURE_STREAMS])
     lengths = lengths.select_from(Snapshot).where(*where).subquery()
-    bounds = [*STREAM_LENGTH_EDGES, None]
+    bounds = [*edges, None]
     columns = [
         func.count().filter(lengths.c[stream] >= low, *([lengths.c[stream] < high] if high is not None else []))
         for stream in FEATURE_STREAMS
