@@ -21,9 +21,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import run_open_loop, snapshot_requests  # noqa: E402
-FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-FIXTURE_NAMES = ["snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan"]
-from tests.conftest import create_postgres_database  # noqa: E402
+from tests.conftest import FIXTURE_NAMES, create_postgres_database, fixture_bytes  # noqa: E402
 from tests.servers import api_process  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -113,6 +111,7 @@ def run(rate: float, duration: float, url: str, make) -> dict:
             {"from_s": start, "per_s": round(per_s, 1), "p99_ms": round(p99, 1)}
             for start, per_s, p99 in result.per_interval(interval_s)
         ],
+        "interval_s": interval_s,
         "rate_target": rate,
         "rate_achieved": round(result.achieved_rate, 1),
         "requests": result.scheduled,
@@ -135,7 +134,7 @@ def main() -> None:
     parser.add_argument("--sweep", default="300,600,700", help="extra rates, 15 s each ('' for none)")
     args = parser.parse_args()
 
-    bodies = [(FIXTURES_DIR / f"{name}.json").read_bytes() for name in FIXTURE_NAMES]
+    bodies = [fixture_bytes(name) for name in FIXTURE_NAMES]
     make = snapshot_requests(bodies)
     mean_kb = sum(map(len, bodies)) / len(bodies) / 1024
     database_url = fresh_database("fabric_bench")
@@ -181,7 +180,7 @@ def main() -> None:
     for r in report["runs"]:
         print(f"{r['rate_target']:>6.0f} {r['rate_achieved']:>9.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
               f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {r['statuses']} {r['errors'] or ''}")  # fmt: skip
-    print(f"\n{args.rate:.0f}/s run, every {main_run['per_interval'][1]['from_s']:.0f} s: "
+    print(f"\n{args.rate:.0f}/s run, every {main_run['interval_s']} s: "
           + "  ".join(f"{i['per_s']:.0f}/s p99 {i['p99_ms']:.0f}" for i in main_run["per_interval"]))
     print(f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "
           f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB; "
