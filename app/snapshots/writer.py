@@ -36,12 +36,13 @@ class _Job:
 
 
 class TransactionBatcher:
+    """Made at the first ingest request of a process (views._batcher), with its thread."""
+
     def __init__(self, max_batch: int) -> None:
         self.max_batch = max_batch
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self.transactions = 0  # committed or not; for tests and curiosity
+        threading.Thread(target=self._serve, name="ingest-writer", daemon=True).start()
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """function(connection, *args) in a transaction shared with whatever else is waiting;
@@ -49,15 +50,7 @@ class TransactionBatcher:
         loop = asyncio.get_running_loop()
         job = _Job(function, args, loop, loop.create_future())
         self._jobs.put(job)
-        self._start()
         return await job.future
-
-    def _start(self) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._serve, name="ingest-writer", daemon=True)
-                    self._thread.start()
 
     def _serve(self) -> None:
         while True:
