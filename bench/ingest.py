@@ -119,6 +119,7 @@ def run(rate: float, duration: float, url: str, make) -> dict:
         "p90_ms": round(result.percentile_ms(90), 2),
         "p99_ms": round(result.percentile_ms(99), 2),
         "max_ms": round(result.percentile_ms(100), 2),
+        "generator_lag_p99_ms": round(result.percentile_ms(99, of="send_lags_s"), 2),
         "statuses": dict(result.statuses),
         "errors": dict(result.errors),
         "connections": result.connections_opened,
@@ -176,10 +177,10 @@ def main() -> None:
     accepted = sum(n for r in [warmup, *report["runs"]] for s, n in r["statuses"].items() if 200 <= int(s) < 300)
     report["stored_rows"] = stored_rows(database_url)
     report["accepted_responses"] = accepted
-    print(f"\n{'rate':>6} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}  statuses / errors")
+    print(f"\n{'rate':>6} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gen lag':>8}  statuses / errors")
     for r in report["runs"]:
         print(f"{r['rate_target']:>6.0f} {r['rate_achieved']:>9.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
-              f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f}  {r['statuses']} {r['errors'] or ''}")  # fmt: skip
+              f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['generator_lag_p99_ms']:>8.2f}  {r['statuses']} {r['errors'] or ''}")  # fmt: skip
     print(f"\n{args.rate:.0f}/s run, every {main_run['interval_s']} s: "
           + "  ".join(f"{i['per_s']:.0f}/s p99 {i['p99_ms']:.0f}" for i in main_run["per_interval"]))
     print(f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "

@@ -20,12 +20,15 @@ class LoadResult:
     duration_s: float
     latencies_s: list[float] = field(default_factory=list)
     completed_at_s: list[float] = field(default_factory=list)  # since start, per latency
+    # How late the generator itself sent each request: its own scheduling delay, which the
+    # latencies include (high lag means the generator, not the server, fell behind).
+    send_lags_s: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     connections_opened: int = 0
 
-    def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies_s)
+    def percentile_ms(self, q: float, of: str = "latencies_s") -> float:
+        ordered = sorted(getattr(self, of))
         return 1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
 
     def per_interval(self, interval_s: float) -> list[tuple[float, float, float]]:
@@ -97,6 +100,7 @@ async def run_open_loop(
                 open_connections += 1
                 result.connections_opened += 1
                 connection = _Connection(*await asyncio.open_connection(host, port))
+            result.send_lags_s.append(time.perf_counter() - scheduled_at)
             status = await connection.request(payload)
         except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             result.errors[type(error).__name__] += 1

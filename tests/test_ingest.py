@@ -334,3 +334,25 @@ def test_one_failing_request_does_not_fail_those_batched_with_it(db, monkeypatch
     assert statuses == [201] * len(ids) + [500]
     with session_scope() as session:
         assert sorted(str(i) for i in session.scalars(select(Snapshot.id))) == sorted(ids)
+
+
+def test_ingesting_does_not_run_a_garbage_collection_per_snapshot(client):
+    """Each snapshot parses into ~1,000 objects; with Python's default threshold that ran a
+    collection per request, promoting them and soon a full collection (pauses of 10-80 ms
+    under load). The API raises the threshold at start-up (app.main.lifespan)."""
+    import gc
+
+    collections = []
+
+    def count(phase, info):
+        if phase == "stop":
+            collections.append(info["generation"])
+
+    bodies = [json.dumps(fixture_snapshot(name, id=str(uuid.uuid4()))) for name in FIXTURE_NAMES * 10]
+    gc.callbacks.append(count)
+    try:
+        statuses = [client.post("/stem-separation", content=body, headers=FETCH_HEADERS).status_code for body in bodies]
+    finally:
+        gc.callbacks.remove(count)
+    assert statuses == [201] * len(bodies)
+    assert len(collections) < len(bodies) / 5, f"{len(collections)} collections for {len(bodies)} snapshots"
