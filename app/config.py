@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     # Most ingest requests one API process stores in one transaction (group commit: see
     # app/snapshots/writer.py). Batches are only as big as what is waiting.
     ingest_batch_max: int = Field(default=32, ge=1)
+    # Postgres' backend_flush_after for our connections: a backend asks the kernel to write
+    # what it wrote every this much, so ingest's steady ~10 MB/s of rows goes to disk as it
+    # comes rather than in bursts of ~350 MB every 30 s (the kernel's dirty expiry), which
+    # stalled commits for 100-250 ms (bench/commit_stalls.py). "" leaves the server's setting.
+    postgres_backend_flush_after: str = Field(default="256kB", pattern=r"^(\d+(kB|MB)?)?$")
 
     # The embedded broker is a folder on disk (kombu's filesystem transport).
     celery_broker_url: str = Field(

@@ -67,14 +67,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def build_engine(url: str, pool_size: int = 10) -> Engine:
+def build_engine(url: str, pool_size: int = 10, backend_flush_after: str = "") -> Engine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    connect_args: dict = {"connect_timeout": 3}
+    if backend_flush_after:  # see Settings.postgres_backend_flush_after
+        connect_args["options"] = f"-c backend_flush_after={backend_flush_after}"
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, connect_args={"connect_timeout": 3}
+        url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, connect_args=connect_args
     )
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
@@ -108,7 +111,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
 @lru_cache
 def get_engine() -> Engine:
     settings = get_settings()
-    return build_engine(settings.database_url, settings.database_pool_size)
+    return build_engine(settings.database_url, settings.database_pool_size, settings.postgres_backend_flush_after)
 
 
 @lru_cache

@@ -46,3 +46,28 @@ def test_a_connection_in_steady_use_is_not_pinged(postgres_url, monkeypatch):
             assert connection.scalar(text("SELECT 1")) == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("setting, expected", [("256kB", "256kB"), ("", "0")])
+def test_connections_carry_the_configured_backend_flush_after(postgres_url, setting, expected):
+    """Ingest writes ~10 MB/s of rows; without flush hints the kernel wrote them in bursts that
+    stalled commits for 100-250 ms (bench/commit_stalls.py). "" leaves the server's default."""
+    engine = database.build_engine(postgres_url, pool_size=1, backend_flush_after=setting)
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(text("SHOW backend_flush_after")) == expected
+    finally:
+        engine.dispose()
+
+
+def test_the_settings_default_reaches_the_api_engine(postgres_url, monkeypatch):
+    from app.config import Settings
+
+    monkeypatch.setattr(database, "get_settings", lambda: Settings(database_url=postgres_url))
+    database.get_engine.cache_clear()
+    try:
+        with database.get_engine().connect() as connection:
+            assert connection.scalar(text("SHOW backend_flush_after")) == Settings().postgres_backend_flush_after
+    finally:
+        database.get_engine().dispose()
+        database.get_engine.cache_clear()
