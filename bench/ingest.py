@@ -85,6 +85,18 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+def host_speed_ms() -> float:
+    """How long a fixed pure-Python loop takes here, best of three: this shared host's speed
+    drifts by half through a day, and CPU per snapshot and latencies drift with it."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(1000 * best, 1)
+
+
 def checkpoint_counts(url: str) -> dict:
     """Postgres' checkpoints so far (timed, and requested because WAL reached max_wal_size),
     and the buffers backends had to write themselves; with the settings that drive them."""
@@ -143,7 +155,7 @@ def main() -> None:
     print(f"snapshots: {len(bodies)} fixtures, mean {mean_kb:.0f} KB; Postgres fsync+synchronous_commit on; "
           f"{args.api_workers} API processes; {os.cpu_count()} CPUs")  # fmt: skip
 
-    report = {"api_workers": args.api_workers, "mean_snapshot_kb": round(mean_kb, 1), "runs": []}
+    report = {"host_speed_ms_before": host_speed_ms(), "api_workers": args.api_workers, "mean_snapshot_kb": round(mean_kb, 1), "runs": []}
     with api_process(env, workers=args.api_workers) as base:
         port = int(base.rsplit(":", 1)[1])
         target = f"{base}/stem-separation"
@@ -174,6 +186,7 @@ def main() -> None:
         for rate in [float(r) for r in args.sweep.split(",") if r.strip()]:
             report["runs"].append(run(rate, 15, target, make))
 
+    report["host_speed_ms_after"] = host_speed_ms()
     accepted = sum(n for r in [warmup, *report["runs"]] for s, n in r["statuses"].items() if 200 <= int(s) < 300)
     report["stored_rows"] = stored_rows(database_url)
     report["accepted_responses"] = accepted
@@ -189,6 +202,8 @@ def main() -> None:
     print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
           f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms, load generator {main_run['load_generator_cpu_ms_per_snapshot']} ms")
     print(f"Postgres during that run: {main_run['postgres']}")
+    print(f"host speed (a fixed Python loop, lower is faster): {report['host_speed_ms_before']} ms before, "
+          f"{report['host_speed_ms_after']} ms after")
     verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
     print(f"stored rows {report['stored_rows']}, 2xx answers {accepted} (warm-up included): {verdict}")
     RESULTS_DIR.mkdir(exist_ok=True)
