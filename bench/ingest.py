@@ -70,6 +70,39 @@ class MemorySampler:
         self.postgres_cpu_s = _cpu_seconds(_postgres_processes()) - self._cpu_start[1]
 
 
+class CommitProbe:
+    """A durable 1-row commit every 20 ms on a connection of its own, beside the load. Its
+    latency is Postgres and the disk alone: stalls that show here and in the requests at once
+    are theirs (write-back bursts, checkpoints); a request tail with a quiet probe is CPU."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.latencies_s, self.cpu_s, self._stop = url, [], 0.0, threading.Event()
+
+    def __enter__(self):
+        self._connection = psycopg.connect(self.url, autocommit=True)
+        self._connection.execute("CREATE TABLE IF NOT EXISTS bench_commit_probe (id serial PRIMARY KEY)")
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+        self._thread.start()
+        return self
+
+    def _probe(self) -> None:
+        while not self._stop.wait(0.02):
+            started = time.perf_counter()
+            self._connection.execute("INSERT INTO bench_commit_probe DEFAULT VALUES")
+            self.latencies_s.append(time.perf_counter() - started)
+        self.cpu_s = time.thread_time()  # taken out of the load generator's CPU
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+        self._connection.close()
+
+    def summary(self) -> dict:
+        ordered = sorted(self.latencies_s)
+        at = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)  # noqa: E731
+        return {"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "over_50ms": sum(x > 0.05 for x in ordered)}
+
+
 def _postgres_processes() -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
 
@@ -162,9 +195,10 @@ def main() -> None:
         warmup = run(args.rate, args.warmup, target, make)
         before = checkpoint_counts(database_url)
         generator_cpu_s = time.process_time()  # this process: the load generator (and the sampler)
-        with MemorySampler(port) as memory:
+        with MemorySampler(port) as memory, CommitProbe(database_url) as probe:
             main_run = run(args.rate, args.duration, target, make)
-        generator_cpu_s = time.process_time() - generator_cpu_s
+        generator_cpu_s = time.process_time() - generator_cpu_s - probe.cpu_s
+        main_run["commit_probe"] = probe.summary()
         after = checkpoint_counts(database_url)
         main_run["postgres"] = {**{k: round(after[k] - before[k]) for k in ("timed", "requested", "buffers_backend", "wal_mb")},
                                 "max_wal_size": after["max_wal_size"], "shared_buffers": after["shared_buffers"]}  # fmt: skip
@@ -202,6 +236,7 @@ def main() -> None:
     print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
           f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms, load generator {main_run['load_generator_cpu_ms_per_snapshot']} ms")
     print(f"Postgres during that run: {main_run['postgres']}")
+    print(f"A 1-row durable commit every 20 ms beside it: {main_run['commit_probe']}")
     print(f"host speed (a fixed Python loop, lower is faster): {report['host_speed_ms_before']} ms before, "
           f"{report['host_speed_ms_after']} ms after")
     verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
