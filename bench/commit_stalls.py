@@ -22,6 +22,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.ingest import CommitProbe  # noqa: E402
 from tests.conftest import POSTGRES_ADMIN_URL  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -40,7 +41,6 @@ def fresh_database(flush_after: str) -> str:
         connection.execute("CREATE TABLE rows (id uuid PRIMARY KEY, a bytea, b bytea, c bytea, d bytea)")
         for column in "abcd":  # as the snapshots' blobs: out of line, not compressed
             connection.execute(f"ALTER TABLE rows ALTER {column} SET STORAGE EXTERNAL")
-        connection.execute("CREATE TABLE probe (id serial PRIMARY KEY)")
     return url
 
 
@@ -61,26 +61,14 @@ def run(flush_after: str, duration_s: float, rows_per_s: int) -> dict:
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     threads = [threading.Thread(target=write) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
-    latencies = []
-    with psycopg.connect(url, autocommit=True) as probe:
-        while time.monotonic() < stop:
-            started = time.perf_counter()
-            probe.execute("INSERT INTO probe DEFAULT VALUES")
-            latencies.append(time.perf_counter() - started)
-            time.sleep(0.02)
-    for thread in threads:
-        thread.join()
+    with CommitProbe(url) as probe:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     with psycopg.connect(url) as connection:
         written = connection.execute("SELECT count(*) FROM rows").fetchone()[0]
-    latencies.sort()
-
-    def ms(q: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
-
-    return {"flush_after": flush_after or "off", "rows_per_s": round(written / duration_s), "p50": ms(0.5),
-            "p99": ms(0.99), "p99.9": ms(0.999), "max": ms(1.0), "over_50ms": sum(x > 0.05 for x in latencies)}  # fmt: skip
+    return {"flush_after": flush_after or "off", "rows_per_s": round(written / duration_s), **probe.summary()}
 
 
 def main() -> None:
@@ -94,7 +82,8 @@ def main() -> None:
     for _ in range(args.rounds):
         for setting in ("", "256kB"):
             r = run(setting, args.duration, args.rows_per_s)
-            print(f"{r['flush_after']:>12} {r['rows_per_s']:>7} {r['p50']:>7} {r['p99']:>7} {r['p99.9']:>9} {r['max']:>7} {r['over_50ms']:>7}", flush=True)
+            print(f"{r['flush_after']:>12} {r['rows_per_s']:>7} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['p99.9_ms']:>9} "
+                  f"{r['max_ms']:>7} {r['over_50ms']:>7}", flush=True)  # fmt: skip
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 

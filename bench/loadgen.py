@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 
+def percentile_ms(seconds: list[float], q: float) -> float:
+    """The q-th percentile (0-100, 100 = the maximum) of durations in seconds, in ms."""
+    ordered = sorted(seconds)
+    return 1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
 @dataclass
 class LoadResult:
     scheduled: int
@@ -27,9 +33,8 @@ class LoadResult:
     errors: Counter = field(default_factory=Counter)
     connections_opened: int = 0
 
-    def percentile_ms(self, q: float, of: str = "latencies_s") -> float:
-        ordered = sorted(getattr(self, of))
-        return 1000 * ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+    def percentile_ms(self, q: float) -> float:
+        return percentile_ms(self.latencies_s, q)
 
     def per_interval(self, interval_s: float) -> list[tuple[float, float, float]]:
         """(interval start s, completed per second, p99 ms) for each interval of the run."""
