@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Dialect, insert, select, update
 
 from app.config import Settings
-from app.database import dialect_insert
+from app.database import DriverInsert, dialect_insert
 from app.quarantine.service import RequestContext, quarantine
 from app.snapshots import models
 from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix
@@ -124,11 +124,11 @@ def _store_item(
     clean = item.clean
     row = {**clean.row, "channel": context.channel, "origin": context.origin, "content_hash": clean.content_hash}
     snapshot_id = str(item.snapshot_id)
-    if connection.execute(_insert_once(connection.dialect.name), row).scalar_one_or_none() is not None:
+    snapshot_insert, correction_insert = _inserts(connection.dialect)
+    if snapshot_insert.execute(connection, [row]):  # a row back: it is new
         if clean.corrections:
-            connection.execute(
-                insert(models.SnapshotCorrection),
-                [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections],
+            correction_insert.execute(
+                connection, [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections]
             )
         return SnapshotResult(
             index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired
@@ -153,12 +153,25 @@ def _store_item(
     return _quarantine_item(connection, conflict, 409, "conflict", context, settings)
 
 
-@functools.cache
-def _insert_once(dialect: str):
-    """INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row back means it is new.
-    Built once per dialect and given rows as parameters, so the hot path never rebuilds it."""
-    table = models.Snapshot.__table__
-    return dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+@functools.lru_cache(maxsize=8)  # one per engine's dialect
+def _inserts(dialect: Dialect) -> tuple[DriverInsert, DriverInsert]:
+    """The two inserts of a new snapshot, compiled once (see DriverInsert): the snapshot row,
+    INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id (a row back means it is new), and
+    its corrections. Every row has every column but the server-set received_at and the
+    defaulted duplicates_absorbed (sanitise builds them so)."""
+    snapshots = models.Snapshot.__table__
+    snapshot_insert = (
+        dialect_insert(dialect.name, snapshots).on_conflict_do_nothing(index_elements=["id"]).returning(snapshots.c.id)
+    )
+    corrections = models.SnapshotCorrection.__table__
+    return (
+        DriverInsert(snapshot_insert, dialect, _keys(snapshots, omit={"received_at", "duplicates_absorbed"})),
+        DriverInsert(insert(corrections), dialect, _keys(corrections)),
+    )
+
+
+def _keys(table, omit: set[str] = set()) -> list[str]:  # noqa: B006 (read only)
+    return [column.key for column in table.columns if column.key not in omit]
 
 
 def _quarantine_item(
