@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     # Connections kept per API/worker process; Postgres only (SQLite uses one file).
     database_pool_size: int = 10
     # Most ingest requests one API process stores in one transaction (group commit: see
-    # app/snapshots/writer.py). Batches are only as big as what is waiting.
+    # app/snapshots/writer.py). Batches are only as big as what is waiting; a request
+    # waiting alone is stored in autocommit.
     ingest_batch_max: int = Field(default=32, ge=1)
     # Postgres' backend_flush_after for our connections: a backend asks the kernel to write
     # what it wrote every this much, so ingest's steady ~10 MB/s of rows goes to disk as it

@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
@@ -135,6 +135,30 @@ def session_scope() -> Iterator[Session]:
 def dialect_insert(dialect_name: str, table: Table):
     """The dialect's INSERT, which has `on_conflict_do_nothing`/`on_conflict_do_update`."""
     return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table)
+
+
+@contextmanager
+def atomic(connection: Connection) -> Iterator[None]:
+    """One transaction for the statements inside. On a connection in autocommit (the ingest
+    writer's, where each statement commits alone) it sends BEGIN and COMMIT itself; inside a
+    transaction already (its own, or the caller's) it adds nothing, that one being atomic."""
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT" or connection.info.get(_IN_ATOMIC):
+        yield
+        return
+    connection.exec_driver_sql("BEGIN")
+    connection.info[_IN_ATOMIC] = True
+    try:
+        yield
+        connection.exec_driver_sql("COMMIT")
+    except BaseException:
+        with suppress(Exception):  # a connection that is gone has rolled back on its own
+            connection.exec_driver_sql("ROLLBACK")
+        raise
+    finally:
+        del connection.info[_IN_ATOMIC]
+
+
+_IN_ATOMIC = "prime_fabric.in_atomic"
 
 
 class DriverInsert:

@@ -3,7 +3,8 @@
 - `prepare_request`: decode the body, validate and sanitise each snapshot. Pure CPU work,
   no database, so the API can run it without a thread hop.
 - `store_request`: store each accepted snapshot exactly once, absorb retries, and quarantine
-  whatever was rejected, in one transaction on a SQLAlchemy Core connection.
+  whatever was rejected, on a SQLAlchemy Core connection (the ingest writer's, in autocommit:
+  each snapshot is atomic, the request as a whole need not be, since a retry is absorbed).
 """
 
 import functools
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Dialect, insert, select, update
 
 from app.config import Settings
-from app.database import DriverInsert, dialect_insert
+from app.database import DriverInsert, atomic, dialect_insert
 from app.quarantine.service import RequestContext, quarantine
 from app.snapshots import models
 from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix
@@ -76,7 +77,7 @@ def prepare_snapshot(item: Any, index: int) -> Accepted | Rejected:
 
 
 def store_request(connection: Connection, prepared: PreparedRequest, settings: Settings) -> tuple[int, BaseModel]:
-    """Stores a prepared request; returns (HTTP status, response model). Call in a transaction."""
+    """Stores a prepared request; returns (HTTP status, response model)."""
     context = prepared.context
     if prepared.error is not None:
         error = prepared.error
@@ -125,11 +126,16 @@ def _store_item(
     row = {**clean.row, "channel": context.channel, "origin": context.origin, "content_hash": clean.content_hash}
     snapshot_id = str(item.snapshot_id)
     snapshot_insert, correction_insert = _inserts(connection.dialect)
-    if snapshot_insert.execute(connection, [row]):  # a row back: it is new
-        if clean.corrections:
-            correction_insert.execute(
-                connection, [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections]
-            )
+    if not clean.corrections:
+        stored = bool(snapshot_insert.execute(connection, [row]))  # a row back: it is new
+    else:
+        with atomic(connection):  # a snapshot is stored with its corrections or not at all
+            stored = bool(snapshot_insert.execute(connection, [row]))
+            if stored:
+                correction_insert.execute(
+                    connection, [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections]
+                )
+    if stored:
         return SnapshotResult(
             index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired
         )

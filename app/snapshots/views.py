@@ -13,7 +13,7 @@ from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.payload import ACCEPTED_TYPES
 from app.snapshots.schemas import ErrorResponse, IngestResponse
-from app.snapshots.writer import TransactionBatcher
+from app.snapshots.writer import IngestWriter
 
 CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 
@@ -76,9 +76,8 @@ INLINE_PREPARE_MAX_BYTES = 256 * 1024
 
 
 async def _ingest(request: Request, path_channel: str | None):
-    # The database work goes to the process's ingest writer thread (writer.py), with the
-    # requests waiting beside it. (FastAPI's sync dependencies would each cost a thread hop,
-    # so the view uses none.)
+    # The database work goes to the process's ingest writer thread (writer.py). (FastAPI's
+    # sync dependencies would each cost a thread hop, so the view uses none.)
     settings: Settings = request.app.state.settings
     header_channel = request.headers.get(CHANNEL_HEADER)
     context = RequestContext(
@@ -94,7 +93,7 @@ async def _ingest(request: Request, path_channel: str | None):
     except BodyTooLarge as error:
         body += error.last_chunk
         detail = f"body is larger than {error.limit} bytes"
-        qid = await _in_transaction(
+        qid = await _on_writer(
             settings, service.reject_request, context, bytes(body), 413, "body_too_large", detail, settings, error.received
         )
         return _answer(413, ErrorResponse(detail=detail, quarantine_id=qid))
@@ -102,26 +101,26 @@ async def _ingest(request: Request, path_channel: str | None):
     problem = _channel_problem(path_channel, header_channel, settings.channels)
     if problem:
         status, reason_type, detail = problem
-        qid = await _in_transaction(settings, service.reject_request, context, bytes(body), status, reason_type, detail, settings)
+        qid = await _on_writer(settings, service.reject_request, context, bytes(body), status, reason_type, detail, settings)
         return _answer(status, ErrorResponse(detail=detail, quarantine_id=qid))
 
     if len(body) <= INLINE_PREPARE_MAX_BYTES and not context.content_encoding:
         prepared = service.prepare_request(bytes(body), context, settings)
     else:
         prepared = await run_in_threadpool(service.prepare_request, bytes(body), context, settings)
-    status, response = await _in_transaction(settings, service.store_request, prepared, settings)
+    status, response = await _on_writer(settings, service.store_request, prepared, settings)
     return _answer(status, response)
 
 
-async def _in_transaction(settings: Settings, function, *args):
-    """function(connection, *args) in a transaction shared with the other requests waiting
-    (group commit, see writer.py); returns once it has committed."""
-    return await _batcher(settings.ingest_batch_max).run(function, *args)
+async def _on_writer(settings: Settings, function, *args):
+    """function(connection, *args) on the process's ingest writer (writer.py); returns once
+    what it wrote is committed."""
+    return await _writer(settings.ingest_batch_max).run(function, *args)
 
 
 @cache
-def _batcher(max_batch: int) -> TransactionBatcher:
-    return TransactionBatcher(max_batch)  # one per process: its one thread does ingest's database work
+def _writer(max_batch: int) -> IngestWriter:
+    return IngestWriter(max_batch)  # one per process: its one thread does ingest's database work
 
 
 def _channel_problem(path_channel: str | None, header_channel: str | None, channels: list[str]):
