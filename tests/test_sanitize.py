@@ -77,6 +77,12 @@ def test_transient_timings_become_count_density_and_strength():
     assert result.rules_fired["transients_summarised"] == len(transients)
 
 
+def test_the_mean_strength_of_huge_finite_strengths_stays_finite():
+    raw = fixture_snapshot()
+    raw["musicalContext"]["transients"] = [{"time": 0.1, "strength": 1.5e308}, {"time": 0.2, "strength": 1.7e308}]
+    assert clean(raw).row["transient_mean_strength"] == pytest.approx(1.6e308)
+
+
 def test_no_transients_gives_zero_density():
     raw = fixture_snapshot()
     raw["musicalContext"]["transients"] = []

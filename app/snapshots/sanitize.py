@@ -162,7 +162,9 @@ def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> Sanitised
         "tension": context.harmonic_content.tension_level,
         "transient_count": len(transients),
         "transient_density": len(transients) / audio.duration,
-        "transient_mean_strength": float(np.mean(strengths)) if strengths else None,
+        # Each value over the count, then summed: a plain mean of large finite strengths
+        # (validation bounds them below, not above) overflows to inf (found by the fuzzer).
+        "transient_mean_strength": float(np.sum(np.divide(strengths, len(strengths)))) if strengths else None,
         "dominant_frequencies": arrays.pack(
             arrays.to_float32(context.harmonic_content.dominant_frequencies)
         ),
