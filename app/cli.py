@@ -43,6 +43,9 @@ def serve(
              "--queues", settings.worker_kind, "--hostname", f"{settings.worker_kind}@%h",
              "--concurrency", "1", "--loglevel", settings.log_level.upper()]
         )  # fmt: skip
+    # uvicorn shuts down gracefully on SIGTERM and then raises it again; with the default
+    # handler that killed this process before `finally`, leaving the worker running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         typer.echo(f"Prime Fabric on http://{host}:{port}  (Studio's export URL: http://{host}:{port}/stem-separation)")
         uvicorn.run("app.main:app", host=host, port=port, workers=api_workers, log_level=settings.log_level)
@@ -50,6 +53,10 @@ def serve(
         if worker_process is not None:
             worker_process.send_signal(signal.SIGTERM)
             worker_process.wait(timeout=30)
+
+
+def _exit_on_sigterm(_signum, _frame) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 @db_cli.command("upgrade")

@@ -1,6 +1,7 @@
 """The `fabric` verbs an ML engineer runs: synth, sanitize, dataset, train, evaluate."""
 
 import json
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -46,3 +47,44 @@ def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tm
     assert "3 epochs" in result.output
     result = invoke("evaluate", "--datasetDir", dataset_dir, "--modelDir", str(model_dir))
     assert all(name in result.output for name in ("model", "zeros", "train_mean"))
+
+
+def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):
+    """`fabric serve` (what `make run` starts) under SIGTERM, as from a service manager or
+    `kill`: the API shuts down and the Celery worker it started goes with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    import psutil
+
+    from tests.servers import ROOT, free_port, wait_until
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/fabric.db", "FABRIC_EMBEDDED_BROKER_DIR": str(tmp_path / "broker")}
+    serve = subprocess.Popen(
+        [str(Path(sys.executable).parent / "fabric"), "serve", "--port", str(port)], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, 60, "fabric serve to answer /healthz")
+        children = psutil.Process(serve.pid).children(recursive=True)
+        assert any("celery" in " ".join(child.cmdline()) for child in children)
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], f"still running after fabric serve exited: {[p.cmdline() for p in alive]}"
+    finally:  # nothing left behind, even when the test fails
+        for process in children:
+            if process.is_running():
+                process.kill()
+        serve.kill()
