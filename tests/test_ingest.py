@@ -378,7 +378,7 @@ def test_the_writer_keeps_its_connection_while_busy_and_hands_it_back_when_idle(
 
     from app.snapshots.writer import IngestWriter
 
-    monkeypatch.setattr(IngestWriter, "IDLE_RELEASE_S", 0.3)
+    monkeypatch.setattr(IngestWriter, "IDLE_RELEASE_S", 2.0)  # long enough not to pass by accident
     writer, pool = IngestWriter(max_batch=4), get_engine().pool
     before = pool.checkedout()
 
@@ -388,7 +388,7 @@ def test_the_writer_keeps_its_connection_while_busy_and_hands_it_back_when_idle(
 
     asyncio.run(two_in_a_row())
     assert pool.checkedout() == before + 1
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while pool.checkedout() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pool.checkedout() == before

@@ -3,8 +3,9 @@
 - `prepare_request`: decode the body, validate and sanitise each snapshot. Pure CPU work,
   no database, so the API can run it without a thread hop.
 - `store_request`: store each accepted snapshot exactly once, absorb retries, and quarantine
-  whatever was rejected, on a SQLAlchemy Core connection (the ingest writer's, in autocommit:
-  each snapshot is atomic, the request as a whole need not be, since a retry is absorbed).
+  whatever was rejected, on a SQLAlchemy Core connection: the ingest writer's, in autocommit
+  or in a transaction shared with other requests (writer.py). Each snapshot is atomic either
+  way; a request as a whole need not be, since its retry is absorbed.
 """
 
 import functools
@@ -171,12 +172,12 @@ def _inserts(dialect: Dialect) -> tuple[DriverInsert, DriverInsert]:
     )
     corrections = models.SnapshotCorrection.__table__
     return (
-        DriverInsert(snapshot_insert, dialect, _keys(snapshots, omit={"received_at", "duplicates_absorbed"})),
+        DriverInsert(snapshot_insert, dialect, _keys(snapshots, omit=frozenset({"received_at", "duplicates_absorbed"}))),
         DriverInsert(insert(corrections), dialect, _keys(corrections)),
     )
 
 
-def _keys(table, omit: set[str] = set()) -> list[str]:  # noqa: B006 (read only)
+def _keys(table, omit: frozenset[str] = frozenset()) -> list[str]:
     return [column.key for column in table.columns if column.key not in omit]
 
 
