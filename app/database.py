@@ -137,6 +137,9 @@ def dialect_insert(dialect_name: str, table: Table):
     return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table)
 
 
+_IN_ATOMIC = "prime_fabric.in_atomic"  # connection.info key: atomic() has a transaction open
+
+
 @contextmanager
 def atomic(connection: Connection) -> Iterator[None]:
     """One transaction for the statements inside. On a connection in autocommit (the ingest
@@ -156,9 +159,6 @@ def atomic(connection: Connection) -> Iterator[None]:
         raise
     finally:
         del connection.info[_IN_ATOMIC]
-
-
-_IN_ATOMIC = "prime_fabric.in_atomic"
 
 
 class DriverInsert:

@@ -10,6 +10,7 @@
 
 import functools
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,15 +128,13 @@ def _store_item(
     row = {**clean.row, "channel": context.channel, "origin": context.origin, "content_hash": clean.content_hash}
     snapshot_id = str(item.snapshot_id)
     snapshot_insert, correction_insert = _inserts(connection.dialect)
-    if not clean.corrections:
+    # A snapshot is stored with its corrections or not at all; alone, its INSERT is atomic.
+    with atomic(connection) if clean.corrections else nullcontext():
         stored = bool(snapshot_insert.execute(connection, [row]))  # a row back: it is new
-    else:
-        with atomic(connection):  # a snapshot is stored with its corrections or not at all
-            stored = bool(snapshot_insert.execute(connection, [row]))
-            if stored:
-                correction_insert.execute(
-                    connection, [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections]
-                )
+        if stored and clean.corrections:
+            correction_insert.execute(
+                connection, [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections]
+            )
     if stored:
         return SnapshotResult(
             index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired
