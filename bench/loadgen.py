@@ -41,11 +41,10 @@ class LoadResult:
         buckets: dict[int, list[float]] = {}
         for done, latency in zip(self.completed_at_s, self.latencies_s, strict=True):
             buckets.setdefault(int(done // interval_s), []).append(latency)
-        rows = []
-        for index in sorted(buckets):
-            ordered = sorted(buckets[index])
-            rows.append((index * interval_s, len(ordered) / interval_s, 1000 * ordered[int(0.99 * (len(ordered) - 1))]))
-        return rows
+        return [
+            (index * interval_s, len(latencies) / interval_s, percentile_ms(latencies, 99))
+            for index, latencies in sorted(buckets.items())
+        ]
 
     @property
     def achieved_rate(self) -> float:
