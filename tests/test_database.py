@@ -60,14 +60,9 @@ def test_connections_carry_the_configured_backend_flush_after(postgres_url, sett
         engine.dispose()
 
 
-def test_the_settings_default_reaches_the_api_engine(postgres_url, monkeypatch):
+def test_the_settings_default_reaches_the_api_engine(postgres_url, configure):
     from app.config import Settings
 
-    monkeypatch.setattr(database, "get_settings", lambda: Settings(database_url=postgres_url))
-    database.get_engine.cache_clear()
-    try:
-        with database.get_engine().connect() as connection:
-            assert connection.scalar(text("SHOW backend_flush_after")) == Settings().postgres_backend_flush_after
-    finally:
-        database.get_engine().dispose()
-        database.get_engine.cache_clear()
+    configure(DATABASE_URL=postgres_url)
+    with database.get_engine().connect() as connection:
+        assert connection.scalar(text("SHOW backend_flush_after")) == Settings().postgres_backend_flush_after
