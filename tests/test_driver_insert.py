@@ -21,9 +21,7 @@ def _snapshot_rows() -> tuple[dict, list[dict]]:
     prepared = service.prepare_request(fixture_bytes("snapshot-with-corrections-and-nan"), context, get_settings())
     clean = prepared.items[0].clean
     assert clean.corrections, "this test needs a fixture with corrections"
-    snapshot_id = uuid.uuid4()
-    row = {**clean.row, "id": snapshot_id, "channel": "stem-separation", "origin": None, "content_hash": clean.content_hash}
-    return row, [{"snapshot_id": snapshot_id, **correction} for correction in clean.corrections]
+    return service.stored_rows(clean, uuid.uuid4(), context)
 
 
 def _stored(connection, snapshot_id) -> tuple[dict, list[dict]]:

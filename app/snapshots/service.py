@@ -125,16 +125,14 @@ def _store_item(
         return _quarantine_item(connection, item, 422, "rejected", context, settings)
 
     clean = item.clean
-    row = {**clean.row, "channel": context.channel, "origin": context.origin, "content_hash": clean.content_hash}
+    row, correction_rows = stored_rows(clean, item.snapshot_id, context)
     snapshot_id = str(item.snapshot_id)
     snapshot_insert, correction_insert = _inserts(connection.dialect)
     # A snapshot is stored with its corrections or not at all; alone, its INSERT is atomic.
-    with atomic(connection) if clean.corrections else nullcontext():
+    with atomic(connection) if correction_rows else nullcontext():
         stored = bool(snapshot_insert.execute(connection, [row]))  # a row back: it is new
-        if stored and clean.corrections:
-            correction_insert.execute(
-                connection, [{"snapshot_id": item.snapshot_id, **correction} for correction in clean.corrections]
-            )
+        if stored and correction_rows:
+            correction_insert.execute(connection, correction_rows)
     if stored:
         return SnapshotResult(
             index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired
@@ -157,6 +155,15 @@ def _store_item(
     )
     conflict = Rejected(item.index, snapshot_id, [reason], item.raw)
     return _quarantine_item(connection, conflict, 409, "conflict", context, settings)
+
+
+def stored_rows(
+    clean: SanitisedSnapshot, snapshot_id: uuid.UUID, context: RequestContext
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The snapshot's row and its corrections' rows, as they are stored."""
+    row = {**clean.row, "id": snapshot_id, "channel": context.channel, "origin": context.origin,
+           "content_hash": clean.content_hash}  # fmt: skip
+    return row, [{"snapshot_id": snapshot_id, **correction} for correction in clean.corrections]
 
 
 @functools.lru_cache(maxsize=8)  # one per engine's dialect
