@@ -28,14 +28,15 @@ class Snapshot(Base):
     __tablename__ = "snapshots"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    channel: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(64))  # indexed by ix_snapshots_channel_received_at
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
     # The Studio deployment that sent it (scheme://host[:port] of the Origin header).
     origin: Mapped[str | None] = mapped_column(String(255))
-    # SHA-256 over everything stored except the id: same id + same hash = a retry.
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # SHA-256 over everything stored except the id: same id + same hash = a retry. Read by id,
+    # so not indexed (see migration 0008).
+    content_hash: Mapped[str] = mapped_column(String(64))
     duplicates_absorbed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     client_timestamp_ms: Mapped[int] = mapped_column(BigInteger)
@@ -78,6 +79,7 @@ class Snapshot(Base):
     # Which sanitiser rules changed this snapshot, and how often: {"rule": count}.
     sanitizer_rules: Mapped[dict] = mapped_column(JSON, default=dict)
 
+    # Serves queries on channel alone too (its leading column), so channel has no index of its own.
     __table_args__ = (Index("ix_snapshots_channel_received_at", "channel", "received_at"),)
 
 
