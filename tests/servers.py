@@ -33,6 +33,14 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1) 
     raise TimeoutError(f"gave up waiting for {what} after {timeout_s} s")
 
 
+def answers_healthz(base_url: str) -> bool:
+    """Whether the API at base_url is up and reaches its database."""
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @contextmanager
 def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = None) -> Iterator[str]:
     """Runs `uvicorn app.main:app` in its own process; yields its base URL."""
@@ -48,10 +56,7 @@ def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = N
     def healthy() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited with {process.returncode}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+        return answers_healthz(url)
 
     try:
         wait_until(healthy, 30, "the API to answer /healthz")

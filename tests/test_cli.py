@@ -57,10 +57,9 @@ def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):
     import subprocess
     import sys
 
-    import httpx
     import psutil
 
-    from tests.servers import ROOT, free_port, wait_until
+    from tests.servers import ROOT, answers_healthz, free_port, wait_until
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/fabric.db", "FABRIC_EMBEDDED_BROKER_DIR": str(tmp_path / "broker")}
@@ -70,13 +69,7 @@ def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):
     )  # fmt: skip
     children: list[psutil.Process] = []
     try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(up, 60, "fabric serve to answer /healthz")
+        wait_until(lambda: answers_healthz(f"http://127.0.0.1:{port}"), 60, "fabric serve to answer /healthz")
         children = psutil.Process(serve.pid).children(recursive=True)
         assert any("celery" in " ".join(child.cmdline()) for child in children)
         serve.send_signal(signal.SIGTERM)
