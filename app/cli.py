@@ -186,14 +186,15 @@ def sanitize(
 def dataset(
     output_dir: Annotated[Path, typer.Option("--outputDir")] = Path("var/artifacts/datasets"),
     run_label: Annotated[str, typer.Option("--runLabel")] = "manual",
-    train_ratio: Annotated[float, typer.Option("--trainRatio")] = 0.8,
+    validation_share: Annotated[float, typer.Option("--validation-share")] = 0.15,
+    test_share: Annotated[float, typer.Option("--test-share")] = 0.15,
 ) -> None:
     """Build a dataset from the stored snapshots with ground truth (DATABASE_URL)."""
     from app.database import session_scope
     from app.datasets.service import build_dataset
 
     with session_scope() as session:
-        built = build_dataset(session, output_dir, run_label, train_ratio)
+        built = build_dataset(session, output_dir, run_label, validation_share, test_share)
         typer.echo(json.dumps({"path": built.path, "hash": built.content_hash, **built.manifest["counts"],
                                "audit": built.manifest["audit"]}, indent=2))  # fmt: skip
 
@@ -206,51 +207,85 @@ def train(
     batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
     learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
     model_size: Annotated[str, typer.Option("--modelSize", help="full or tiny")] = "full",
+    seed: int = 0,
 ) -> None:
     """Train on a built dataset; resumes if --outputDir holds a checkpoint."""
-    import dataclasses
-
     from rich.progress import Progress
 
     from app.datasets.service import load_split
-    from training.model import TINY, ModelConfig
+    from app.training_runs.schemas import RunParameters
+    from app.training_runs.service import model_config
     from training.train import train as run_training
 
-    base = TINY if model_size == "tiny" else ModelConfig()
-    config = dataclasses.replace(base, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    config = model_config(RunParameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, model_size=model_size))
     with Progress() as progress:
         bar = progress.add_task("training", total=epochs)
 
         def on_epoch(p) -> None:
-            progress.update(bar, completed=p.epoch + 1, description=f"epoch {p.epoch + 1} loss {p.loss:.5f} val {p.val_loss:.5f}")
+            progress.update(bar, completed=p.epoch + 1, description=f"epoch {p.epoch + 1} loss {p.loss:.4f} val {p.val_loss:.4f}")
 
         result = run_training(load_split(dataset_dir, "train"), load_split(dataset_dir, "validation"), config,
-                              output_dir, on_epoch=on_epoch)  # fmt: skip
+                              output_dir, on_epoch=on_epoch, seed=seed)  # fmt: skip
     typer.echo(f"{result.epochs_run} epochs{' (stopped early)' if result.stopped_early else ''}; checkpoints in {output_dir}")
+
+
+def _print_judgement(metrics: dict) -> None:
+    """A judged run's figures: every predictor's test level error, and the margin."""
+    typer.echo(f"{'':14}{'level error dB':>15}{'present err dB':>15}{'presence AUC':>13}{'false activity':>15}")
+    for name, report in metrics.items():
+        if name == "margin":
+            continue
+        typer.echo(f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
+                   f"{report['presence_auc']:>13.3f}{report['false_activity']:>15.3f}")  # fmt: skip
+    m = metrics["margin"]
+    typer.echo(f"model - {m['reference']}: {m['difference_db']:+.2f} dB, 95% interval [{m['low_db']:+.2f}, {m['high_db']:+.2f}] "
+               f"over {m['snapshots']} test snapshots")  # fmt: skip
+
+
+def _load_model(path: Path):
+    """A published model's folder (model.keras) or a run's checkpoint folder."""
+    import keras
+
+    from app.stem_models.service import KERAS_FILE
+    from training.train import load_best_model
+
+    return keras.models.load_model(path / KERAS_FILE) if (path / KERAS_FILE).exists() else load_best_model(path)
 
 
 @cli.command()
 def evaluate(
-    dataset_dir: Annotated[Path, typer.Option("--datasetDir")],
-    model_dir: Annotated[Path, typer.Option("--modelDir")],
+    model_dir: Annotated[Path, typer.Option("--modelDir", help="A run's checkpoint folder or a published model's folder")],
+    dataset_dir: Annotated[Path | None, typer.Option("--datasetDir", help="Judge on this dataset's test split")] = None,
+    audio: Annotated[Path | None, typer.Option("--audio", help="Judge on these multitrack songs' audio")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the figures as JSON here")] = None,
 ) -> None:
-    """Metrics of a trained model beside the baselines, on the dataset's validation split."""
-    from app.datasets.service import load_split
-    from training.train import evaluate_against_baselines, load_best_model
+    """Judge a model. --datasetDir: level error on the test split beside every baseline, and the
+    gate's margin. --audio: Studio's filter stems with and without the model's gains over time,
+    and with oracle gains, scored by BSS-Eval against the true stems."""
+    if (dataset_dir is None) == (audio is None):
+        raise typer.BadParameter("give --datasetDir or --audio")
+    model = _load_model(model_dir)
+    if dataset_dir is not None:
+        from app.datasets.service import load_split
+        from app.stem_models.service import gate, judge
+        from training.train import evaluate_against_baselines
 
-    model = load_best_model(model_dir)
-    reports = evaluate_against_baselines(model, load_split(dataset_dir, "train"), load_split(dataset_dir, "validation"))
-    typer.echo(f"{'':12}{'SDR mean/median':>18}{'SIR median':>12}{'SAR median':>12}{'score mean':>12}")
-    for name, report in reports.items():
-        o = report.overall
-        typer.echo(f"{name:12}{o['sdr']['mean']:>9.2f}/{o['sdr']['median']:<8.2f}{o['sir']['median']:>12.2f}"
-                   f"{o['sar']['median']:>12.2f}{o['score']['mean']:>12.3f}")  # fmt: skip
+        metrics = judge(evaluate_against_baselines(model, *(load_split(dataset_dir, s) for s in ("train", "validation", "test"))))
+        _print_judgement(metrics)
+        typer.echo(gate(metrics)[1])
+    else:
+        from training.audio_eval import evaluate_songs
+
+        metrics = evaluate_songs(model, audio, on_skip=lambda message: typer.echo(f"skipped: {message}", err=True))
+        typer.echo(metrics.summary())
+        metrics = metrics.as_dict()
+    if out:
+        out.write_text(json.dumps(metrics, indent=2, default=float))
 
 
 @cli.command()
 def run(
     run_label: Annotated[str, typer.Option("--runLabel")] = "run",
-    train_ratio: Annotated[float, typer.Option("--trainRatio")] = 0.8,
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
     batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
     learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
@@ -266,7 +301,7 @@ def run(
     from app.training_runs.service import create_run
     from workers.tasks import pipeline
 
-    parameters = RunParameters(run_label=run_label, train_ratio=train_ratio, epochs=epochs, batch_size=batch_size,
+    parameters = RunParameters(run_label=run_label, epochs=epochs, batch_size=batch_size,
                                learning_rate=learning_rate, model_size=model_size)  # fmt: skip
     with session_scope() as session:
         run_id = create_run(session, parameters).id
@@ -279,11 +314,84 @@ def run(
             typer.echo(f"\r{current.status:10} {current.stage:11} epoch {current.epoch or 0}/{epochs}", nl=False)
             if current.status in ("succeeded", "failed", "cancelled"):
                 typer.echo(f"\n{current.error or ''}")
-                if current.metrics:
-                    for name, report in current.metrics.items():
-                        o = report["overall"]
-                        typer.echo(f"{name:12} SDR median {o['sdr']['median']:7.2f}  score {o['score']['mean']:.3f}")
+                if current.metrics and "margin" in current.metrics:
+                    _print_judgement(current.metrics)
                 break
+
+
+@cli.command()
+def encode(snapshot: Annotated[Path, typer.Argument(help="A snapshot as Studio sends it (JSON)")]) -> None:
+    """Print the model input for a snapshot, exactly as training encodes it:
+    {"featureVersion", "shape", "columns", "data"} (data flattened, row-major)."""
+    from training.features import COLUMNS, FEATURE_VERSION, encode_features, from_wire
+
+    try:
+        encoded = encode_features(from_wire(json.loads(snapshot.read_text())))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        typer.echo(f"{snapshot}: not a snapshot Studio would send: {type(error).__name__}: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({"featureVersion": FEATURE_VERSION, "shape": list(encoded.shape), "columns": list(COLUMNS),
+                           "data": [float(v) for v in encoded.ravel()]}))  # fmt: skip
+
+
+@cli.command("import-stems")
+def import_stems(
+    folder: Annotated[Path, typer.Argument(help="One folder per song, one WAV/FLAC file per stem (MUSDB18's layout)")],
+    post: Annotated[str | None, typer.Option(help="POST each snapshot to this export URL, as Studio does")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write each snapshot as <id>.json into this folder")] = None,
+) -> None:
+    """Turn multitrack songs into the snapshots Studio would send for their mixes, with the
+    stems as ground truth. A song that cannot be used is reported and skipped."""
+    import httpx
+
+    from training.multitrack import SongError, read_song, song_folders, song_snapshot
+
+    if (post is None) == (out is None):
+        raise typer.BadParameter("give --post URL or --out FOLDER")
+    try:
+        folders = song_folders(folder)
+    except SongError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    done = skipped = 0
+    with httpx.Client(timeout=60) as client:
+        for song_folder in folders:
+            try:
+                snapshot = song_snapshot(read_song(song_folder))
+            except SongError as error:
+                typer.echo(f"skipped: {error}", err=True)
+                skipped += 1
+                continue
+            if post:
+                response = client.post(post, json=snapshot, headers={"X-Prime-Fabric-Channel": "stem-separation"})
+                if response.status_code >= 300:
+                    typer.echo(f"skipped: {song_folder.name}: the server answered {response.status_code}: {response.text[:300]}", err=True)
+                    skipped += 1
+                    continue
+            else:
+                (out / f"{snapshot['id']}.json").write_text(json.dumps(snapshot))
+            done += 1
+    typer.echo(f"{done} songs imported, {skipped} skipped")
+    if done == 0:
+        raise typer.Exit(1)
+
+
+@cli.command("render-songs")
+def render_songs(
+    folder: Annotated[Path, typer.Argument(help="Where to write the songs")],
+    count: int = 20,
+    seed: int = 0,
+    seconds: float = 40.0,
+    sample_rate: Annotated[int, typer.Option("--sample-rate")] = 22050,
+) -> None:
+    """Render multitrack songs played by sampled instruments (FluidSynth, General MIDI), for
+    development and evaluation: songs whose true stems are known."""
+    from training.render import render_song
+
+    for index in range(count):
+        typer.echo(render_song(folder, seed + index, seconds, sample_rate))
 
 
 @token_cli.command("create")

@@ -1,54 +1,127 @@
-"""Feature engineering: Studio's variable-length snapshot streams -> fixed-shape float32 tensors.
+"""Feature version fe-2: a snapshot's streams put back on a time axis, and per-stem levels over
+time as the target. The full definition, for anyone who must reproduce it (the Studio kit
+does), is in training/MODEL_CARD.md; this docstring is the short form.
 
-The encoding (FEATURE_VERSION "fe-1"), which Studio must reproduce to feed the model:
+Time steps are STEP_SECONDS long, from the start of the track, at most MAX_STEPS of them (a
+longer track is described up to the cap); `step_valid` marks the steps inside the track.
 
-Input `stem_features`, shape [SEQUENCE_LENGTH=32, FEATURE_DIM=48], float32. Step t of 32 covers
-the t-th equal slice of each stream's values. Studio flattens tuples (temporal is rms, zcr,
-pitch lag, ...) and downsamples by index, so a slice mixes tuple components of very different
-sizes; quantiles keep them apart where a mean would be swamped by the largest.
-  0-14   for each stream in (spectral, temporal, harmonic, percussive, stereo): the 10th, 50th
-         and 90th percentiles of slog(v) over the slice, slog(v) = sign(v) * log1p(|v|). Each
-         stream is first resampled to 32 x 16 values by nearest index; NaN (Studio's null)
-         values are skipped; 0 where a slice has no finite value.
-  15-19  for each of those streams: 1 if the slice had any finite value, else 0.
-  20     t / (SEQUENCE_LENGTH - 1): position in the track.
-  21-32  key, one-hot (C, C#, ..., B).
-  33-35  mode, one-hot (major, minor, not given).
-  36     BPM normalised over 60..180: clip((bpm - 60) / 120, 0, 1); 0 when BPM is null.
-  37     1 when BPM is null.
-  38     log1p(transient density, per second).
-  39     tension level (0..1).
-  40-43  slog of energy [mean, variance, max, min]; 0 when energy is empty.
-  44     1 when energy is empty.
-  45     log1p(duration in seconds).
-  46     1 for stereo audio (channels >= 2), else 0.
-  47     Studio's classification confidence (0..1).
-Columns 21-47 are the same at every step (the track's context, broadcast).
+Input `stem_features` [MAX_STEPS, FEATURE_DIM] float32. Studio flattens each stream's frames
+(32 "bands", or a tuple such as rms, zcr, pitch lag) and keeps every ceil(n/1000)-th value. From
+the track's duration and sample rate, `n` and that stride are known, so every kept value's
+frame, component and time are known (training/studio.py has each stream's layout). Each step
+column is the mean, over the values whose time falls in that step, of one transformed
+component (STEP_COLUMNS), with a presence flag where a component had no value in the step:
+  spectral   log10 of the step's mean power: sum of values / sum of their bands' Hann weights
+             (a band is a 64-sample stretch of the frame, weighted by the window)
+  temporal   log10 rms; zero crossings and the autocorrelation's pitch as frequencies (octaves
+             above 27.5 Hz / 10), the share of unpitched frames and of pitches in each of
+             PITCH_BANDS_HZ (sub, bass, voice and chords, above)
+  harmonic   share of peak slots that found a peak (Studio's "peaks" are loud samples)
+  percussive log10 energy, log10 delta, transient flag, log10 peak
+  stereo     correlation, pan, phase difference (no values for mono)
+the step against the track's mean of each column (`_vs_track`), the spread within the step
+of a few (`_spread`), the step's position (start / 300 s) and `step_valid`; then the track's context, the same at
+every step (CONTEXT_COLUMNS): key, mode, BPM, transient density, tension, energy, duration,
+stereo, confidence.
 
-Target: for each stem (vocals, drums, bass, harmonic, perc, sub), the RMS envelope of its
-ground-truth values over the same 32 slices: shape [6, 32]. Studio's ground truth is the stem's
-channel-0 samples decimated to <= 500 values, so individual values are aliased samples that no
-model can predict from these inputs; their local RMS is the stem's loudness over time, which
-the mixture's features do carry. A stem absent from a snapshot's ground truth has mask 0 and is
-left out of the loss (not trained towards zeros).
+Target: for each stem and step, the stem's level relative to the mix in dB,
+10 log10(P_stem / P_mix), clipped to [LEVEL_FLOOR_DB, LEVEL_CEILING_DB]; P is the mean square of
+the ground-truth values whose time falls in the step, and the mix is the sum of the stems given
+(the same decimated samples, so their aliasing largely cancels in the ratio). A stem is present
+in a step when its level is above PRESENT_DB. A cell counts (weight 1) when its stem is in the
+ground truth and the mix is not silent in that step; a stem absent from the ground truth is
+unknown (weight 0), while a stem given as silence is a target of LEVEL_FLOOR_DB.
 """
 
-import functools
+import hashlib
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-FEATURE_VERSION = "fe-1"
-SEQUENCE_LENGTH = 32
-STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo")
-STEMS = ("vocals", "drums", "bass", "harmonic", "perc", "sub")
-KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-MODES = ("major", "minor")
-FEATURE_DIM = 48
-VALUES_PER_STEP = 16
-QUANTILES = (10, 50, 90)
-CONTEXT_START = 5 * len(QUANTILES) + 5 + 1
+from training.contract import KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS, STREAMS
+from training.studio import BAND_WEIGHTS, STREAM_LAYOUT, kept_indices
+
+FEATURE_VERSION = "fe-2"
+STEP_SECONDS = 2.0
+MAX_STEPS = 150  # 5 minutes
+LEVEL_FLOOR_DB = -40.0
+LEVEL_CEILING_DB = 6.0
+PRESENT_DB = -30.0
+SILENT_MIX_POWER = 1e-8  # a mix quieter than -80 dBFS in a step has nothing to separate
+_EPS = 1e-5
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    return np.log10(np.abs(values) + _EPS)
+
+
+def _octaves(hz: np.ndarray) -> np.ndarray:
+    """Octaves above 27.5 Hz, over 10: a frequency on a 0..1 scale."""
+    return np.log2(np.maximum(hz, 27.5) / 27.5) / 10
+
+
+def _pitch_band(low: float, high: float):
+    """1 where the autocorrelation's pitch (sample rate / lag) falls in [low, high) Hz."""
+
+    def share(lag: np.ndarray, rate: float) -> np.ndarray:
+        hz = np.where(lag > 0, rate / np.maximum(lag, 1), 0.0)
+        return ((hz >= low) & (hz < high)).astype(np.float64)
+
+    return share
+
+
+# (column, stream, components it reads, transform of (values, sample rate)). Each column also
+# gets a presence flag "<column>_present". Frequencies are in Hz (a zero-crossing rate times
+# half the sample rate, a pitch lag as sample rate / lag), so one song at two sample rates
+# encodes alike.
+PITCH_BANDS_HZ = ((1.0, 80.0), (80.0, 250.0), (250.0, 1000.0), (1000.0, 1e9))
+_GROUPS: tuple[tuple[str, str, tuple[int, ...], object], ...] = (
+    ("spectral_log_power", "spectral", tuple(range(32)), None),  # ratio of sums, below
+    ("temporal_log_rms", "temporal", (0,), lambda v, rate: _log10(v)),
+    ("temporal_zero_crossing_hz", "temporal", (1,), lambda v, rate: _octaves(v * rate / 2)),
+    ("temporal_pitch_hz", "temporal", (2,), lambda v, rate: _octaves(np.where(v > 0, rate / np.maximum(v, 1), 0.0))),
+    ("temporal_unpitched", "temporal", (2,), lambda v, rate: (v <= 0).astype(np.float64)),
+    *((f"temporal_pitch_{int(low)}_hz", "temporal", (2,), _pitch_band(low, high)) for low, high in PITCH_BANDS_HZ),
+    ("harmonic_peak_share", "harmonic", tuple(range(1, 16, 2)), lambda v, rate: (v > 0).astype(np.float64)),
+    ("percussive_log_energy", "percussive", (0,), lambda v, rate: _log10(v)),
+    ("percussive_log_delta", "percussive", (1,), lambda v, rate: _log10(v)),
+    ("percussive_transient", "percussive", (2,), lambda v, rate: v),
+    ("percussive_log_peak", "percussive", (3,), lambda v, rate: _log10(v)),
+    ("stereo_correlation", "stereo", (0,), lambda v, rate: v),
+    ("stereo_pan", "stereo", (1,), lambda v, rate: v),
+    ("stereo_phase", "stereo", (2,), lambda v, rate: v),
+)
+_SPREAD_GROUPS = ("spectral_log_power", "temporal_zero_crossing_hz", "percussive_log_energy", "stereo_pan")
+STEP_COLUMNS = (
+    *(name for name, *_ in _GROUPS),
+    *(f"{name}_present" for name, *_ in _GROUPS),
+    *(f"{name}_vs_track" for name, *_ in _GROUPS),
+    *(f"{name}_spread" for name in _SPREAD_GROUPS),
+    "position",
+    "step_valid",
+)
+CONTEXT_COLUMNS = (
+    *(f"key_{key}" for key in KEYS),
+    "mode_major", "mode_minor", "mode_missing", "bpm", "bpm_missing", "transient_density", "tension",
+    "energy_mean", "energy_variance", "energy_max", "energy_min", "energy_missing",
+    "duration", "stereo", "confidence",
+)  # fmt: skip
+COLUMNS = STEP_COLUMNS + CONTEXT_COLUMNS
+FEATURE_DIM = len(COLUMNS)
+VALID_COLUMN = STEP_COLUMNS.index("step_valid")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A user's correction of one stem (CONTRACT.md): which way its level should go where."""
+
+    stem: str
+    kind: str  # boost, cut, isolation, masking
+    time_start_s: float | None
+    time_end_s: float | None
+    strength: float
 
 
 @dataclass(frozen=True)
@@ -63,84 +136,117 @@ class SnapshotArrays:
     transient_density: float
     tension: float
     duration_s: float
+    sample_rate: float
     channels: int
     confidence: float
     ground_truth: Mapping[str, np.ndarray | None]  # per stem; None when absent
+    corrections: Sequence[Correction] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
 class Split:
-    """Model inputs [n, steps, dim], targets [n, stems, steps] and stem masks [n, stems]."""
+    """Model inputs [n, steps, dim], level targets [n, stems, steps] in dB, and the weight of each
+    target cell [n, stems, steps] (0 = unknown)."""
 
     features: np.ndarray
     targets: np.ndarray
-    masks: np.ndarray
+    weights: np.ndarray
 
     def __len__(self) -> int:
         return len(self.features)
 
+    @classmethod
+    def empty(cls) -> "Split":
+        return cls(
+            np.zeros((0, MAX_STEPS, FEATURE_DIM), np.float32),
+            np.zeros((0, len(STEMS), MAX_STEPS), np.float32),
+            np.zeros((0, len(STEMS), MAX_STEPS), np.float32),
+        )
+
 
 def slog(values: np.ndarray) -> np.ndarray:
-    """Symmetric log: tames streams whose values span bins (hundreds) and powers (0..1)."""
+    """Symmetric log: tames values that span orders of magnitude."""
     return np.sign(values) * np.log1p(np.abs(values))
 
 
-@functools.lru_cache(maxsize=4096)
-def slice_bounds(length: int, steps: int = SEQUENCE_LENGTH) -> np.ndarray:
-    """Start/end index of each of `steps` equal slices of `length` values (empty slices when
-    there are fewer values than steps)."""
-    return np.floor(np.linspace(0, length, steps + 1)).astype(np.int64)
+def track_samples(duration_s: float, sample_rate: float) -> int:
+    return int(round(duration_s * sample_rate))
 
 
-@functools.lru_cache(maxsize=4096)
-def _resampling_grid(length: int, steps: int) -> np.ndarray:
-    points = steps * VALUES_PER_STEP
-    return np.floor(np.arange(points) * length / points).astype(np.int64)
+def value_times(stream: str, count: int, duration_s: float, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(time in s, component) of each of the `count` values Studio sent for a stream."""
+    layout = STREAM_LAYOUT[stream]
+    total = layout.frames(track_samples(duration_s, sample_rate)) * layout.per_frame
+    kept = kept_indices(total, MAX_STREAM_VALUES)
+    if len(kept) != count:
+        # Not the count Studio's stride gives for this duration: spread the values evenly.
+        kept = np.floor(np.arange(count) * (total / max(count, 1))).astype(np.int64)
+    frame, component = kept // layout.per_frame, kept % layout.per_frame
+    return layout.centre_s(frame, component, sample_rate), component
 
 
-def sliced_quantiles(values: np.ndarray, steps: int = SEQUENCE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
-    """Per slice: the QUANTILES (nearest rank) of the finite values [steps, 3], and whether
-    there were any."""
-    quantiles, present = _stream_quantiles([values], steps)
-    return quantiles[0], present[0]
+def step_of(times: np.ndarray) -> np.ndarray:
+    return np.floor(times / STEP_SECONDS).astype(np.int64)
 
 
-def _stream_quantiles(streams: Sequence[np.ndarray], steps: int = SEQUENCE_LENGTH) -> tuple[np.ndarray, np.ndarray]:
-    """sliced_quantiles for several streams at once: [streams, steps, 3] and [streams, steps]."""
-    # Nearest-index resampling to a fixed grid, then one sort for every stream and slice.
-    table = np.full((len(streams), steps, VALUES_PER_STEP), np.nan)
-    for index, values in enumerate(streams):
-        if len(values):
-            table[index] = values[_resampling_grid(len(values), steps)].reshape(steps, VALUES_PER_STEP)
-    table.sort(axis=2)  # NaN sorts last
-    finite = np.isfinite(table).sum(axis=2)
-    ranks = np.floor(np.maximum(finite - 1, 0)[..., None] * (np.array(QUANTILES) / 100)).astype(np.int64)
-    quantiles = np.take_along_axis(table, ranks, axis=2)
-    present = finite > 0
-    return np.where(present[..., None], quantiles, 0.0), present
+def valid_steps(duration_s: float) -> int:
+    return min(MAX_STEPS, max(1, math.ceil(duration_s / STEP_SECONDS)))
 
 
-def envelope(values: np.ndarray, steps: int = SEQUENCE_LENGTH) -> np.ndarray:
-    """RMS of the finite values in each slice: a stem's loudness over the track. Takes one
-    array [n] or several of the same length [k, n]."""
-    finite = np.isfinite(values)
-    squares = np.where(finite, values, 0.0).astype(np.float64) ** 2
-    bounds = slice_bounds(values.shape[-1], steps)
-    zero = np.zeros((*values.shape[:-1], 1))
-    count = np.diff(np.concatenate([zero, np.cumsum(finite, axis=-1)], axis=-1)[..., bounds], axis=-1)
-    total = np.diff(np.concatenate([zero, np.cumsum(squares, axis=-1)], axis=-1)[..., bounds], axis=-1)
-    return np.sqrt(total / np.maximum(count, 1))
+def _step_means(steps: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    keep = (steps >= 0) & (steps < MAX_STEPS) & np.isfinite(values)
+    steps, values = steps[keep], values[keep]
+    weights = np.ones(len(steps)) if weights is None else weights[keep]
+    total = np.bincount(steps, weights=values * weights, minlength=MAX_STEPS)
+    count = np.bincount(steps, weights=weights, minlength=MAX_STEPS)
+    present = count > 0
+    return np.where(present, total / np.where(present, count, 1), 0.0), present
 
 
 def encode_features(snapshot: SnapshotArrays) -> np.ndarray:
-    """The model input for one snapshot: [SEQUENCE_LENGTH, FEATURE_DIM] float32."""
-    out = np.zeros((SEQUENCE_LENGTH, FEATURE_DIM), dtype=np.float32)
-    q = len(QUANTILES)
-    quantiles, present = _stream_quantiles([slog(np.asarray(snapshot.streams[s], dtype=np.float64)) for s in STREAMS])
-    out[:, : q * len(STREAMS)] = quantiles.transpose(1, 0, 2).reshape(SEQUENCE_LENGTH, -1)
-    out[:, q * len(STREAMS) : q * len(STREAMS) + len(STREAMS)] = present.T
-    out[:, CONTEXT_START - 1] = np.arange(SEQUENCE_LENGTH) / (SEQUENCE_LENGTH - 1)
-    context = np.zeros(FEATURE_DIM - CONTEXT_START, dtype=np.float32)
+    """The model input for one snapshot: [MAX_STEPS, FEATURE_DIM] float32."""
+    out = np.zeros((MAX_STEPS, FEATURE_DIM), dtype=np.float64)
+    groups = len(_GROUPS)
+    located = {}
+    for stream in STREAMS:
+        values = np.asarray(snapshot.streams[stream], dtype=np.float64)
+        if stream == "stereo" and snapshot.channels < 2:
+            values = values[:0]  # Studio's mono placeholder [0, 0, 0] describes no time
+        times, component = value_times(stream, len(values), snapshot.duration_s, snapshot.sample_rate)
+        located[stream] = (values, step_of(times), component)
+    spread_column = 3 * groups
+    for column, (name, stream, components, transform) in enumerate(_GROUPS):
+        values, steps, component = located[stream]
+        chosen = np.isin(component, components)
+        if transform is None:  # spectral: power = sum of values / sum of their Hann weights
+            total, present = _step_means(steps[chosen], values[chosen])
+            weight, _ = _step_means(steps[chosen], BAND_WEIGHTS[component[chosen]])
+            mean = np.where(present, _log10(total / np.where(weight > 0, weight, 1)), 0.0)
+            # each value's own power, from the bands the window does not all but silence
+            central = chosen & (BAND_WEIGHTS[np.minimum(component, len(BAND_WEIGHTS) - 1)] > 0.1)
+            transformed = _log10(values[central] / BAND_WEIGHTS[component[central]])
+            spread_steps = steps[central]
+        else:
+            transformed = transform(values[chosen], float(snapshot.sample_rate))
+            mean, present = _step_means(steps[chosen], transformed)
+            spread_steps = steps[chosen]
+        out[:, column], out[:, groups + column] = mean, present
+        if present.any():  # the step against the track's own typical value
+            out[:, 2 * groups + column] = np.where(present, mean - mean[present].mean(), 0.0)
+        if name in _SPREAD_GROUPS:
+            first, _ = _step_means(spread_steps, transformed)
+            second, _ = _step_means(spread_steps, transformed**2)
+            out[:, spread_column] = np.sqrt(np.maximum(second - first**2, 0.0))
+            spread_column += 1
+    steps = valid_steps(snapshot.duration_s)
+    out[:, spread_column] = np.arange(MAX_STEPS) * STEP_SECONDS / 300.0
+    out[:steps, VALID_COLUMN] = 1.0
+    out[:, len(STEP_COLUMNS) :] = encode_context(snapshot)
+    return out.astype(np.float32)
+
+
+def encode_context(snapshot: SnapshotArrays) -> np.ndarray:
+    context = np.zeros(len(CONTEXT_COLUMNS))
     context[KEYS.index(snapshot.key)] = 1.0
     context[12 + (MODES.index(snapshot.mode) if snapshot.mode in MODES else 2)] = 1.0
     if snapshot.bpm is None:
@@ -157,37 +263,65 @@ def encode_features(snapshot: SnapshotArrays) -> np.ndarray:
     context[24] = np.log1p(snapshot.duration_s)
     context[25] = 1.0 if snapshot.channels >= 2 else 0.0
     context[26] = snapshot.confidence
-    out[:, CONTEXT_START:] = context
-    return out
+    return context
 
 
-def encode_targets(ground_truth: Mapping[str, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Stem envelopes [6, SEQUENCE_LENGTH] and the stem mask [6] (1 = present)."""
-    targets = np.zeros((len(STEMS), SEQUENCE_LENGTH), dtype=np.float32)
-    mask = np.zeros(len(STEMS), dtype=np.float32)
-    by_length: dict[int, list[int]] = {}  # stems of one length go through envelope() together
-    for index, stem in enumerate(STEMS):
-        values = ground_truth.get(stem)
-        if values is not None and len(values) > 0 and np.isfinite(values).any():
-            by_length.setdefault(len(values), []).append(index)
-    for indices in by_length.values():
-        stacked = np.stack([np.asarray(ground_truth[STEMS[i]], dtype=np.float64) for i in indices])
-        targets[indices] = envelope(stacked)
-        mask[indices] = 1.0
-    return targets, mask
+def step_powers(values: np.ndarray, duration_s: float, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean square per step of ground-truth values [k, count] (Studio's decimated channel 0), and
+    how many values each step had."""
+    count = values.shape[-1]
+    kept = kept_indices(track_samples(duration_s, sample_rate), MAX_STEM_VALUES)
+    if len(kept) != count:
+        kept = np.floor(np.arange(count) * (track_samples(duration_s, sample_rate) / max(count, 1)))
+    steps = step_of(kept / sample_rate)
+    inside = steps < MAX_STEPS
+    squares = np.where(np.isfinite(values), values, 0.0)[..., inside] ** 2
+    counts = np.bincount(steps[inside], minlength=MAX_STEPS)
+    totals = np.stack([np.bincount(steps[inside], weights=row, minlength=MAX_STEPS) for row in squares])
+    return totals / np.maximum(counts, 1), counts
+
+
+def level_db(stem_power: np.ndarray, mix_power: np.ndarray) -> np.ndarray:
+    ratio = 10 * np.log10((stem_power + 1e-12) / (mix_power + 1e-12))
+    return np.clip(ratio, LEVEL_FLOOR_DB, LEVEL_CEILING_DB)
+
+
+def encode_targets(snapshot: SnapshotArrays) -> tuple[np.ndarray, np.ndarray]:
+    """Levels [6, MAX_STEPS] in dB and their weights [6, MAX_STEPS] (0 = unknown)."""
+    targets = np.full((len(STEMS), MAX_STEPS), LEVEL_FLOOR_DB, dtype=np.float32)
+    weights = np.zeros((len(STEMS), MAX_STEPS), dtype=np.float32)
+    given = [
+        i for i, stem in enumerate(STEMS)
+        if (v := snapshot.ground_truth.get(stem)) is not None and len(v) > 0 and np.isfinite(v).any()
+    ]  # fmt: skip
+    if not given:
+        return targets, weights
+    length = min(len(snapshot.ground_truth[STEMS[i]]) for i in given)
+    stems = np.stack([np.asarray(snapshot.ground_truth[STEMS[i]][:length], dtype=np.float64) for i in given])
+    mix = np.where(np.isfinite(stems), stems, 0.0).sum(axis=0, keepdims=True)
+    powers, counts = step_powers(np.concatenate([stems, mix]), snapshot.duration_s, snapshot.sample_rate)
+    stem_power, mix_power = powers[:-1], powers[-1]
+    known = (counts > 0) & (mix_power > SILENT_MIX_POWER)
+    targets[given] = level_db(stem_power, mix_power)
+    weights[given] = known.astype(np.float32)
+    return targets, weights
 
 
 def from_wire(snapshot: Mapping) -> SnapshotArrays:
     """SnapshotArrays from a snapshot as Studio sends it (camelCase JSON, nulls for NaN)."""
 
     def array(values: Sequence | None) -> np.ndarray:
-        return np.asarray(values if values is not None else [], dtype=np.float64).astype(np.float32)
+        return np.asarray([np.nan if v is None else v for v in (values or [])], dtype=np.float64).astype(np.float32)
 
     features = snapshot["quantumFeatures"]
     context = snapshot["musicalContext"]
     audio = snapshot["originalAudio"]
     truth = snapshot.get("groundTruthStems") or {}
     transients = context.get("transients") or []
+    corrections = tuple(
+        Correction(c["correctedStem"], c["correctionType"], *(c.get("timeRange") or (None, None)), c["strength"])
+        for c in snapshot.get("userCorrections") or []
+    )
     return SnapshotArrays(
         streams={stream: array(features[stream]) for stream in STREAMS},
         energy=array(features["energy"]),
@@ -197,7 +331,21 @@ def from_wire(snapshot: Mapping) -> SnapshotArrays:
         transient_density=len(transients) / audio["duration"],
         tension=context["harmonicContent"]["tensionLevel"],
         duration_s=audio["duration"],
+        sample_rate=audio["sampleRate"],
         channels=audio["channels"],
         confidence=snapshot["metadata"]["confidence"],
         ground_truth={stem: (array(truth[stem]) if truth.get(stem) is not None else None) for stem in STEMS},
+        corrections=corrections,
     )
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_of(snapshot_id: str, validation_share: float = 0.15, test_share: float = 0.15) -> str:
+    """'train', 'validation' (model selection) or 'test' (the report and the gate), from the
+    id alone: a snapshot never changes split as data grows."""
+    bucket = int.from_bytes(hashlib.sha256(snapshot_id.encode()).digest()[:8], "big") / 2**64
+    if bucket < test_share:
+        return "test"
+    return "validation" if bucket < test_share + validation_share else "train"

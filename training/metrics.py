@@ -1,124 +1,219 @@
-"""Separation metrics on predicted stem envelopes, next to trivial baselines.
+"""Judging predicted stem levels, beside baselines that a useful model must beat.
 
-BSS-Eval with a filter length of 1 (Vincent et al. 2006), for each estimate e_j of stem j with
-references s_1..s_n (the stems present in that snapshot):
-  s_target = <e_j, s_j> / ||s_j||^2 * s_j              projection onto the target
-  P(e_j)   = projection of e_j onto span(s_1..s_n)      (onto all the stems)
-  e_interf = P(e_j) - s_target,  e_artif = e_j - P(e_j)  (the other stems, and the rest)
-  SDR = 10 log10 ||s_target||^2 / ||e_interf + e_artif||^2
-  SIR = 10 log10 ||s_target||^2 / ||e_interf||^2
-  SAR = 10 log10 ||s_target + e_interf||^2 / ||e_artif||^2
-With a filter of length 1, SDR equals SI-SDR; both are reported. Decibels are clamped to
-[-DB_LIMIT, DB_LIMIT]; a silent estimate (the zeros baseline) scores -DB_LIMIT on all four.
-Studio's overall score: 0.4 n(SDR) + 0.4 n(SIR) + 0.2 n(SAR), n(v) = clamp((v + 20) / 40, 0, 1).
+Every figure is over the known cells (stem x step with weight 1, features.py):
+  level_error_db    the primary metric: mean |predicted - true level| in dB, averaged per
+                    snapshot and then over snapshots (so the bootstrap resamples snapshots).
+                    Silent stems are scored (their target is the floor), so predicting a stem
+                    where there is none costs as much as missing one that plays.
+  present_error_db  the same over cells where the stem is present (level > PRESENT_DB).
+  presence_auc      how well the predicted level ranks present above absent cells, per stem.
+  false_activity    share of absent cells predicted present; missed: present predicted absent.
+
+Baselines, fitted on the training split and scored on the same snapshots as the model:
+  silence     every stem at the floor            mix_copy   every stem as loud as the mix (0 dB)
+  train_mean  each stem's mean training level    mix_share  the mix's level times each stem's
+  train_median  ... and median (the best                    mean power share (dB of the mean ratio)
+              constant for an absolute error)
+  ridge       ridge regression of each stem's level on the same step features (its penalty
+              chosen on the validation split)
+A model earns publication only by beating the strongest of them by a margin whose bootstrap 95%
+interval excludes 0 (app/stem_models/service.py's gate).
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DB_LIMIT = 60.0
-_TINY = 1e-20
+from training.contract import STEMS
+from training.features import FEATURE_DIM, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, PRESENT_DB, VALID_COLUMN, Split
+
+PRIMARY = "level_error_db"
+BASELINES = ("silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge")
+RIDGE_PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def _db(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    ratio = (numerator + _TINY) / (denominator + _TINY)
-    return np.clip(10.0 * np.log10(ratio), -DB_LIMIT, DB_LIMIT)
-
-
-def bss_eval(references: np.ndarray, estimates: np.ndarray) -> dict[str, np.ndarray]:
-    """SDR, SIR, SAR and SI-SDR (dB) per source, for [sources, samples] arrays."""
-    references = np.asarray(references, dtype=np.float64)
-    estimates = np.asarray(estimates, dtype=np.float64)
-    energy = np.einsum("it,it->i", references, references)
-    gram = references @ references.T
-    cross = references @ estimates.T  # [reference, estimate]
-    # Least squares keeps the projection defined when two references are collinear.
-    coefficients = np.linalg.lstsq(gram, cross, rcond=None)[0]
-    projection = coefficients.T @ references  # [estimate, samples]
-    gain = np.diag(cross) / (energy + _TINY)
-    s_target = gain[:, None] * references
-    e_interf = projection - s_target
-    e_artif = estimates - projection
-    target_energy = np.einsum("it,it->i", s_target, s_target)
-    distortion = estimates - s_target
-    sdr = _db(target_energy, np.einsum("it,it->i", distortion, distortion))
-    sir = _db(target_energy, np.einsum("it,it->i", e_interf, e_interf))
-    sar = _db(np.einsum("it,it->i", projection, projection), np.einsum("it,it->i", e_artif, e_artif))
-    result = {"sdr": sdr, "sir": sir, "sar": sar, "si_sdr": si_sdr(references, estimates)}
-    # A silent estimate has no projection on its target: every ratio is 0/0. It separated
-    # nothing, so it scores the floor rather than the 0 dB that 0/0 -> 1 would give it.
-    silent = np.einsum("it,it->i", estimates, estimates) <= _TINY
-    for values in result.values():
-        values[silent] = -DB_LIMIT
-    return result
-
-
-def si_sdr(references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
-    """Scale-invariant SDR per source (Le Roux et al. 2019), computed on its own."""
-    gain = np.einsum("it,it->i", estimates, references) / (np.einsum("it,it->i", references, references) + _TINY)
-    target = gain[:, None] * references
-    noise = estimates - target
-    return _db(np.einsum("it,it->i", target, target), np.einsum("it,it->i", noise, noise))
-
-
-def studio_score(sdr: np.ndarray, sir: np.ndarray, sar: np.ndarray) -> np.ndarray:
-    def n(value: np.ndarray) -> np.ndarray:
-        return np.clip((value + 20.0) / 40.0, 0.0, 1.0)
-
-    return 0.4 * n(sdr) + 0.4 * n(sir) + 0.2 * n(sar)
+@dataclass(frozen=True)
+class StemFigures:
+    level_error_db: float
+    present_error_db: float
+    presence_auc: float  # NaN when the test cells are all present or all absent
+    false_activity: float
+    missed: float
+    cells: int
 
 
 @dataclass(frozen=True)
 class Report:
-    """Per stem and overall, the mean and median of each metric over snapshots."""
-
-    per_stem: dict[str, dict[str, dict[str, float]]]  # stem -> metric -> {"mean", "median", "count"}
-    overall: dict[str, dict[str, float]]  # metric -> {"mean", "median"}
+    level_error_db: float  # mean over snapshots of each snapshot's mean error
+    present_error_db: float
+    presence_auc: float  # mean over stems that have both classes
+    false_activity: float
+    snapshots: int
+    per_snapshot: list[float]  # each snapshot's level error (NaN when it has no known cell)
+    per_stem: dict[str, StemFigures]
 
     def as_dict(self) -> dict:
-        return {"per_stem": self.per_stem, "overall": self.overall}
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Report":
+        return cls(**{**data, "per_stem": {stem: StemFigures(**f) for stem, f in data["per_stem"].items()}})
 
 
-METRICS = ("sdr", "sir", "sar", "si_sdr", "score")
+def presence_auc(scores: np.ndarray, present: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    positives, negatives = int(present.sum()), int((~present).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over ties
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(scores)]])
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2
+    return float((ranks[present].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def evaluate(targets: np.ndarray, predictions: np.ndarray, masks: np.ndarray, stems: Sequence[str]) -> Report:
-    """Metrics over snapshots: targets and predictions [n, stems, steps], masks [n, stems].
-    Each snapshot is scored against the stems its ground truth has; silent references (no
-    energy at all) cannot be scored and are skipped."""
-    values: dict[str, dict[str, list[float]]] = {stem: {m: [] for m in METRICS} for stem in stems}
-    for target, prediction, mask in zip(targets, predictions, masks, strict=True):
-        present = np.flatnonzero((mask > 0) & (np.abs(target).sum(axis=1) > 0))
-        if len(present) == 0:
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def evaluate(split: Split, predictions: np.ndarray) -> Report:
+    """Figures of predictions [n, stems, steps] (dB) against a split's targets."""
+    predictions = np.clip(predictions, LEVEL_FLOOR_DB, LEVEL_CEILING_DB)
+    known = split.weights > 0
+    error = np.abs(predictions - split.targets)
+    counts = known.sum(axis=(1, 2))
+    per_snapshot = np.where(counts > 0, (error * known).sum(axis=(1, 2)) / np.maximum(counts, 1), np.nan)
+    present, predicted_present = split.targets > PRESENT_DB, predictions > PRESENT_DB
+    per_stem = {}
+    for index, stem in enumerate(STEMS):
+        cells = known[:, index]
+        if not cells.any():
             continue
-        result = bss_eval(target[present], prediction[present])
-        result["score"] = studio_score(result["sdr"], result["sir"], result["sar"])
-        for row, stem_index in enumerate(present):
-            for metric in METRICS:
-                values[stems[stem_index]][metric].append(float(result[metric][row]))
-    per_stem = {
-        stem: {metric: _summary(values[stem][metric]) for metric in METRICS} for stem in stems if values[stem]["sdr"]
-    }
-    overall = {
-        metric: _summary([v for stem in stems for v in values[stem][metric]]) for metric in METRICS
-    }
-    return Report(per_stem=per_stem, overall=overall)
+        truth, guess, e = present[:, index][cells], predicted_present[:, index][cells], error[:, index][cells]
+        per_stem[stem] = StemFigures(
+            level_error_db=_mean(e), present_error_db=_mean(e[truth]),
+            presence_auc=presence_auc(predictions[:, index][cells], truth),
+            false_activity=_mean(guess[~truth].astype(float)), missed=_mean((~guess[truth]).astype(float)),
+            cells=int(cells.sum()),
+        )  # fmt: skip
+    aucs = [f.presence_auc for f in per_stem.values() if np.isfinite(f.presence_auc)]
+    return Report(
+        level_error_db=float(np.nanmean(per_snapshot)) if np.isfinite(per_snapshot).any() else float("nan"),
+        present_error_db=_mean(error[known & present]),
+        presence_auc=float(np.mean(aucs)) if aucs else float("nan"),
+        false_activity=_mean(predicted_present[known & ~present].astype(float)),
+        snapshots=int((counts > 0).sum()),
+        per_snapshot=[float(v) for v in per_snapshot],
+        per_stem=per_stem,
+    )
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"mean": float("nan"), "median": float("nan"), "count": 0}
-    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "count": len(values)}
+# --- baselines --------------------------------------------------------------------------------
 
 
-def baseline_predictions(train_targets: np.ndarray, train_masks: np.ndarray, count: int) -> dict[str, np.ndarray]:
-    """The trivial predictors every report is compared with: silence, and each stem's mean
-    training envelope (over the snapshots that have that stem)."""
-    weights = train_masks[:, :, None]
-    mean = (train_targets * weights).sum(axis=0) / np.maximum(weights.sum(axis=0), 1.0)
+@dataclass(frozen=True)
+class Ridge:
+    """Per-stem ridge regression of the level on one step's features (standardised)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coefficients: np.ndarray  # [stems, dim + 1]
+    penalty: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        x = (features.reshape(-1, FEATURE_DIM) - self.mean) / self.scale
+        levels = x @ self.coefficients[:, :-1].T + self.coefficients[:, -1]
+        return levels.reshape(*features.shape[:2], len(STEMS)).transpose(0, 2, 1)
+
+
+def fit_ridge(train: Split, penalty: float) -> Ridge:
+    x = train.features.reshape(-1, FEATURE_DIM).astype(np.float64)
+    inside = x[:, VALID_COLUMN] > 0.5
+    mean = x[inside].mean(axis=0) if inside.any() else np.zeros(FEATURE_DIM)
+    scale = x[inside].std(axis=0) if inside.any() else np.ones(FEATURE_DIM)
+    scale = np.where(scale < 1e-6, 1.0, scale)
+    design = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
+    coefficients = np.zeros((len(STEMS), FEATURE_DIM + 1))
+    regulariser = penalty * np.eye(FEATURE_DIM + 1)
+    regulariser[-1, -1] = 0.0  # the intercept is not shrunk
+    for index in range(len(STEMS)):
+        w = train.weights[:, index].reshape(-1).astype(np.float64)
+        if w.sum() == 0:
+            coefficients[index, -1] = LEVEL_FLOOR_DB
+            continue
+        y = train.targets[:, index].reshape(-1).astype(np.float64)
+        gram = design.T @ (design * w[:, None]) + regulariser
+        coefficients[index] = np.linalg.solve(gram, design.T @ (w * y))
+    return Ridge(mean, scale, coefficients, penalty)
+
+
+def select_ridge(train: Split, validation: Split, penalties: Sequence[float] = RIDGE_PENALTIES) -> Ridge:
+    """The ridge whose penalty scores best on the validation split (never on test)."""
+    fits = [fit_ridge(train, p) for p in penalties]
+    if len(validation) == 0:
+        return fits[len(fits) // 2]
+    errors = [evaluate(validation, fit.predict(validation.features)).level_error_db for fit in fits]
+    return fits[int(np.nanargmin(errors))]
+
+
+def baseline_predictions(train: Split, validation: Split, test: Split) -> dict[str, np.ndarray]:
+    """Each baseline's predictions [n, stems, steps] for the test snapshots."""
+    shape = test.targets.shape
+    known = train.weights > 0
+    count = np.maximum(known.sum(axis=(0, 2)), 1)
+    mean_db = np.where(known.any(axis=(0, 2)), (train.targets * known).sum(axis=(0, 2)) / count, LEVEL_FLOOR_DB)
+    median_db = np.array([np.median(train.targets[:, i][known[:, i]]) if known[:, i].any() else LEVEL_FLOOR_DB
+                          for i in range(len(STEMS))])  # fmt: skip
+    mean_share = (10 ** (train.targets / 10) * known).sum(axis=(0, 2)) / count
+    share_db = np.clip(10 * np.log10(np.maximum(mean_share, 1e-12)), LEVEL_FLOOR_DB, LEVEL_CEILING_DB)
     return {
-        "zeros": np.zeros((count, *train_targets.shape[1:]), dtype=np.float32),
-        "train_mean": np.broadcast_to(mean, (count, *mean.shape)).astype(np.float32),
+        "silence": np.full(shape, LEVEL_FLOOR_DB, np.float32),
+        "mix_copy": np.zeros(shape, np.float32),
+        "train_mean": np.broadcast_to(mean_db[None, :, None], shape).astype(np.float32),
+        "train_median": np.broadcast_to(median_db[None, :, None], shape).astype(np.float32),
+        "mix_share": np.broadcast_to(share_db[None, :, None], shape).astype(np.float32),
+        "ridge": select_ridge(train, validation).predict(test.features).astype(np.float32),
     }
+
+
+# --- the comparison the gate decides on -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Margin:
+    """Candidate minus reference in level error (dB; negative = the candidate is better), with a
+    bootstrap 95% interval over snapshots."""
+
+    reference: str
+    difference_db: float
+    low_db: float
+    high_db: float
+    snapshots: int
+
+    @property
+    def significant_win(self) -> bool:
+        return self.high_db < 0
+
+
+def paired_margin(candidate: Sequence[float], reference: Sequence[float], name: str, resamples: int = 4000, seed: int = 0) -> Margin:
+    a, b = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    differences = a[both] - b[both]
+    if len(differences) == 0:
+        return Margin(name, float("nan"), float("nan"), float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    samples = differences[rng.integers(0, len(differences), size=(resamples, len(differences)))].mean(axis=1)
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return Margin(name, float(differences.mean()), float(low), float(high), len(differences))
+
+
+def strongest_baseline(reports: dict[str, Report]) -> str:
+    """The baseline with the lowest level error."""
+    scored = {name: reports[name].level_error_db for name in BASELINES if name in reports}
+    return min(scored, key=lambda name: scored[name])

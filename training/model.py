@@ -1,31 +1,29 @@
-"""The "quantum transformer" Studio runs: stem features in, one loudness envelope per stem out.
+"""The "quantum transformer" Studio runs: per-step features in, each stem's level over time out.
 
 Written with keras.layers and keras.ops only, so the same code trains on the TensorFlow, torch
 or JAX backend (GPU workers may have torch or JAX with CUDA and no TensorFlow). The default
 configuration is the one Studio's model follows (CONTRACT.md): 4 encoder blocks of 8-head
-self-attention, d_model 256, feed-forward 1024, residual + layer norm, the quantum activation,
-six heads in the order vocals, drums, bass, harmonic, perc, sub.
+self-attention, d_model 256, feed-forward 1024, residual + layer norm, the quantum activation.
+
+Output `levels` [batch, 6, steps]: each stem's level relative to the mix in dB (features.py),
+stems in STEMS order. The heads are linear, so they cannot die the way a saturated softplus
+did: each starts at its stem's mean training level, and a linear path from the normalised
+features adds to the transformer's output, so the model starts as a per-step linear model and
+the encoder learns what context adds. Steps outside the track are masked out of attention.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from training.features import FEATURE_DIM, SEQUENCE_LENGTH, STEMS
+from training.contract import STEMS
+from training.features import FEATURE_DIM, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, MAX_STEPS, VALID_COLUMN
 
 INPUT_NAME = "stem_features"
-ENVELOPE_SCALE = 0.1
-# Musical role of each stem, for per-role loss weights.
-STEM_ROLES = {
-    "vocals": "melodic",
-    "harmonic": "harmonic",
-    "bass": "harmonic",
-    "sub": "harmonic",
-    "drums": "percussive",
-    "perc": "percussive",
-}
+OUTPUT_NAME = "levels"
+DB_UNIT = 10.0  # the network works in units of 10 dB
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")
@@ -46,9 +44,6 @@ class ModelConfig:
     epochs: int = 50
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 5
-    role_loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"melodic": 1.0, "harmonic": 1.0, "percussive": 1.0}
-    )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +51,7 @@ class ModelConfig:
 
 # For tests and demos on a CPU: seconds, not hours.
 TINY = ModelConfig(blocks=1, heads=2, d_model=32, feed_forward=64, dropout=0.0, learning_rate=3e-3, batch_size=16)
+SIZES = {"full": ModelConfig(), "tiny": TINY}
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")
@@ -78,13 +74,23 @@ class PositionEmbedding(layers.Layer):
         return {**super().get_config(), "length": self.length, "width": self.width}
 
 
-def encoder_block(x, config: ModelConfig, index: int):
+@keras.saving.register_keras_serializable(package="prime_fabric")
+class StepMask(layers.Layer):
+    """[batch, steps, steps] attention mask from the input's step_valid column: every step
+    attends to the steps inside the track."""
+
+    def call(self, inputs):
+        valid = ops.cast(inputs[:, :, VALID_COLUMN] > 0.5, "float32")
+        return ops.cast(ops.expand_dims(ops.ones_like(valid), 2) * ops.expand_dims(valid, 1), "bool")
+
+
+def encoder_block(x, mask, config: ModelConfig, index: int):
     attention = layers.MultiHeadAttention(
         num_heads=config.heads,
         key_dim=config.d_model // config.heads,
         dropout=config.dropout,
         name=f"block{index}_attention",
-    )(x, x)
+    )(x, x, attention_mask=mask)
     x = layers.LayerNormalization(epsilon=1e-6, name=f"block{index}_attention_norm")(
         x + layers.Dropout(config.dropout)(attention)
     )
@@ -93,47 +99,88 @@ def encoder_block(x, config: ModelConfig, index: int):
     return layers.LayerNormalization(epsilon=1e-6, name=f"block{index}_ff_norm")(x + layers.Dropout(config.dropout)(hidden))
 
 
-def build_model(config: ModelConfig, train_features: np.ndarray | None = None) -> keras.Model:
-    """The model; `train_features` [n, steps, dim] adapts its input normalisation."""
-    inputs = keras.Input(shape=(SEQUENCE_LENGTH, FEATURE_DIM), name=INPUT_NAME)
-    mean, variance = np.zeros(FEATURE_DIM), np.ones(FEATURE_DIM)
-    if train_features is not None:
-        rows = train_features.reshape(-1, FEATURE_DIM).astype(np.float64)
-        mean, variance = rows.mean(axis=0), rows.var(axis=0)
-        # A column that never varies in training carries nothing; variance 1 keeps its scale
-        # finite (1/sqrt(0) folds to 1e7, which float16 weights turn into inf, then NaN).
-        variance = np.where(variance < 1e-6, 1.0, variance)
-    normalise = layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalise")
-    x = layers.Dense(config.d_model, name="project")(normalise(inputs))
-    x = PositionEmbedding(SEQUENCE_LENGTH, config.d_model, name="position")(x)
+@keras.saving.register_keras_serializable(package="prime_fabric")
+def level_loss(y_true, y_pred):
+    """Weighted absolute error in units of 10 dB: the metric the model is judged on (a level is
+    often either the floor or near the mix, and the squared error's answer between the two is
+    wrong both ways). y_true packs [target, weight] on its last axis (weight 0 = unknown cell),
+    so one snapshot's unknown stems and steps cost nothing."""
+    target, weight = y_true[..., 0], y_true[..., 1]
+    error = ops.abs((y_pred - target) / DB_UNIT) * weight
+    return ops.sum(error, axis=(1, 2)) / ops.maximum(ops.sum(weight, axis=(1, 2)), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="prime_fabric")
+class StemLevelError(keras.metrics.Metric):
+    """One stem's mean absolute level error (dB) over the known cells of an epoch."""
+
+    def __init__(self, stem_index: int, **kwargs) -> None:
+        super().__init__(name=kwargs.pop("name", f"{STEMS[stem_index]}_error_db"), **kwargs)
+        self.stem_index = stem_index
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        target, weight = y_true[:, self.stem_index, :, 0], y_true[:, self.stem_index, :, 1]
+        self.total.assign_add(ops.sum(ops.abs(y_pred[:, self.stem_index] - target) * weight))
+        self.count.assign_add(ops.sum(weight))
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "stem_index": self.stem_index}
+
+
+def mean_levels(targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each stem's mean level (dB) over the known cells [stems]; the floor where none are known."""
+    total = (targets * weights).sum(axis=(0, 2))
+    count = weights.sum(axis=(0, 2))
+    return np.where(count > 0, total / np.maximum(count, 1), LEVEL_FLOOR_DB)
+
+
+def build_model(config: ModelConfig, train_features: np.ndarray, start_levels: np.ndarray) -> keras.Model:
+    """The model. `train_features` [n, steps, dim] adapt the input normalisation (over the steps
+    inside tracks); `start_levels` [stems] (dB) are where the heads start."""
+    rows = train_features.reshape(-1, FEATURE_DIM).astype(np.float64)
+    rows = rows[rows[:, VALID_COLUMN] > 0.5] if (rows[:, VALID_COLUMN] > 0.5).any() else rows
+    mean, variance = rows.mean(axis=0), rows.var(axis=0)
+    # A column that never varies in training carries nothing; variance 1 keeps its scale finite.
+    variance = np.where(variance < 1e-6, 1.0, variance)
+
+    inputs = keras.Input(shape=(MAX_STEPS, FEATURE_DIM), name=INPUT_NAME)
+    normalised = layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalise")(inputs)
+    mask = StepMask(name="step_mask")(inputs)
+    x = layers.Dense(config.d_model, name="project")(normalised)
+    x = PositionEmbedding(MAX_STEPS, config.d_model, name="position")(x)
     for index in range(config.blocks):
-        x = encoder_block(x, config, index)
-    outputs = {}
-    for stem in STEMS:
-        # softplus: an envelope is never negative. Envelopes are ~0.01-0.1, so the head works
-        # in units of ENVELOPE_SCALE and starts near the data's scale instead of 7x above it.
-        head = layers.Dense(1, activation="softplus", name=f"{stem}_head")(x)
-        head = layers.Rescaling(ENVELOPE_SCALE, name=f"{stem}_scale")(head)
-        outputs[stem] = layers.Reshape((SEQUENCE_LENGTH,), name=stem)(head)
+        x = encoder_block(x, mask, config, index)
+    heads = layers.Dense(
+        len(STEMS), kernel_initializer=keras.initializers.GlorotUniform(), name="stem_heads",
+        bias_initializer=keras.initializers.Constant(np.asarray(start_levels, dtype=np.float64) / DB_UNIT),
+    )(x)  # fmt: skip
+    linear = layers.Dense(len(STEMS), use_bias=False, kernel_initializer="zeros", name="linear_path")(normalised)
+    levels = layers.Rescaling(DB_UNIT, name="to_db")(layers.Add(name="sum")([heads, linear]))
+    outputs = layers.Permute((2, 1), name=OUTPUT_NAME)(levels)  # [batch, stems, steps]
     model = keras.Model(inputs, outputs, name="quantum_transformer")
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss={stem: "mse" for stem in STEMS},
-        loss_weights={stem: config.role_loss_weights[STEM_ROLES[stem]] for stem in STEMS},
+        loss=level_loss,
+        metrics=[StemLevelError(index) for index in range(len(STEMS))],
     )
     return model
 
 
-def as_targets(targets: np.ndarray, masks: np.ndarray) -> tuple[dict, dict]:
-    """[n, stems, steps] targets and [n, stems] masks -> Keras' per-output y and sample weights.
-    A stem missing from a snapshot gets weight 0: it is left out of the loss, not trained
-    towards zeros."""
-    y = {stem: targets[:, index] for index, stem in enumerate(STEMS)}
-    weights = {stem: masks[:, index].astype(np.float32) for index, stem in enumerate(STEMS)}
-    return y, weights
+def pack_targets(targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[n, stems, steps] targets and weights -> the [n, stems, steps, 2] y that level_loss reads."""
+    return np.stack([targets, weights], axis=-1).astype(np.float32)
 
 
-def predict(model: keras.Model, features: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """[n, stems, steps] predictions, in STEMS order."""
-    outputs = model.predict(features, batch_size=batch_size, verbose=0)
-    return np.stack([np.asarray(outputs[stem]) for stem in STEMS], axis=1)
+def predict(model: keras.Model, features: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """[n, stems, steps] levels in dB, clipped to the range the targets live in."""
+    levels = np.asarray(model.predict(features, batch_size=batch_size, verbose=0))
+    return np.clip(levels, LEVEL_FLOOR_DB, LEVEL_CEILING_DB)

@@ -2,30 +2,21 @@
 
 Synthesises six stems (vocals, drums, bass, harmonic, perc, sub) on a beat grid, with each
 stem switched on and off over the track's sections so stem loudness varies, mixes them, and
-computes the snapshot from the mixture the way CONTRACT.md says Studio does: spectral (32 band
-powers per 512-sample hop), temporal (rms, zero-crossing rate, pitch lag per 1024), harmonic
-(8 peak (bin, power) pairs per 2048), percussive (energy, delta, isTransient, peak per 512),
-stereo (correlation, pan, phase difference per 1024), energy ([mean, variance, max, min] of the
-2048-sample RMS envelope), each stream kept to <= 1000 values by taking every ceil(n/1000)-th,
-and the ground truth as each stem's channel 0 decimated the same way to <= 500 values.
+computes the snapshot from the mixture as Studio does (training/studio.py). Synthetic tones,
+not instruments: fine for exercising the service; models are developed on rendered
+instruments (training/render.py).
 """
 
-import math
 import uuid
 from typing import Any
 
 import numpy as np
 
-from training.features import KEYS, STEMS
+from training.contract import KEYS, STEMS
+from training.studio import ground_truth_values, studio_streams
 
 SAMPLE_RATE = 22_050
 SECTIONS = 4
-
-
-def decimate(values: np.ndarray, limit: int) -> np.ndarray:
-    """Studio's downsampling: keep every ceil(n/limit)-th value."""
-    step = max(1, math.ceil(len(values) / limit))
-    return values[::step]
 
 
 def _frames(signal: np.ndarray, size: int) -> np.ndarray:
@@ -108,55 +99,16 @@ def synthesize_stems(rng: np.random.Generator, duration_s: float, bpm: float, ke
     return stereo
 
 
-def studio_features(mix: np.ndarray) -> dict[str, Any]:
-    """Studio's feature streams from a stereo mixture [2, samples], before downsampling."""
+def _analysis(mix: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Dominant frequencies and transients (time, strength) of a mixture, as a musical analysis
+    would give them."""
     mono = mix.mean(axis=0)
-    hops = _frames(mono, 512)
-    power = np.abs(np.fft.rfft(hops, axis=1)) ** 2 / 512
-    bands = np.array_split(np.arange(power.shape[1]), 32)
-    spectral = np.stack([power[:, band].mean(axis=1) for band in bands], axis=1)
-
-    blocks = _frames(mono, 1024)
-    rms = np.sqrt((blocks**2).mean(axis=1))
-    zcr = (np.diff(np.signbit(blocks), axis=1) != 0).mean(axis=1)
-    spectrum = np.fft.rfft(blocks, n=2048, axis=1)
-    autocorrelation = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, 10:512]
-    pitch_lag = 10 + autocorrelation.argmax(axis=1)
-    temporal = np.stack([rms, zcr, pitch_lag.astype(float)], axis=1)
-
-    windows = _frames(mono, 2048)
-    magnitude = np.abs(np.fft.rfft(windows, axis=1))
-    peaks = np.argsort(magnitude, axis=1)[:, -8:][:, ::-1]
-    peak_power = np.take_along_axis(magnitude, peaks, axis=1) / (magnitude.max(axis=1, keepdims=True) + 1e-12)
-    harmonic = np.stack([peaks.astype(float), peak_power], axis=2).reshape(len(windows), 16)
-
-    energy = np.sqrt((hops**2).mean(axis=1))
-    delta = np.diff(energy, prepend=energy[:1])
-    is_transient = (delta > 0.5 * energy.std()).astype(float)
-    peak = np.abs(hops).max(axis=1)
-    percussive = np.stack([energy, delta, is_transient, peak], axis=1)
-
-    left, right = _frames(mix[0], 1024), _frames(mix[1], 1024)
-    l_rms, r_rms = np.sqrt((left**2).mean(axis=1)), np.sqrt((right**2).mean(axis=1))
-    correlation = (left * right).mean(axis=1) / (l_rms * r_rms + 1e-12)
-    pan = (r_rms - l_rms) / (l_rms + r_rms + 1e-12)
-    phase = (np.signbit(left) != np.signbit(right)).mean(axis=1)
-    stereo = np.stack([correlation, pan, phase], axis=1)
-
-    envelope = np.sqrt((windows**2).mean(axis=1))
     whole = np.abs(np.fft.rfft(mono))
     top = np.argsort(whole)[-10:][::-1]
-    transient_frames = np.flatnonzero(is_transient)[:200]
-    return {
-        "spectral": spectral.ravel(),
-        "temporal": temporal.ravel(),
-        "harmonic": harmonic.ravel(),
-        "percussive": percussive.ravel(),
-        "stereo": stereo.ravel(),
-        "energy": np.array([envelope.mean(), envelope.var(), envelope.max(), envelope.min()]),
-        "dominant": top * SAMPLE_RATE / len(mono),
-        "transients": [(float(f * 512 / SAMPLE_RATE), float(energy[f])) for f in transient_frames],
-    }
+    energy = np.sqrt((_frames(mono, 512) ** 2).mean(axis=1))
+    rise = np.diff(energy, prepend=energy[:1])
+    onsets = np.flatnonzero(rise > 0.5 * energy.std())[:200]
+    return top * SAMPLE_RATE / len(mono), [(float(f * 512 / SAMPLE_RATE), float(energy[f])) for f in onsets]
 
 
 def synthetic_snapshot(rng: np.random.Generator, timestamp_ms: int = 1_764_000_000_000) -> dict[str, Any]:
@@ -168,28 +120,25 @@ def synthetic_snapshot(rng: np.random.Generator, timestamp_ms: int = 1_764_000_0
     mix = sum(stems.values())
     scale = 0.9 / max(np.abs(mix).max(), 1e-9)
     mix *= scale
-    features = studio_features(mix)
-
-    def stream(values: np.ndarray, limit: int = 1000) -> list[float]:
-        return [float(v) for v in decimate(np.asarray(values, dtype=np.float32), limit)]
+    mix = mix.astype(np.float32)
+    dominant, transients = _analysis(mix)
 
     return {
         "id": str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4)),
         "timestamp": timestamp_ms + int(rng.integers(0, 10**9)),
         "originalAudio": {"duration": round(mix.shape[1] / SAMPLE_RATE, 6), "sampleRate": SAMPLE_RATE, "channels": 2},
-        "quantumFeatures": {name: stream(features[name]) for name in ("spectral", "temporal", "harmonic", "percussive", "stereo")}
-        | {"energy": stream(features["energy"])},
+        "quantumFeatures": studio_streams(mix),
         "musicalContext": {
             "key": KEYS[key_index],
             "mode": "major" if rng.random() < 0.5 else "minor",
             "bpm": bpm,
-            "transients": [{"time": t, "strength": s} for t, s in features["transients"]],
+            "transients": [{"time": t, "strength": s} for t, s in transients],
             "harmonicContent": {
-                "dominantFrequencies": [float(f) for f in features["dominant"]],
+                "dominantFrequencies": [float(f) for f in dominant],
                 "tensionLevel": float(rng.uniform(0, 1)),
             },
         },
-        "groundTruthStems": {stem: stream(stems[stem][0] * scale, 500) for stem in STEMS},
+        "groundTruthStems": {stem: ground_truth_values(stems[stem] * scale) for stem in STEMS},
         "metadata": {"classification": "synthetic", "confidence": float(rng.uniform(0.5, 1.0)), "processingTime": 0.0},
     }
 

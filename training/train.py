@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from training.features import STEMS, Split
+from training.contract import STEMS
+from training.features import Split
 from training.metrics import Report, baseline_predictions, evaluate
-from training.model import ModelConfig, as_targets, build_model, predict
+from training.model import ModelConfig, build_model, mean_levels, pack_targets, predict
 
 LAST_CHECKPOINT = "last.keras"
 BEST_WEIGHTS = "best.weights.h5"
@@ -39,6 +41,31 @@ class TrainingResult:
     epochs_run: int
     stopped_early: bool
     resumed_from_epoch: int | None
+
+
+class CollapsedOutputError(RuntimeError):
+    """A stem's output no longer varies while its targets do: training failed."""
+
+
+# A stem whose predictions spread less than this while its targets spread more than
+# COLLAPSE_TARGET_SPREAD_DB has collapsed to a constant.
+COLLAPSE_SPREAD_DB = 0.05
+COLLAPSE_TARGET_SPREAD_DB = 1.0
+
+
+def check_not_collapsed(predictions: np.ndarray, split: Split) -> None:
+    """Raises CollapsedOutputError naming every stem whose output is a constant."""
+    collapsed = []
+    for index, stem in enumerate(STEMS):
+        known = split.weights[:, index] > 0
+        if known.sum() < 2:
+            continue
+        spread, target_spread = predictions[:, index][known].std(), split.targets[:, index][known].std()
+        if spread < COLLAPSE_SPREAD_DB and target_spread > COLLAPSE_TARGET_SPREAD_DB:
+            collapsed.append(f"{stem} (always {predictions[:, index][known].mean():.1f} dB, spread {spread:.3f} dB "
+                             f"where the targets spread {target_spread:.1f} dB)")  # fmt: skip
+    if collapsed:
+        raise CollapsedOutputError("the model's output collapsed to a constant for " + "; ".join(collapsed))
 
 
 class PlateauControl(keras.callbacks.Callback):
@@ -75,6 +102,8 @@ class PlateauControl(keras.callbacks.Callback):
         state["epoch"] = epoch
         state["history"].append(
             {"epoch": epoch, "loss": float(logs["loss"]), "val_loss": val_loss, "learning_rate": learning_rate}
+            | {f"{stem}_error_db": float(logs[f"{stem}_error_db"]) for stem in STEMS if f"{stem}_error_db" in logs}
+            | {f"val_{stem}_error_db": float(logs[f"val_{stem}_error_db"]) for stem in STEMS if f"val_{stem}_error_db" in logs}
         )
         if state["wait"] >= self.config.early_stopping_patience:
             state["stopped_early"] = True
@@ -97,7 +126,8 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     seed: int = 0,
 ) -> TrainingResult:
-    """Trains (or resumes training) in `run_dir`; returns the model with its best weights."""
+    """Trains (or resumes training) in `run_dir`; returns the model with its best weights.
+    Raises CollapsedOutputError when a stem's output ends up a constant."""
     run_dir.mkdir(parents=True, exist_ok=True)
     state_file, checkpoint = run_dir / STATE_FILE, run_dir / LAST_CHECKPOINT
     resumed_from = None
@@ -109,16 +139,13 @@ def train(
         keras.utils.set_random_seed(seed)
         state = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "wait": 0, "plateau_wait": 0,
                  "stopped_early": False, "history": []}  # fmt: skip
-        model = build_model(config, train_split.features)
+        model = build_model(config, train_split.features, mean_levels(train_split.targets, train_split.weights))
 
     if not state["stopped_early"] and state["epoch"] + 1 < config.epochs:
-        y, weights = as_targets(train_split.targets, train_split.masks)
-        val_y, val_weights = as_targets(validation.targets, validation.masks)
         model.fit(
             train_split.features,
-            y,
-            sample_weight=weights,
-            validation_data=(validation.features, val_y, val_weights),
+            pack_targets(train_split.targets, train_split.weights),
+            validation_data=(validation.features, pack_targets(validation.targets, validation.weights)),
             batch_size=config.batch_size,
             epochs=config.epochs,
             initial_epoch=state["epoch"] + 1,
@@ -127,6 +154,8 @@ def train(
         )
     if (run_dir / BEST_WEIGHTS).exists():
         model.load_weights(run_dir / BEST_WEIGHTS)
+    check_not_collapsed(predict(model, validation.features if len(validation) else train_split.features),
+                        validation if len(validation) else train_split)  # fmt: skip
     return TrainingResult(model, state["history"], state["epoch"] + 1, state["stopped_early"], resumed_from)
 
 
@@ -137,8 +166,8 @@ def load_best_model(run_dir: Path) -> keras.Model:
     return model
 
 
-def evaluate_against_baselines(model: keras.Model, train_split: Split, validation: Split) -> dict[str, Report]:
-    """Metrics of the model and of the trivial baselines, all on the same validation data."""
-    predictions = {"model": predict(model, validation.features)}
-    predictions |= baseline_predictions(train_split.targets, train_split.masks, len(validation))
-    return {name: evaluate(validation.targets, p, validation.masks, STEMS) for name, p in predictions.items()}
+def evaluate_against_baselines(model: keras.Model, train_split: Split, validation: Split, test: Split) -> dict[str, Report]:
+    """The model and every baseline, on the test split: nothing was selected on it (early
+    stopping and the ridge penalty used the validation split)."""
+    predictions = {"model": predict(model, test.features)} | baseline_predictions(train_split, validation, test)
+    return {name: evaluate(test, p) for name, p in predictions.items()}

@@ -24,7 +24,7 @@ from app.http import get_or_404
 from app.quarantine.service import list_quarantined
 from app.stats import service as stats
 from app.stem_models import service as models
-from app.stem_models.models import StemModel
+from app.stem_models.models import ModelPromotion, StemModel
 from app.snapshots.schemas import STEM_NAMES
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 
@@ -213,12 +213,15 @@ def run_live(request: Request, run_id: RowId, login=Depends(admin)):
 
 
 @router.post("/models/{model_id}/promote")
-def promote(model_id: RowId, login=Depends(checked_form), back: str = Form("/dashboard/training", max_length=2048)):
+def promote(model_id: RowId, login=Depends(checked_form), back: str = Form("/dashboard/training", max_length=2048),
+            force: bool = Form(False), reason: str = Form("", max_length=1000)):  # fmt: skip
     with session_scope() as session:
         try:
-            models.promote(session, model_id, _who(login), "promoted from the dashboard")
+            models.promote(session, model_id, _who(login), reason.strip() or "promoted from the dashboard", force=force)
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
+        except models.GateRejected as error:
+            return RedirectResponse(_with_notice(_safe_next(back), str(error)), status_code=303)
     return RedirectResponse(_with_notice(_safe_next(back), f"Model {model_id} is now latest."), status_code=303)
 
 
@@ -257,8 +260,9 @@ def _progress_context(run: TrainingRun) -> dict:
 
 def _models_context(session, stored: list[StemModel]) -> dict:
     champion = models.current_champion(session)
-    rows = [{"model": m, "headline": models.headline(m.manifest["metrics"]["model"])} for m in stored]
-    return {"models": rows, "champion_id": champion.id if champion else None}
+    rows = [{"model": m, "headline": models.headline(m.manifest["metrics"])} for m in stored if "margin" in m.manifest["metrics"]]
+    promotions = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(20)).all()
+    return {"models": rows, "champion_id": champion.id if champion else None, "promotions": promotions}
 
 
 def _page(request: Request, template: str, context: dict, login: tuple[AdminSession, ApiToken] | None = None,

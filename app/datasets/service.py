@@ -2,9 +2,10 @@
 
 Snapshots with ground truth are streamed from the database in id order (a server-side cursor
 on Postgres), encoded (training/features.py) and written as .npz shards of SHARD_SIZE rows per
-split, so memory does not grow with the number of snapshots. The split is decided by the
-snapshot id alone, so it never changes when snapshots are added. The dataset's hash covers the
-feature version, the split ratio and every member's id and content hash.
+split, so memory does not grow with the number of snapshots. The split (train, validation for
+model selection, test for the report and the gate) is decided by the snapshot id alone, so it
+never changes when snapshots are added. The dataset's hash covers the feature version, the
+split shares and every member's id and content hash.
 """
 
 import hashlib
@@ -22,32 +23,29 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.snapshots import arrays
 from app.snapshots.models import Snapshot
+from app.snapshots.models import SnapshotCorrection
+from training.contract import STEMS, STREAMS
 from training.features import (
     FEATURE_DIM,
     FEATURE_VERSION,
-    SEQUENCE_LENGTH,
-    STEMS,
-    STREAMS,
+    MAX_STEPS,
+    SPLITS,
+    Correction,
     SnapshotArrays,
     Split,
     encode_features,
     encode_targets,
+    split_of,
 )
 
-SHARD_SIZE = 1024
-SPLITS = ("train", "validation")
+SHARD_SIZE = 256  # 256 x 150 x 71 float32 features: ~11 MB a shard
 STREAM_BATCH = 256
 _COLUMNS = [
     Snapshot.id, Snapshot.content_hash, Snapshot.classification, Snapshot.key, Snapshot.mode, Snapshot.bpm,
-    Snapshot.transient_density, Snapshot.tension, Snapshot.duration_s, Snapshot.channels, Snapshot.confidence,
+    Snapshot.transient_density, Snapshot.tension, Snapshot.duration_s, Snapshot.sample_rate, Snapshot.channels,
+    Snapshot.confidence,
     Snapshot.energy, *(getattr(Snapshot, s) for s in STREAMS), *(getattr(Snapshot, f"gt_{s}") for s in STEMS),
 ]  # fmt: skip
-
-
-def split_of(snapshot_id: str, train_ratio: float) -> str:
-    """'train' or 'validation', from the id alone: stable as the data grows."""
-    bucket = int.from_bytes(hashlib.sha256(snapshot_id.encode()).digest()[:8], "big") / 2**64
-    return "train" if bucket < train_ratio else "validation"
 
 
 @dataclass
@@ -58,8 +56,8 @@ class _ShardWriter:
     files: list[str] = field(default_factory=list)
     count: int = 0
 
-    def add(self, features: np.ndarray, targets: np.ndarray, mask: np.ndarray, snapshot_id: bytes) -> None:
-        self.rows.append((features, targets, mask, snapshot_id))
+    def add(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray, snapshot_id: bytes) -> None:
+        self.rows.append((features, targets, weights, snapshot_id))
         self.count += 1
         if len(self.rows) >= SHARD_SIZE:
             self.flush()
@@ -67,10 +65,11 @@ class _ShardWriter:
     def flush(self) -> None:
         if not self.rows:
             return
-        features, targets, masks, ids = zip(*self.rows, strict=True)
+        features, targets, weights, ids = zip(*self.rows, strict=True)
         name = f"{self.split}-{len(self.files):05d}.npz"
+        # ids as [n, 16] bytes: a fixed-width bytes array would drop an id's trailing NULs.
         np.savez(self.directory / name, features=np.stack(features), targets=np.stack(targets),
-                 masks=np.stack(masks), ids=np.array(ids, dtype="S16"))  # fmt: skip
+                 weights=np.stack(weights), ids=np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16))  # fmt: skip
         self.files.append(name)
         self.rows.clear()
 
@@ -105,20 +104,39 @@ class _Audit:
         }
 
 
-def build_dataset(session: Session, output_root: Path, run_label: str, train_ratio: float = 0.8) -> Dataset:
+def _corrections(session: Session) -> dict:
+    """Every correction of a snapshot with ground truth, by snapshot id (read before the
+    snapshots' stream, which holds the connection's cursor)."""
+    query = (
+        select(SnapshotCorrection)
+        .join(Snapshot, Snapshot.id == SnapshotCorrection.snapshot_id)
+        .where(Snapshot.has_ground_truth.is_(True))
+        .order_by(SnapshotCorrection.snapshot_id, SnapshotCorrection.position)
+    )
+    found: dict = {}
+    rows = session.execute(query).scalars()
+    for c in rows:
+        found.setdefault(c.snapshot_id, []).append(Correction(c.stem, c.correction_type, c.time_start_s, c.time_end_s, c.strength))
+    return found
+
+
+def build_dataset(session: Session, output_root: Path, run_label: str, validation_share: float = 0.15,
+                  test_share: float = 0.15) -> Dataset:  # fmt: skip
     """Builds (or finds, when the same one exists) the dataset of every snapshot with ground
     truth. Returns the stored Dataset row; commits it."""
-    if not 0.0 < train_ratio < 1.0:
-        raise ValueError(f"train_ratio must be between 0 and 1, got {train_ratio}")
+    if not (0.0 < validation_share < 0.5 and 0.0 < test_share < 0.5 and validation_share + test_share < 0.9):
+        raise ValueError(f"validation and test shares must each be in (0, 0.5), got {validation_share}, {test_share}")
+    train_ratio = 1.0 - validation_share - test_share
     staging = output_root / f".building-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     staging.mkdir(parents=True)
     writers = {split: _ShardWriter(staging, split) for split in SPLITS}
-    digest = hashlib.sha256(f"{FEATURE_VERSION}|{train_ratio!r}|".encode())
+    digest = hashlib.sha256(f"{FEATURE_VERSION}|{validation_share!r}|{test_share!r}|".encode())
     audit = _Audit()
     classifications: Counter = Counter()
     coverage: Counter = Counter()
     seen_content: set[bytes] = set()  # 8 bytes a member: 160 KB at 20,000 snapshots
 
+    corrections_of = _corrections(session)
     query = select(*_COLUMNS).where(Snapshot.has_ground_truth.is_(True)).order_by(Snapshot.id)
     result = session.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
     for row in result:
@@ -135,10 +153,11 @@ def build_dataset(session: Session, output_root: Path, run_label: str, train_rat
         snapshot = SnapshotArrays(
             streams=streams, energy=arrays.unpack(row.energy), key=row.key, mode=row.mode, bpm=row.bpm,
             transient_density=row.transient_density, tension=row.tension, duration_s=row.duration_s,
-            channels=row.channels, confidence=row.confidence, ground_truth=truth,
+            sample_rate=row.sample_rate, channels=row.channels, confidence=row.confidence, ground_truth=truth,
+            corrections=tuple(corrections_of.get(row.id, ())),
         )  # fmt: skip
-        targets, mask = encode_targets(truth)
-        writers[split_of(snapshot_id, train_ratio)].add(encode_features(snapshot), targets, mask, row.id.bytes)
+        targets, weights = encode_targets(snapshot)
+        writers[split_of(snapshot_id, validation_share, test_share)].add(encode_features(snapshot), targets, weights, row.id.bytes)
         classifications[row.classification] += 1
         coverage.update(stem for stem, values in truth.items() if values is not None)
     for writer in writers.values():
@@ -155,8 +174,8 @@ def build_dataset(session: Session, output_root: Path, run_label: str, train_rat
         "created_at": datetime.now(UTC).isoformat(),
         "content_hash": content_hash,
         "feature_version": FEATURE_VERSION,
-        "encoding": {"sequence_length": SEQUENCE_LENGTH, "feature_dim": FEATURE_DIM, "stems": list(STEMS)},
-        "train_ratio": train_ratio,
+        "encoding": {"steps": MAX_STEPS, "feature_dim": FEATURE_DIM, "stems": list(STEMS)},
+        "shares": {"train": train_ratio, "validation": validation_share, "test": test_share},
         "counts": {split: writers[split].count for split in SPLITS} | {"total": sum(w.count for w in writers.values())},
         "classification_distribution": dict(classifications),
         "stem_coverage": {stem: coverage[stem] for stem in STEMS},
@@ -169,7 +188,8 @@ def build_dataset(session: Session, output_root: Path, run_label: str, train_rat
     staging.rename(directory)
     dataset = Dataset(
         content_hash=content_hash, run_label=run_label, feature_version=FEATURE_VERSION, train_ratio=train_ratio,
-        train_count=writers["train"].count, validation_count=writers["validation"].count, path=str(directory),
+        train_count=writers["train"].count, validation_count=writers["validation"].count,
+        test_count=writers["test"].count, path=str(directory),
         manifest=manifest,
     )  # fmt: skip
     session.add(dataset)
@@ -180,12 +200,16 @@ def build_dataset(session: Session, output_root: Path, run_label: str, train_rat
 def load_split(directory: Path, split: str) -> Split:
     """A dataset split as arrays, from its shards."""
     manifest = json.loads((directory / "manifest.json").read_text())
-    shards = [np.load(directory / name) for name in manifest["shards"][split]]
+    shards = [np.load(directory / name) for name in manifest["shards"].get(split, [])]
     if not shards:
-        shape = manifest["encoding"]
-        return Split(
-            np.zeros((0, shape["sequence_length"], shape["feature_dim"]), np.float32),
-            np.zeros((0, len(STEMS), shape["sequence_length"]), np.float32),
-            np.zeros((0, len(STEMS)), np.float32),
-        )
-    return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "masks")))
+        return Split.empty()
+    return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "weights")))
+
+
+def load_ids(directory: Path, split: str) -> list[str]:
+    """The snapshot ids of a split, in shard order."""
+    import uuid
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return [str(uuid.UUID(bytes=row.tobytes())) for name in manifest["shards"].get(split, [])
+            for row in np.load(directory / name)["ids"]]  # fmt: skip

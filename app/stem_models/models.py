@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, false, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.database import Base
@@ -8,7 +8,8 @@ from app.database import Base
 
 class StemModel(Base):
     """A trained model, exported for Studio. `decision` is "published" when it passed the gate
-    (beats the baselines and the champion on the champion's validation data), else "rejected"
+    (beats the strongest baseline on its test split by a significant margin, and the
+    champion on the champion's test data), else "rejected"
     with the reason; rejected models are kept."""
 
     __tablename__ = "stem_models"
@@ -34,3 +35,4 @@ class ModelPromotion(Base):
     promoted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # a gate-rejected model, promoted anyway

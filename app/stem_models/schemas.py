@@ -7,6 +7,10 @@ from pydantic import ConfigDict, Field
 from app.wire import CamelModel
 
 
+EXAMPLE_METRICS = {"levelErrorDb": 8.9, "presenceAuc": 0.74, "falseActivity": 0.31, "baseline": "ridge",
+                   "baselineErrorDb": 9.6, "marginDb": -0.7, "marginLowDb": -0.9, "marginHighDb": -0.5, "testSnapshots": 48}
+
+
 class WeightFile(CamelModel):
     path: str
     url: str
@@ -25,9 +29,10 @@ class LatestManifest(CamelModel):
         "files": [{"path": "float32/model.json", "url": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
                    "size": 61234, "sha256": "5d41...", "integrity": "sha256-XUFAKrxLKna5cZ2REBfFkg=="}],
         "stems": ["vocals", "drums", "bass", "harmonic", "perc", "sub"],
-        "input": {"name": "stem_features:0", "shape": [None, 32, 48], "dtype": "float32", "feature_version": "fe-1"},
-        "output": {"name": "output_0", "shape": [None, 6, 32], "stem_axis": 1},
-        "featureVersion": "fe-1", "metrics": {"sdr": 3.25, "sir": 3.92, "sar": 13.68, "score": 0.641},
+        "input": {"name": "stem_features:0", "shape": [None, 150, 71], "dtype": "float32", "feature_version": "fe-2",
+                  "step_seconds": 2.0},
+        "output": {"name": "Identity:0", "shape": [None, 6, 150], "stem_axis": 1, "unit": "dB relative to the mix"},
+        "featureVersion": "fe-2", "metrics": EXAMPLE_METRICS,
     }]})  # fmt: skip
 
     channel: str
@@ -40,14 +45,14 @@ class LatestManifest(CamelModel):
     input: dict
     output: dict
     feature_version: str
-    metrics: dict = Field(description="Validation medians: sdr, sir, sar (dB) and Studio's score (mean)")
+    metrics: dict = Field(description="Test-split figures: level error (dB), presence AUC, the strongest baseline and the margin")
 
 
 class ModelSummary(CamelModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": 3, "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z", "runId": 12, "decision": "published",
-        "reason": "beats both baselines (median SDR 3.25 dB, score 0.641); no champion yet", "isLatest": True,
-        "metrics": {"sdr": 3.25, "sir": 3.92, "sar": 13.68, "score": 0.641},
+        "reason": "beats the strongest baseline (ridge): ...; no champion yet", "isLatest": True,
+        "metrics": EXAMPLE_METRICS,
     }]})  # fmt: skip
 
     id: int
@@ -69,9 +74,12 @@ class PromotionRecord(CamelModel):
     promoted_at: datetime
     promoted_by: str
     reason: str
+    forced: bool = Field(description="The gate had rejected this model; an operator forced it")
 
 
 class PromoteRequest(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "better on last week's data"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "better on last week's data"},
+                                                              {"force": True, "reason": "A/B test in one region"}]})  # fmt: skip
 
     reason: str = Field(default="promoted by an operator", max_length=1000)
+    force: bool = Field(default=False, description="Needed (with a reason of your own) to promote a model the gate rejected")

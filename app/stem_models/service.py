@@ -1,10 +1,14 @@
 """Publishing a trained run: export TF.js weights (float32 and float16), decide whether it
 becomes the latest model, and record either way.
 
-The gate: a candidate is published as "latest" only if, on its own validation split, it beats
-both trivial baselines (median SDR and mean score), and, on the current champion's validation
-split, it beats the champion (median SDR and mean score). Otherwise it is kept, "rejected",
-with the figures that decided it.
+The gate, on the run's test split (nothing was selected on it): the candidate's level error
+must beat the strongest baseline's (training/metrics.py: silence, a copy of the mix's level,
+the training mean and median, the mix's level split by mean share, ridge regression) by a
+margin whose bootstrap 95% interval over test snapshots lies below 0. A flat line is one of
+those baselines, so it can never pass. When there is a champion of the same feature version,
+the candidate must also do no worse than the champion on the champion's test data. Otherwise
+it is kept, "rejected", with the figures that decided it; an operator can still promote it,
+but only by forcing it with a reason, which the audit keeps.
 """
 
 import base64
@@ -19,10 +23,14 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel
-from training.features import FEATURE_VERSION, STEMS, Split
-from training.metrics import evaluate
+from training.features import FEATURE_VERSION
+from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
 
 KERAS_FILE = "model.keras"
+
+
+class GateRejected(Exception):
+    """Promoting a model the gate rejected needs `force` and a reason."""
 
 
 def current_champion(session: Session) -> StemModel | None:
@@ -30,37 +38,49 @@ def current_champion(session: Session) -> StemModel | None:
     return session.get(StemModel, promotion.model_id) if promotion else None
 
 
-def headline(report: dict) -> dict[str, float]:
-    """A report's figures that decide and that Studio shows: median SDR, SIR, SAR (dB) and mean score."""
-    overall = report["overall"]
-    return {"sdr": overall["sdr"]["median"], "sir": overall["sir"]["median"],
-            "sar": overall["sar"]["median"], "score": overall["score"]["mean"]}  # fmt: skip
+def headline(metrics: dict) -> dict[str, float | str | None]:
+    """The figures that decide and that Studio and the dashboard show: the model's test level
+    error and presence AUC, the strongest baseline's error, and the margin's interval."""
+    model = metrics["model"]
+    margin = metrics.get("margin") or {}
+    return {
+        "levelErrorDb": model[PRIMARY],
+        "presenceAuc": model["presence_auc"],
+        "falseActivity": model["false_activity"],
+        "baseline": margin.get("reference"),
+        "baselineErrorDb": metrics[margin["reference"]][PRIMARY] if margin.get("reference") in metrics else None,
+        "marginDb": margin.get("difference_db"),
+        "marginLowDb": margin.get("low_db"),
+        "marginHighDb": margin.get("high_db"),
+        "testSnapshots": model["snapshots"],
+    }
 
 
-def _sdr_and_score(report: dict) -> tuple[float, float]:
-    """The two figures the gate decides on."""
-    overall = report["overall"]
-    return overall["sdr"]["median"], overall["score"]["mean"]
+def judge(reports: dict[str, Report]) -> dict:
+    """The metrics stored with a run: every report, plus the margin over the strongest baseline."""
+    reference = strongest_baseline(reports)
+    margin = paired_margin(reports["model"].per_snapshot, reports[reference].per_snapshot, reference)
+    return {name: report.as_dict() for name, report in reports.items()} | {"margin": margin.__dict__}
 
 
-def gate(metrics: dict, candidate_on_champion_data: dict | None, champion_on_its_data: dict | None) -> tuple[bool, str]:
-    """(publish?, why), from the candidate's metrics beside the baselines and, when there is a
-    champion, both models' metrics on the champion's validation data."""
-    sdr, score = _sdr_and_score(metrics["model"])
-    for baseline in ("zeros", "train_mean"):
-        base_sdr, base_score = _sdr_and_score(metrics[baseline])
-        if not (sdr > base_sdr and score > base_score):
-            return False, (f"does not beat the {baseline} baseline: median SDR {sdr:.2f} vs {base_sdr:.2f} dB, "
-                           f"score {score:.3f} vs {base_score:.3f}")  # fmt: skip
+def gate(metrics: dict, candidate_on_champion_data: Report | None = None, champion_on_its_data: Report | None = None) -> tuple[bool, str]:
+    """(publish?, why), from a run's judged metrics and, when there is a champion, both models'
+    reports on the champion's test data."""
+    margin = Margin(**metrics["margin"])
+    model_error = metrics["model"][PRIMARY]
+    if not np.isfinite(margin.difference_db):
+        return False, "no test snapshot had a known stem level: nothing to judge on"
+    figures = (f"level error {model_error:.2f} dB vs {metrics[margin.reference][PRIMARY]:.2f} dB for {margin.reference}, "
+               f"difference {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
+               f"over {margin.snapshots} test snapshots")  # fmt: skip
+    if not margin.significant_win:
+        return False, f"does not beat the strongest baseline ({margin.reference}) with a margin above 0: {figures}"
     if candidate_on_champion_data is None:
-        return True, f"beats both baselines (median SDR {sdr:.2f} dB, score {score:.3f}); no champion yet"
-    cand_sdr, cand_score = _sdr_and_score(candidate_on_champion_data)
-    champ_sdr, champ_score = _sdr_and_score(champion_on_its_data)
-    if cand_sdr > champ_sdr and cand_score > champ_score:
-        return True, (f"beats the champion on its validation data: median SDR {cand_sdr:.2f} vs {champ_sdr:.2f} dB, "
-                      f"score {cand_score:.3f} vs {champ_score:.3f}")  # fmt: skip
-    return False, (f"does not beat the champion on its validation data: median SDR {cand_sdr:.2f} vs "
-                   f"{champ_sdr:.2f} dB, score {cand_score:.3f} vs {champ_score:.3f}")  # fmt: skip
+        return True, f"beats the strongest baseline ({margin.reference}): {figures}; no champion yet"
+    candidate, champion = candidate_on_champion_data.level_error_db, champion_on_its_data.level_error_db
+    if candidate <= champion:
+        return True, f"beats the strongest baseline: {figures}; and the champion on its test data ({candidate:.2f} vs {champion:.2f} dB)"
+    return False, f"beats the baselines ({figures}) but not the champion on its test data: {candidate:.2f} vs {champion:.2f} dB"
 
 
 def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict) -> StemModel:
@@ -80,17 +100,17 @@ def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict
     export_graph_model(model, directory / "float16", float16=True)
     model.save(directory / KERAS_FILE)
 
-    validation = load_split(Path(dataset.path), "validation")
-    float16_error = _float16_error(model, validation.features[:256])
+    test = load_split(Path(dataset.path), "test")
+    float16_error = _float16_error(model, test.features[:64])
 
     champion = current_champion(session)
     on_champion_data = champion_on_its_data = None
     if champion is not None and champion.manifest["feature_version"] == FEATURE_VERSION:
         champion_dataset = session.get(Dataset, champion.dataset_id)
-        champion_split = load_split(Path(champion_dataset.path), "validation")
+        champion_split = load_split(Path(champion_dataset.path), "test")
         champion_model = keras.models.load_model(Path(champion.path) / KERAS_FILE)
-        on_champion_data = _report(predict(model, champion_split.features), champion_split)
-        champion_on_its_data = _report(predict(champion_model, champion_split.features), champion_split)
+        on_champion_data = evaluate(champion_split, predict(model, champion_split.features))
+        champion_on_its_data = evaluate(champion_split, predict(champion_model, champion_split.features))
     publish, reason = gate(metrics, on_champion_data, champion_on_its_data)
 
     manifest = {
@@ -106,8 +126,8 @@ def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict
         "metrics": metrics,
         "champion_comparison": {
             "champion": champion.version if champion else None,
-            "candidate": on_champion_data["overall"] if on_champion_data else None,
-            "champion_on_its_data": champion_on_its_data["overall"] if champion_on_its_data else None,
+            "candidate_error_db": on_champion_data.level_error_db if on_champion_data else None,
+            "champion_error_db": champion_on_its_data.level_error_db if champion_on_its_data else None,
         },
     }
     manifest["files"] = _file_digests(directory)
@@ -132,11 +152,17 @@ def _file_digests(directory: Path) -> list[dict]:
     return files
 
 
-def promote(session: Session, model_id: int, promoted_by: str, reason: str) -> ModelPromotion:
-    """Makes a model "latest". Commits."""
-    if session.get(StemModel, model_id) is None:
+def promote(session: Session, model_id: int, promoted_by: str, reason: str, force: bool = False) -> ModelPromotion:
+    """Makes a model "latest". A model the gate rejected needs force=True and a reason of its
+    own; the promotion records that it was forced. Commits."""
+    model = session.get(StemModel, model_id)
+    if model is None:
         raise LookupError(f"no model {model_id}")
-    promotion = ModelPromotion(model_id=model_id, promoted_by=promoted_by, reason=reason)
+    forced = model.decision != "published"
+    if forced and not (force and reason.strip()):
+        raise GateRejected(f"model {model_id} was rejected by the gate ({model.reason}); promoting it needs force "
+                           f"and a reason")  # fmt: skip
+    promotion = ModelPromotion(model_id=model_id, promoted_by=promoted_by, reason=reason, forced=forced)
     session.add(promotion)
     session.commit()
     return promotion
@@ -151,11 +177,7 @@ def rollback(session: Session, promoted_by: str) -> ModelPromotion:
     previous = next((p.model_id for p in history[1:] if p.model_id != current), None)
     if previous is None:
         raise LookupError("there is no earlier model to roll back to")
-    return promote(session, previous, promoted_by, f"rollback from model {current}")
-
-
-def _report(predictions: np.ndarray, split: Split) -> dict:
-    return evaluate(split.targets, predictions, split.masks, STEMS).as_dict()
+    return promote(session, previous, promoted_by, f"rollback from model {current}", force=True)
 
 
 def _float16_error(model, features: np.ndarray) -> float:

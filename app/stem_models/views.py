@@ -94,7 +94,7 @@ def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
         float16_model_json_url=base + manifest["model_json"]["float16"],
         files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
         stems=manifest["stems"], input=manifest["input"], output=manifest["output"],
-        feature_version=manifest["feature_version"], metrics=service.headline(manifest["metrics"]["model"]),
+        feature_version=manifest["feature_version"], metrics=service.headline(manifest["metrics"]),
     )  # fmt: skip
     payload = body.model_dump_json(by_alias=True)
     return payload, '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
@@ -125,7 +125,7 @@ def list_models(_: ApiToken = Depends(require("operator"))):
         return [
             ModelSummary(id=m.id, version=m.version, created_at=m.created_at, run_id=m.run_id, decision=m.decision,
                          reason=m.reason, is_latest=champion is not None and m.id == champion.id,
-                         metrics=service.headline(m.manifest["metrics"]["model"]))  # fmt: skip
+                         metrics=service.headline(m.manifest["metrics"]) if "margin" in m.manifest["metrics"] else {})  # fmt: skip
             for m in session.scalars(select(StemModel).order_by(StemModel.id.desc()))
         ]
 
@@ -133,10 +133,13 @@ def list_models(_: ApiToken = Depends(require("operator"))):
 @router.post("/models/{model_id}/promote", response_model=PromotionRecord, summary="Make a model latest")
 def promote(model_id: RowId, body: PromoteRequest | None = None, token: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
+        body = body or PromoteRequest()
         try:
-            promotion = service.promote(session, model_id, f"token:{token.id}:{token.name}", (body or PromoteRequest()).reason)
+            promotion = service.promote(session, model_id, f"token:{token.id}:{token.name}", body.reason, force=body.force)
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
+        except service.GateRejected as error:
+            raise HTTPException(409, str(error)) from None
         return PromotionRecord.model_validate(promotion, from_attributes=True)
 
 

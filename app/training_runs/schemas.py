@@ -11,7 +11,9 @@ class RunParameters(CamelModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"runLabel": "weekly", "epochs": 50, "modelSize": "full"}]})  # fmt: skip
 
     run_label: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-    train_ratio: float = Field(default=0.8, gt=0.0, lt=1.0)
+    # Shares of the dataset held out for model selection and for the report and the gate.
+    validation_share: float = Field(default=0.15, gt=0.0, lt=0.5)
+    test_share: float = Field(default=0.15, gt=0.0, lt=0.5)
     epochs: int = Field(default=50, ge=1, le=1000)
     batch_size: int = Field(default=32, ge=1, le=4096)
     learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
@@ -56,7 +58,8 @@ class RunView(CamelModel):
 class DatasetView(CamelModel):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={
         "examples": [{"id": 4, "contentHash": "9f2c...e1", "runLabel": "weekly", "createdAt": "2026-11-21T06:00:02Z",
-                      "featureVersion": "fe-1", "trainRatio": 0.8, "trainCount": 1620, "validationCount": 395,
+                      "featureVersion": "fe-2", "trainRatio": 0.7, "trainCount": 1420, "validationCount": 300,
+                      "testCount": 295,
                       "manifest": {"counts": {"train": 1620, "validation": 395, "total": 2015},
                                    "audit": {"duplicate_content_skipped": 3}}}]
     })  # fmt: skip
@@ -69,4 +72,5 @@ class DatasetView(CamelModel):
     train_ratio: float
     train_count: int
     validation_count: int
+    test_count: int
     manifest: dict

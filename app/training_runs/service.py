@@ -56,11 +56,12 @@ def dataset_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
         return run.dataset_id
     parameters = RunParameters(**run.parameters)
     with session_scope() as session:
-        dataset = build_dataset(session, artifacts_dir / "datasets", parameters.run_label, parameters.train_ratio)
-        if dataset.train_count == 0 or dataset.validation_count == 0:
+        dataset = build_dataset(session, artifacts_dir / "datasets", parameters.run_label,
+                                parameters.validation_share, parameters.test_share)  # fmt: skip
+        if min(dataset.train_count, dataset.validation_count, dataset.test_count) == 0:
             raise ValueError(
-                f"dataset {dataset.content_hash[:16]} has {dataset.train_count} training and "
-                f"{dataset.validation_count} validation snapshots with ground truth: too few to train"
+                f"dataset {dataset.content_hash[:16]} has {dataset.train_count} training, {dataset.validation_count} "
+                f"validation and {dataset.test_count} test snapshots with ground truth: each split needs some"
             )
         session.get(TrainingRun, run_id).dataset_id = dataset.id
         return dataset.id
@@ -68,15 +69,10 @@ def dataset_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
 
 def training_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
     """Trains (resuming from the run's checkpoint if there is one); returns epochs run."""
-    from training.model import TINY, ModelConfig
     from training.train import train
 
     run = _enter_stage(run_id, "training", worker)
-    parameters = RunParameters(**run.parameters)
-    base = TINY if parameters.model_size == "tiny" else ModelConfig()
-    config = dataclasses.replace(
-        base, epochs=parameters.epochs, batch_size=parameters.batch_size, learning_rate=parameters.learning_rate
-    )
+    config = model_config(RunParameters(**run.parameters))
     directory = _dataset_directory(run.dataset_id)
 
     def on_epoch(progress) -> None:
@@ -101,16 +97,25 @@ def training_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
     return result.epochs_run
 
 
+def model_config(parameters: RunParameters):
+    """The model configuration a run's parameters ask for."""
+    from training.model import SIZES
+
+    return dataclasses.replace(SIZES[parameters.model_size], epochs=parameters.epochs,
+                               batch_size=parameters.batch_size, learning_rate=parameters.learning_rate)  # fmt: skip
+
+
 def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str) -> dict:
-    """Metrics of the trained model next to the baselines, on the validation split."""
+    """Metrics of the trained model next to the baselines, on the test split."""
     from training.train import evaluate_against_baselines
 
     run = _enter_stage(run_id, "evaluating", worker)
     directory = _dataset_directory(run.dataset_id)
     model = _best_model(artifacts_dir, run_id)
-    train_split, validation = load_split(directory, "train"), load_split(directory, "validation")
-    reports = evaluate_against_baselines(model, train_split, validation)
-    metrics = {name: report.as_dict() for name, report in reports.items()}
+    splits = [load_split(directory, split) for split in ("train", "validation", "test")]
+    from app.stem_models.service import judge
+
+    metrics = judge(evaluate_against_baselines(model, *splits))
     with session_scope() as session:
         session.get(TrainingRun, run_id).metrics = metrics
     return metrics
