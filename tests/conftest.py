@@ -141,3 +141,46 @@ def db(configure, database_url) -> str:
 def client(db) -> Iterator[TestClient]:
     with TestClient(create_app()) as test_client:
         yield test_client
+
+
+# --- Songs played by sampled instruments (FluidSynth + FluidR3_GM), rendered once a session ---
+
+INSTRUMENT_SONGS = 150  # 20 s each at 16 kHz: ~2 minutes to render on 2 cores
+INSTRUMENT_SONG_SECONDS = 20.0
+INSTRUMENT_SAMPLE_RATE = 16_000
+
+
+@pytest.fixture(scope="session")
+def instrument_songs(tmp_path_factory) -> Path:
+    """A multitrack set: one folder per song, six stem files each, seeds 0.. (the dev corpus
+    and the held-out evaluation set use other seeds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.render import render_song
+
+    root = tmp_path_factory.mktemp("songs")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda seed: render_song(root, seed, INSTRUMENT_SONG_SECONDS, INSTRUMENT_SAMPLE_RATE), range(INSTRUMENT_SONGS)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def instrument_snapshots(instrument_songs) -> list[dict]:
+    """The snapshots Studio would send for those songs, stems as ground truth."""
+    from training.multitrack import read_song, song_folders, song_snapshot
+
+    return [song_snapshot(read_song(folder)) for folder in song_folders(instrument_songs)]
+
+
+@pytest.fixture(scope="session")
+def instrument_splits(instrument_snapshots) -> dict:
+    """train / validation / test Splits of those snapshots, split by id as datasets are."""
+    import numpy as np
+
+    from training.features import SPLITS, Split, encode_features, encode_targets, from_wire, split_of
+
+    rows: dict[str, list] = {split: [] for split in SPLITS}
+    for snapshot in instrument_snapshots:
+        arrays = from_wire(snapshot)
+        rows[split_of(snapshot["id"])].append((encode_features(arrays), *encode_targets(arrays)))
+    return {split: Split(*(np.stack(column) for column in zip(*rows[split], strict=True))) for split in SPLITS}

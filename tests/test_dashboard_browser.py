@@ -217,12 +217,15 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     (history,), = sql(site, "SELECT json_array_length(history::json) FROM training_runs WHERE id = %s", run_id)
     assert page.locator("#chart-loss polyline").count() == 2
     assert len(page.get_attribute("#chart-loss polyline.s1", "points").split()) == history
-    (sdr,), = sql(site, "SELECT (metrics::json #>> '{model,overall,sdr,median}')::float FROM training_runs WHERE id = %s", run_id)
-    assert page.inner_text("#metrics tr[data-stem='overall'] td[data-baseline='model']") == f"{sdr:,.2f}"
-    for baseline in ("train_mean", "zeros"):
+    (error,), = sql(site, "SELECT (metrics::json #>> '{model,level_error_db}')::float FROM training_runs WHERE id = %s", run_id)
+    assert page.inner_text("#metrics tr[data-stem='overall'] td[data-baseline='model']") == f"{error:,.2f}"
+    for baseline in ("ridge", "train_median", "silence", "mix_copy"):
         assert page.inner_text(f"#metrics tr[data-stem='overall'] td[data-baseline='{baseline}']") != "–"
+    expect(page.locator("#margin")).to_contain_text("95% interval")
     shot(page, "08-run")
-    page.on("dialog", lambda dialog: dialog.accept())  # promoting a model the gate rejected asks first
+    (decision,), = sql(site, "SELECT decision FROM stem_models WHERE id = %s", model_id)
+    if decision == "rejected":  # the gate said no: promoting it needs a reason, kept in the audit
+        page.fill(f"input.force-reason[data-model='{model_id}']", "browser test: promote anyway")
     page.click(f"button.promote[data-model='{model_id}']")
     expect(page.locator("#notice")).to_contain_text(f"Model {model_id} is now latest")
     expect(page.locator("#champion-badge")).to_be_visible()
@@ -235,6 +238,11 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     # Promote the other model from the training page, then roll back: the one before is latest again.
     other_id = next(m for m, _ in models if m != model_id)
     page.goto("/dashboard/training")
+    if decision == "rejected":
+        expect(page.locator("#promotions tr.forced").first).to_contain_text("browser test: promote anyway")
+    (other_decision,), = sql(site, "SELECT decision FROM stem_models WHERE id = %s", other_id)
+    if other_decision == "rejected":
+        page.fill(f"input.force-reason[data-model='{other_id}']", "browser test: the other one")
     page.click(f"button.promote[data-model='{other_id}']")
     expect(page.locator(f"#models-table tr[data-model='{other_id}'] #champion-badge")).to_be_visible()
     assert _champion(site) == other_id

@@ -1,27 +1,76 @@
-"""The publishing gate: baselines first, then the champion on the champion's own data."""
+"""The publishing gate: a model is published only when it beats the strongest baseline by a
+margin whose bootstrap 95% interval is below 0. Flat lines, constants and copies of the mix's
+level are rejected, whatever the data; the champion must be matched on its own test data."""
 
-from app.stem_models.service import gate
+import numpy as np
+import pytest
 
-
-def report(sdr_median: float, score_mean: float) -> dict:
-    return {"overall": {"sdr": {"median": sdr_median}, "score": {"mean": score_mean}}}
-
-
-METRICS = {"model": report(3.0, 0.64), "zeros": report(-60.0, 0.0), "train_mean": report(1.1, 0.61)}
-
-
-def test_first_model_needs_only_to_beat_the_baselines():
-    assert gate(METRICS, None, None) == (True, gate(METRICS, None, None)[1])
-    assert "no champion yet" in gate(METRICS, None, None)[1]
+from app.stem_models.service import gate, judge
+from training.features import FEATURE_DIM, LEVEL_FLOOR_DB, MAX_STEPS, VALID_COLUMN, Split
+from training.metrics import baseline_predictions, evaluate
 
 
-def test_a_model_that_loses_to_a_baseline_is_rejected_with_the_figures():
-    weak = {**METRICS, "model": report(0.5, 0.62)}
-    publish, reason = gate(weak, None, None)
-    assert not publish and "train_mean" in reason and "0.50 vs 1.10" in reason
+def level_data(seed: int, count: int) -> Split:
+    """Stems that play or rest step by step, with a feature that tells which, weakly."""
+    rng = np.random.default_rng(seed)
+    plays = rng.random((count, 6, MAX_STEPS)) < 0.6
+    targets = np.where(plays, rng.uniform(-15, -3, plays.shape), LEVEL_FLOOR_DB)
+    features = rng.normal(size=(count, MAX_STEPS, FEATURE_DIM))
+    features[:, :, :6] += 1.5 * plays.transpose(0, 2, 1)
+    features[:, :, VALID_COLUMN] = 1
+    return Split(features.astype(np.float32), targets.astype(np.float32), np.ones_like(targets, dtype=np.float32))
 
 
-def test_the_champion_must_be_beaten_on_its_own_data():
-    assert gate(METRICS, report(3.5, 0.66), report(3.2, 0.65))[0]
-    publish, reason = gate(METRICS, report(3.1, 0.66), report(3.2, 0.65))
-    assert not publish and "champion" in reason
+@pytest.fixture(scope="module")
+def splits() -> tuple[Split, Split, Split]:
+    return level_data(0, 120), level_data(1, 40), level_data(2, 40)
+
+
+def decide(splits, predictions: np.ndarray, champion: tuple | None = None) -> tuple[bool, str]:
+    train, validation, test = splits
+    reports = {"model": evaluate(test, predictions)} | {
+        name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()
+    }
+    return gate(judge(reports), *(champion or (None, None)))
+
+
+def test_a_flat_line_is_rejected(splits):
+    train, _, test = splits
+    flat = np.broadcast_to(np.median(train.targets, axis=(0, 2))[None, :, None], test.targets.shape)
+    publish, reason = decide(splits, flat.copy())
+    assert not publish and "strongest baseline" in reason
+
+
+@pytest.mark.parametrize("constant", [1.0, -10.0, LEVEL_FLOOR_DB])
+def test_a_constant_is_rejected(splits, constant):
+    publish, reason = decide(splits, np.full(splits[2].targets.shape, constant))
+    assert not publish and "interval" in reason
+
+
+def test_a_copy_of_the_mixs_level_is_rejected(splits):
+    publish, _ = decide(splits, np.zeros(splits[2].targets.shape))  # every stem as loud as the mix
+    assert not publish
+
+
+def test_the_strongest_baseline_itself_does_not_pass(splits):
+    train, validation, test = splits
+    ridge = baseline_predictions(train, validation, test)["ridge"]
+    publish, reason = decide(splits, ridge)
+    assert not publish and "ridge" in reason and "[+0.00, +0.00]" in reason
+
+
+def test_a_model_that_knows_better_is_published_with_its_figures(splits):
+    test = splits[2]
+    rng = np.random.default_rng(9)
+    good = test.targets + rng.normal(scale=2.0, size=test.targets.shape)
+    publish, reason = decide(splits, good)
+    assert publish and "no champion yet" in reason and "95% interval" in reason
+
+
+def test_the_champion_must_be_matched_on_its_own_test_data(splits):
+    test = splits[2]
+    good = test.targets + np.random.default_rng(9).normal(scale=2.0, size=test.targets.shape)
+    better, worse = evaluate(test, test.targets), evaluate(test, test.targets + 5.0)
+    assert decide(splits, good, (worse, better))[0] is False
+    publish, reason = decide(splits, good, (better, worse))
+    assert publish and "champion" in reason

@@ -7,7 +7,6 @@ import pytest
 from scipy.signal import lfilter
 
 from training.bss_eval import bss_eval
-from training.contract import STEMS
 from training.features import FEATURE_DIM, LEVEL_FLOOR_DB, MAX_STEPS, VALID_COLUMN, Split
 from training.metrics import baseline_predictions, evaluate, paired_margin, presence_auc, strongest_baseline
 

@@ -1,6 +1,7 @@
-"""End to end: synthetic snapshots posted to the API land in the real Postgres; a run started
-over Celery is carried out by a real worker process on the real Redis: dataset, training of a
-tiny model, metrics beside the baselines, all recorded on the run."""
+"""End to end: the snapshots of songs played by sampled instruments, posted to the API, land in
+the real Postgres; a run started over Celery is carried out by a real worker process on the
+real Redis: dataset, training of a tiny model, metrics beside the baselines on the test split,
+the gate, TF.js weights, all recorded on the run."""
 
 import json
 import time
@@ -26,7 +27,7 @@ from tests.conftest import FETCH_HEADERS
 from tests.servers import worker_process
 from tests.tfjs import serve_directory, tfjs_predict
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
-from training.features import STEMS
+from training.contract import STEMS
 from training.model import predict
 from training.synthetic import synthetic_snapshots
 from workers.celery_app import create_celery
@@ -34,8 +35,7 @@ from workers.tasks import pipeline
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-SNAPSHOTS = 150
-EPOCHS = 12
+EPOCHS = 80
 
 
 @pytest.fixture
@@ -70,10 +70,11 @@ def wait_for_run(run_id: int, timeout_s: float) -> TrainingRun:
     raise TimeoutError(f"run {run_id} did not finish in {timeout_s} s")
 
 
-def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path):
+def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path, instrument_snapshots):
     client = TestClient(create_app())
-    for snapshot in synthetic_snapshots(SNAPSHOTS, seed=21):
+    for snapshot in instrument_snapshots:
         assert client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS).status_code == 201
+    count = len(instrument_snapshots)
 
     with session_scope() as session:
         run = create_run(session, RunParameters(run_label="e2e", epochs=EPOCHS, model_size="tiny"))
@@ -89,17 +90,17 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path)
     assert run.status == "succeeded", (run.error, (tmp_path / "worker.log").read_text()[-3000:])
     assert run.stage == "done" and run.worker
     assert run.epoch == len(run.history) and 1 <= run.epoch <= EPOCHS
-    assert all({"loss", "val_loss", "learning_rate"} <= set(h) for h in run.history)
+    assert all({"loss", "val_loss", "learning_rate", "vocals_error_db", "val_sub_error_db"} <= set(h) for h in run.history)
     with session_scope() as session:
         dataset = session.get(Dataset, run.dataset_id)
         dataset_path = dataset.path
-        assert dataset.train_count + dataset.validation_count == SNAPSHOTS
-        assert dataset.manifest["stem_coverage"] == {stem: SNAPSHOTS for stem in dataset.manifest["encoding"]["stems"]}
+        assert dataset.train_count + dataset.validation_count + dataset.test_count == count
+        assert min(dataset.validation_count, dataset.test_count) > 0
+        assert dataset.manifest["stem_coverage"] == {stem: count for stem in dataset.manifest["encoding"]["stems"]}
         assert dataset.manifest["audit"]["duplicate_content_skipped"] == 0
-    assert set(run.metrics) == {"model", "zeros", "train_mean"}
-    model, zeros = run.metrics["model"]["overall"], run.metrics["zeros"]["overall"]
-    assert model["sdr"]["median"] > zeros["sdr"]["median"]
-    assert model["score"]["count"] > 0
+    metrics = run.metrics
+    assert {"model", "silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge", "margin"} == set(metrics)
+    assert metrics["model"]["snapshots"] == dataset.test_count
 
     # Published: TF.js weights that load in @tensorflow/tfjs 4.22 and predict what Keras does.
     with session_scope() as session:
@@ -109,15 +110,16 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path)
     assert published.decision == "published", published.reason
     manifest = published.manifest
     assert manifest["stems"] == list(STEMS) and manifest["dataset"]["hash"]
-    assert manifest["float16_max_abs_error"] < 1e-2
+    assert manifest["float16_max_abs_error"] < 0.5  # dB
+    assert manifest["metrics"]["margin"]["high_db"] < 0
     directory = Path(published.path)
-    validation = load_split(Path(dataset_path), "validation")
-    expected = predict(keras.models.load_model(directory / "model.keras"), validation.features)
+    test = load_split(Path(dataset_path), "test")
+    expected = predict(keras.models.load_model(directory / "model.keras"), test.features)
     with serve_directory(directory) as base:
-        got, info = tfjs_predict(f"{base}/{manifest['model_json']['float32']}", validation.features, tmp_path)
+        got, info = tfjs_predict(f"{base}/{manifest['model_json']['float32']}", test.features, tmp_path)
     assert info["tfjs"] == "4.22.0"
     for index, stem in enumerate(manifest["stems"]):
-        assert np.abs(got[:, index] - expected[:, STEMS.index(stem)]).max() < 1e-4, stem
+        assert np.abs(got[:, index] - expected[:, STEMS.index(stem)]).max() < 1e-3, stem
 
     # A second, deliberately poor run (one epoch at a negligible learning rate) must not replace
     # the champion: it is kept, rejected, with the figures that decided it.
@@ -129,7 +131,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path)
     assert poor.status == "succeeded", poor.error
     with session_scope() as session:
         rejected = session.scalar(select(StemModel).where(StemModel.run_id == poor_id))
-        assert rejected.decision == "rejected" and ("baseline" in rejected.reason or "champion" in rejected.reason)
+        assert rejected.decision == "rejected" and "strongest baseline" in rejected.reason
         assert current_champion(session).id == published.id
 
 

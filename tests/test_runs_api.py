@@ -49,7 +49,7 @@ def follow(client, run_id: int, timeout_s: float = 300) -> dict:
     raise TimeoutError(run)
 
 
-@pytest.mark.parametrize("body", [{"epochs": 0}, {"trainRatio": 1.5}, {"modelSize": "huge"}, {"learningRate": -1},
+@pytest.mark.parametrize("body", [{"epochs": 0}, {"testShare": 0.6}, {"trainRatio": 0.8}, {"modelSize": "huge"}, {"learningRate": -1},
                                   {"runLabel": "../../etc"}, {"unknown": 1}, {"batchSize": "32"}])  # fmt: skip
 def test_run_parameters_are_validated(operator_client, body):
     client, _ = operator_client
@@ -72,7 +72,8 @@ def test_start_follow_and_cancel_runs_over_rest(operator_client, tmp_path):
         run = follow(client, run_id)
         assert run["status"] == "succeeded", (run["error"], (tmp_path / "worker.log").read_text()[-2000:])
         assert run["epoch"] == len(run["history"]) and run["worker"] and run["datasetId"]
-        assert set(run["metrics"]) == {"model", "zeros", "train_mean"}
+        assert {"model", "ridge", "train_median", "silence", "mix_copy", "margin"} <= set(run["metrics"])
+        assert run["metrics"]["margin"]["reference"] in run["metrics"]
 
         second = client.post("/runs", json={"runLabel": "cancel-me", "epochs": 500, "batchSize": 4, "modelSize": "tiny"})
         assert second.status_code == 202

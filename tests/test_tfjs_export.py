@@ -1,5 +1,5 @@
 """Exported weights load in the real @tensorflow/tfjs 4.22 (Node, CPU backend) and predict, stem
-by stem, what the Keras model predicts; float16 weights too, with their error measured."""
+by stem, the levels (dB) the Keras model predicts; float16 weights too, with their error measured."""
 
 import dataclasses
 import json
@@ -8,10 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.test_training import splits  # noqa: F401  (fixture)
 from tests.tfjs import JS_DIR, serve_directory, tfjs_predict
+from training.contract import STEMS
 from training.export import export_graph_model
-from training.features import STEMS
 from training.model import TINY, predict
 from training.train import train
 
@@ -22,8 +21,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def trained(splits, tmp_path_factory):  # noqa: F811
-    train_split, validation = splits
+def trained(instrument_splits, tmp_path_factory):
+    train_split, validation = instrument_splits["train"], instrument_splits["validation"]
     run_dir = tmp_path_factory.mktemp("run")
     return train(train_split, validation, dataclasses.replace(TINY, epochs=8), run_dir).model, validation
 
@@ -37,13 +36,13 @@ def test_graph_model_matches_keras_stem_by_stem(trained, tmp_path):
         got, info = tfjs_predict(f"{base}/model.json", validation.features, tmp_path)
 
     assert info["tfjs"] == "4.22.0" and info["backend"] == "cpu"
-    assert spec["stems"] == list(STEMS) and spec["output"]["stem_axis"] == 1
+    assert spec["stems"] == list(STEMS) and spec["output"]["stem_axis"] == 1 and spec["input"]["step_seconds"] == 2.0
     assert got.shape == expected.shape
     for index, stem in enumerate(spec["stems"]):
         error = np.abs(got[:, index] - expected[:, STEMS.index(stem)]).max()
-        assert error < 1e-4, f"{stem}: max |tfjs - keras| = {error}"
+        assert error < 1e-3, f"{stem}: max |tfjs - keras| = {error} dB"
     # The stems are told apart: swapping two would not pass.
-    assert np.abs(got[:, 0] - expected[:, 1]).max() > 1e-3
+    assert np.abs(got[:, 0] - expected[:, 1]).max() > 1.0
 
 
 def test_float16_weights_load_and_stay_close(trained, tmp_path):
@@ -56,6 +55,5 @@ def test_float16_weights_load_and_stay_close(trained, tmp_path):
     with serve_directory(tmp_path / "f16") as base:
         got, _ = tfjs_predict(f"{base}/model.json", validation.features, tmp_path)
     error = np.abs(got - expected).max()
-    scale = np.abs(expected).max()
-    print(json.dumps({"float16_max_abs_error": float(error), "relative_to_max_output": float(error / scale)}))
-    assert error / scale < 1e-2
+    print(json.dumps({"float16_max_abs_error_db": float(error)}))
+    assert error < 0.5  # dB: inaudible as a gain

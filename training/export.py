@@ -1,10 +1,11 @@
 """Export to a TF.js graph model that Studio loads with `tf.loadGraphModel` (@tensorflow/tfjs 4.22).
 
 CONTRACT.md: a Keras 3 *layers-model* export does not load in tfjs 4.22; a graph model converted
-from a SavedModel does. The converter names outputs Identity:0, Identity_1:0, ... and drops the
-stem names (measured: model.json's signature is keyed by those names), so the exported model
-has one output, [batch, 6, steps], with the stems stacked along axis 1 in STEMS order. The
-manifest records that order; nothing depends on the converter's naming.
+from a SavedModel does. The converter names outputs Identity:0, Identity_1:0, ... and drops
+names, so the exported model has one output, [batch, 6, steps]: each stem's level in dB
+relative to the mix, stems along axis 1 in STEMS order, clipped to the range the targets live
+in (what Studio applies is what was judged). The manifest records the order, the step length
+and the unit; nothing depends on the converter's naming.
 """
 
 import json
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import keras
 
-from training.features import FEATURE_DIM, FEATURE_VERSION, SEQUENCE_LENGTH, STEMS
+from training.contract import STEMS
+from training.features import FEATURE_DIM, FEATURE_VERSION, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, MAX_STEPS, STEP_SECONDS
 from training.model import INPUT_NAME
 
 
@@ -26,11 +28,9 @@ def export_graph_model(model: keras.Model, out_dir: Path, float16: bool = False)
     from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    # model.outputs is ordered by output name (bass, drums, ...), not STEMS: look stems up by name.
-    by_name = dict(zip(model.output_names, model.outputs, strict=True))
-    stacked = keras.Model(model.inputs, keras.ops.stack([by_name[stem] for stem in STEMS], axis=1), name="stems")
+    clipped = keras.Model(model.inputs, keras.ops.clip(model.outputs[0], LEVEL_FLOOR_DB, LEVEL_CEILING_DB), name="levels")
     with tempfile.TemporaryDirectory() as saved_model:
-        stacked.export(saved_model, format="tf_saved_model", verbose=False)
+        clipped.export(saved_model, format="tf_saved_model", verbose=False)
         convert_tf_saved_model(
             saved_model,
             str(out_dir),
@@ -46,11 +46,13 @@ def export_graph_model(model: keras.Model, out_dir: Path, float16: bool = False)
             "name": input_spec["name"],
             "signature_key": input_key,
             "layer": INPUT_NAME,
-            "shape": [None, SEQUENCE_LENGTH, FEATURE_DIM],
+            "shape": [None, MAX_STEPS, FEATURE_DIM],
             "dtype": "float32",
             "feature_version": FEATURE_VERSION,
+            "step_seconds": STEP_SECONDS,
         },
-        "output": {"name": output_name, "shape": [None, len(STEMS), SEQUENCE_LENGTH], "stem_axis": 1},
+        "output": {"name": output_name, "shape": [None, len(STEMS), MAX_STEPS], "stem_axis": 1,
+                   "unit": "dB relative to the mix", "range": [LEVEL_FLOOR_DB, LEVEL_CEILING_DB]},
         "stems": list(STEMS),
         "weights": "float16" if float16 else "float32",
     }

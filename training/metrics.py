@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 
 from training.contract import STEMS
 from training.features import FEATURE_DIM, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, PRESENT_DB, VALID_COLUMN, Split
@@ -66,15 +67,7 @@ def presence_auc(scores: np.ndarray, present: np.ndarray) -> float:
     positives, negatives = int(present.sum()), int((~present).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2
+    ranks = rankdata(scores)  # tied scores share their average rank
     return float((ranks[present].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 

@@ -50,7 +50,9 @@ class ModelConfig:
 
 
 # For tests and demos on a CPU: seconds, not hours.
-TINY = ModelConfig(blocks=1, heads=2, d_model=32, feed_forward=64, dropout=0.0, learning_rate=3e-3, batch_size=16)
+TINY = ModelConfig(
+    blocks=1, heads=2, d_model=32, feed_forward=64, dropout=0.1, learning_rate=3e-3, batch_size=16, early_stopping_patience=15
+)
 SIZES = {"full": ModelConfig(), "tiny": TINY}
 
 

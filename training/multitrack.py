@@ -8,7 +8,6 @@ read (the mix is the sum of the stems, so stems and mix always agree).
 """
 
 import hashlib
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ class Song:
     name: str
     sample_rate: int
     stems: dict[str, np.ndarray]  # stem -> [channels, samples] float32; only the stems given
+    modified_ms: int = 0  # the newest stem file's modification time
 
     @property
     def mix(self) -> np.ndarray:
@@ -84,7 +84,8 @@ def read_song(folder: Path) -> Song:
     lengths = {stem: audio.shape[1] for stem, audio in stems.items()}
     if len(set(lengths.values())) > 1:
         raise SongError(f"{folder.name}: stems have different lengths (samples): {lengths}")
-    song = Song(folder.name, next(iter(rates.values())), stems)
+    modified = max(int(path.stat().st_mtime * 1000) for path in folder.iterdir() if _stem_name(path))
+    song = Song(folder.name, next(iter(rates.values())), stems, modified)
     if np.abs(song.mix).max() < SILENT_PEAK:
         raise SongError(f"{folder.name}: the mix is silent")
     return song
@@ -103,15 +104,15 @@ def snapshot_id(song: Song) -> str:
 def song_snapshot(song: Song) -> dict:
     """The snapshot Studio would send for this song's mix, with the stems as ground truth.
     Studio sends no musical analysis for it (key C, no BPM or transients, tension 0.5: what it
-    sends when its analysis is off), classification 'full'."""
-    started = time.perf_counter()
+    sends when its analysis is off), classification 'full'. The same files give the same
+    snapshot (timestamp from the files, no processing time), so a re-import is a duplicate."""
     mix = song.mix
     streams = studio_streams(mix)
     channels = mix.shape[0]
     ground_truth = {stem: ground_truth_values(np.broadcast_to(audio, (channels, audio.shape[1]))) for stem, audio in song.stems.items()}
     return {
         "id": snapshot_id(song),
-        "timestamp": int(time.time() * 1000),
+        "timestamp": song.modified_ms,
         "originalAudio": {"duration": song.duration_s, "sampleRate": song.sample_rate, "channels": channels},
         "quantumFeatures": streams,
         "musicalContext": {
@@ -119,5 +120,5 @@ def song_snapshot(song: Song) -> dict:
             "harmonicContent": {"dominantFrequencies": [], "tensionLevel": 0.5},
         },  # fmt: skip
         "groundTruthStems": ground_truth,
-        "metadata": {"classification": "full", "confidence": 1.0, "processingTime": (time.perf_counter() - started) * 1000},
+        "metadata": {"classification": "full", "confidence": 1.0, "processingTime": 0.0},
     }
