@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Datasets (shards) and run checkpoints. Workers that may resume each other's runs must
     # share it (a volume or network filesystem).
     artifacts_dir: Path = VAR_DIR / "artifacts"
+    # A multitrack set (one folder per song, a WAV/FLAC file per stem) on which each run's model
+    # is also judged as Studio would use it: filter stems with and without its gains, scored
+    # against the true stems (training/audio_eval.py). Unset: runs skip that judgement.
+    evaluation_songs_dir: Path | None = None
 
     # Channels Studio may send on; the path or `X-Prime-Fabric-Channel` header names one.
     channels: list[str] = ["stem-separation"]

@@ -151,16 +151,27 @@ INSTRUMENT_SAMPLE_RATE = 16_000
 
 
 @pytest.fixture(scope="session")
-def instrument_songs(tmp_path_factory) -> Path:
+def instrument_songs() -> Path:
     """A multitrack set: one folder per song, six stem files each, seeds 0.. (the dev corpus
-    and the held-out evaluation set use other seeds)."""
+    and the held-out evaluation set use other seeds). Kept under var/ between runs, keyed by
+    the renderer's source and these parameters, so a change to either renders afresh."""
+    import hashlib
+    import shutil
     from concurrent.futures import ThreadPoolExecutor
 
+    from training import render
     from training.render import render_song
 
-    root = tmp_path_factory.mktemp("songs")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda seed: render_song(root, seed, INSTRUMENT_SONG_SECONDS, INSTRUMENT_SAMPLE_RATE), range(INSTRUMENT_SONGS)))
+    key = hashlib.sha256(Path(render.__file__).read_bytes())
+    key.update(f"{INSTRUMENT_SONGS}|{INSTRUMENT_SONG_SECONDS}|{INSTRUMENT_SAMPLE_RATE}".encode())
+    root = Path(__file__).resolve().parent.parent / "var" / f"test-songs-{key.hexdigest()[:12]}"
+    if not (root / "complete").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda seed: render_song(root, seed, INSTRUMENT_SONG_SECONDS, INSTRUMENT_SAMPLE_RATE),
+                          range(INSTRUMENT_SONGS)))  # fmt: skip
+        (root / "complete").touch()
     return root
 
 

@@ -35,10 +35,16 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The API on its own Postgres database, seeded through its own ingest endpoint, with two
-    tiny trained runs (and their models) and an admin token."""
+    tiny trained runs (and their models, judged on three rendered songs too) and an admin token."""
+    from training.render import render_song
+
     url = create_postgres_database(f"fabric_dash_{os.getpid()}")
     artifacts = tmp_path_factory.mktemp("artifacts")
-    env = {"DATABASE_URL": url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_ARTIFACTS_DIR": str(artifacts)}
+    songs = tmp_path_factory.mktemp("evaluation-songs")
+    for seed in (950, 951, 952):
+        render_song(songs, seed, 8.0, 16_000)
+    env = {"DATABASE_URL": url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_ARTIFACTS_DIR": str(artifacts),
+           "FABRIC_EVALUATION_SONGS_DIR": str(songs)}  # fmt: skip
     mp = pytest.MonkeyPatch()
     for name, value in env.items():
         mp.setenv(name, value)
@@ -222,6 +228,8 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     for baseline in ("ridge", "train_median", "silence", "mix_copy"):
         assert page.inner_text(f"#metrics tr[data-stem='overall'] td[data-baseline='{baseline}']") != "–"
     expect(page.locator("#margin")).to_contain_text("95% interval")
+    expect(page.locator("#audio tr[data-stem='vocals']")).to_be_visible()
+    expect(page.locator("#audio-headline")).to_contain_text("Over 3 songs")
     shot(page, "08-run")
     (decision,), = sql(site, "SELECT decision FROM stem_models WHERE id = %s", model_id)
     if decision == "rejected":  # the gate said no: promoting it needs a reason, kept in the audit

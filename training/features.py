@@ -145,15 +145,26 @@ class SnapshotArrays:
 
 @dataclass(frozen=True)
 class Split:
-    """Model inputs [n, steps, dim], level targets [n, stems, steps] in dB, and the weight of each
-    target cell [n, stems, steps] (0 = unknown)."""
+    """Model inputs [n, steps, dim], level targets [n, stems, steps] in dB, the weight of each
+    target cell [n, stems, steps] (0 = unknown), and the bounds users' corrections put on levels
+    [n, stems, steps, 2] (lower, upper dB; NO_BOUND where there is none)."""
 
     features: np.ndarray
     targets: np.ndarray
     weights: np.ndarray
+    bounds: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.bounds is None:
+            object.__setattr__(self, "bounds", unbounded(len(self.features)))
 
     def __len__(self) -> int:
         return len(self.features)
+
+    @property
+    def bounded(self) -> np.ndarray:
+        """[n, stems, steps]: where a correction bounds the level."""
+        return (self.bounds[..., 0] > NO_BOUND[0]) | (self.bounds[..., 1] < NO_BOUND[1])
 
     @classmethod
     def empty(cls) -> "Split":
@@ -162,6 +173,51 @@ class Split:
             np.zeros((0, len(STEMS), MAX_STEPS), np.float32),
             np.zeros((0, len(STEMS), MAX_STEPS), np.float32),
         )
+
+
+# --- users' corrections ------------------------------------------------------------------------
+# A correction says which way a stem's level should go over a time range (the whole track when
+# it gives none): a bound on the level there, in the same dB as the target. A boost means the
+# stem is clearly there, the stronger the louder; a cut that it is quieter than it was played;
+# isolation that it is what that stretch is about; masking that it should not be heard. The
+# frequency range has no counterpart in a per-stem level and is not used.
+NO_BOUND = (LEVEL_FLOOR_DB - 100.0, LEVEL_CEILING_DB + 100.0)
+
+
+def correction_bound(kind: str, strength: float) -> tuple[float, float]:
+    """(lower, upper) level in dB that a correction of this kind and strength (0..1) asks for."""
+    strength = float(np.clip(strength, 0.0, 1.0))
+    return {
+        "boost": (-20.0 + 14.0 * strength, NO_BOUND[1]),  # at least -20 dB, -6 dB at full strength
+        "cut": (NO_BOUND[0], -6.0 - 24.0 * strength),  # at most -6 dB, -30 dB at full strength
+        "isolation": (-3.0, NO_BOUND[1]),
+        "masking": (NO_BOUND[0], PRESENT_DB - 5.0),
+    }[kind]
+
+
+def unbounded(count: int) -> np.ndarray:
+    bounds = np.empty((count, len(STEMS), MAX_STEPS, 2), np.float32)
+    bounds[..., 0], bounds[..., 1] = NO_BOUND
+    return bounds
+
+
+def encode_bounds(snapshot: "SnapshotArrays") -> np.ndarray:
+    """[stems, MAX_STEPS, 2] bounds from a snapshot's corrections (NO_BOUND elsewhere); where two
+    corrections meet, the tighter bound holds."""
+    bounds = unbounded(1)[0]
+    steps = valid_steps(snapshot.duration_s)
+    for correction in snapshot.corrections:
+        if correction.stem not in STEMS or correction.kind not in ("boost", "cut", "isolation", "masking"):
+            continue
+        start = 0.0 if correction.time_start_s is None else max(0.0, correction.time_start_s)
+        end = snapshot.duration_s if correction.time_end_s is None else min(snapshot.duration_s, correction.time_end_s)
+        first, last = int(start // STEP_SECONDS), min(steps, math.ceil(end / STEP_SECONDS))
+        if last <= first:
+            continue
+        lower, upper = correction_bound(correction.kind, correction.strength)
+        row = bounds[STEMS.index(correction.stem), first:last]
+        row[:, 0], row[:, 1] = np.maximum(row[:, 0], lower), np.minimum(row[:, 1], upper)
+    return bounds
 
 
 def slog(values: np.ndarray) -> np.ndarray:

@@ -8,6 +8,9 @@ Every figure is over the known cells (stem x step with weight 1, features.py):
   present_error_db  the same over cells where the stem is present (level > PRESENT_DB).
   presence_auc      how well the predicted level ranks present above absent cells, per stem.
   false_activity    share of absent cells predicted present; missed: present predicted absent.
+  corrections_met   share of the cells users' corrections bound where the predicted level
+                    obeys the bound (features.correction_bound): do the gains move the way
+                    users corrected?
 
 Baselines, fitted on the training split and scored on the same snapshots as the model:
   silence     every stem at the floor            mix_copy   every stem as loud as the mix (0 dB)
@@ -53,6 +56,8 @@ class Report:
     snapshots: int
     per_snapshot: list[float]  # each snapshot's level error (NaN when it has no known cell)
     per_stem: dict[str, StemFigures]
+    corrections_met: float  # share of the cells users' corrections bound where the level obeys
+    corrected_cells: int
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +101,8 @@ def evaluate(split: Split, predictions: np.ndarray) -> Report:
             cells=int(cells.sum()),
         )  # fmt: skip
     aucs = [f.presence_auc for f in per_stem.values() if np.isfinite(f.presence_auc)]
+    bounded = split.bounded
+    obeyed = (predictions >= split.bounds[..., 0]) & (predictions <= split.bounds[..., 1])
     return Report(
         level_error_db=float(np.nanmean(per_snapshot)) if np.isfinite(per_snapshot).any() else float("nan"),
         present_error_db=_mean(error[known & present]),
@@ -104,6 +111,8 @@ def evaluate(split: Split, predictions: np.ndarray) -> Report:
         snapshots=int((counts > 0).sum()),
         per_snapshot=[float(v) for v in per_snapshot],
         per_stem=per_stem,
+        corrections_met=_mean(obeyed[bounded].astype(float)),
+        corrected_cells=int(bounded.sum()),
     )
 
 

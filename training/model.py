@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from training.contract import STEMS
-from training.features import FEATURE_DIM, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, MAX_STEPS, VALID_COLUMN
+from training.features import FEATURE_DIM, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, MAX_STEPS, NO_BOUND, VALID_COLUMN, unbounded
 
 INPUT_NAME = "stem_features"
 OUTPUT_NAME = "levels"
@@ -105,11 +105,15 @@ def encoder_block(x, mask, config: ModelConfig, index: int):
 def level_loss(y_true, y_pred):
     """Weighted absolute error in units of 10 dB: the metric the model is judged on (a level is
     often either the floor or near the mix, and the squared error's answer between the two is
-    wrong both ways). y_true packs [target, weight] on its last axis (weight 0 = unknown cell),
-    so one snapshot's unknown stems and steps cost nothing."""
-    target, weight = y_true[..., 0], y_true[..., 1]
+    wrong both ways), plus how far a level lies outside the bounds users' corrections set.
+    y_true packs [target, weight, lower, upper] on its last axis (weight 0 = unknown cell), so
+    one snapshot's unknown stems and steps cost nothing."""
+    target, weight, lower, upper = y_true[..., 0], y_true[..., 1], y_true[..., 2], y_true[..., 3]
     error = ops.abs((y_pred - target) / DB_UNIT) * weight
-    return ops.sum(error, axis=(1, 2)) / ops.maximum(ops.sum(weight, axis=(1, 2)), 1.0)
+    bounded = ops.cast(ops.logical_or(lower > NO_BOUND[0], upper < NO_BOUND[1]), y_pred.dtype)
+    outside = (ops.relu(lower - y_pred) + ops.relu(y_pred - upper)) / DB_UNIT * bounded
+    total = ops.sum(error, axis=(1, 2)) + ops.sum(outside, axis=(1, 2))
+    return total / ops.maximum(ops.sum(weight, axis=(1, 2)) + ops.sum(bounded, axis=(1, 2)), 1.0)
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")
@@ -177,9 +181,11 @@ def build_model(config: ModelConfig, train_features: np.ndarray, start_levels: n
     return model
 
 
-def pack_targets(targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """[n, stems, steps] targets and weights -> the [n, stems, steps, 2] y that level_loss reads."""
-    return np.stack([targets, weights], axis=-1).astype(np.float32)
+def pack_targets(targets: np.ndarray, weights: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
+    """[n, stems, steps] targets and weights, and [n, stems, steps, 2] bounds -> the
+    [n, stems, steps, 4] y that level_loss reads."""
+    bounds = unbounded(len(targets)) if bounds is None else bounds
+    return np.concatenate([np.stack([targets, weights], axis=-1), bounds], axis=-1).astype(np.float32)
 
 
 def predict(model: keras.Model, features: np.ndarray, batch_size: int = 64) -> np.ndarray:

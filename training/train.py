@@ -144,8 +144,8 @@ def train(
     if not state["stopped_early"] and state["epoch"] + 1 < config.epochs:
         model.fit(
             train_split.features,
-            pack_targets(train_split.targets, train_split.weights),
-            validation_data=(validation.features, pack_targets(validation.targets, validation.weights)),
+            pack_targets(train_split.targets, train_split.weights, train_split.bounds),
+            validation_data=(validation.features, pack_targets(validation.targets, validation.weights, validation.bounds)),
             batch_size=config.batch_size,
             epochs=config.epochs,
             initial_epoch=state["epoch"] + 1,

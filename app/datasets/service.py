@@ -30,9 +30,11 @@ from training.features import (
     FEATURE_VERSION,
     MAX_STEPS,
     SPLITS,
+    NO_BOUND,
     Correction,
     SnapshotArrays,
     Split,
+    encode_bounds,
     encode_features,
     encode_targets,
     split_of,
@@ -52,12 +54,12 @@ _COLUMNS = [
 class _ShardWriter:
     directory: Path
     split: str
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, bytes]] = field(default_factory=list)
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bytes]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     count: int = 0
 
-    def add(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray, snapshot_id: bytes) -> None:
-        self.rows.append((features, targets, weights, snapshot_id))
+    def add(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray, bounds: np.ndarray, snapshot_id: bytes) -> None:
+        self.rows.append((features, targets, weights, bounds, snapshot_id))
         self.count += 1
         if len(self.rows) >= SHARD_SIZE:
             self.flush()
@@ -65,11 +67,12 @@ class _ShardWriter:
     def flush(self) -> None:
         if not self.rows:
             return
-        features, targets, weights, ids = zip(*self.rows, strict=True)
+        features, targets, weights, bounds, ids = zip(*self.rows, strict=True)
         name = f"{self.split}-{len(self.files):05d}.npz"
         # ids as [n, 16] bytes: a fixed-width bytes array would drop an id's trailing NULs.
         np.savez(self.directory / name, features=np.stack(features), targets=np.stack(targets),
-                 weights=np.stack(weights), ids=np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16))  # fmt: skip
+                 weights=np.stack(weights), bounds=np.stack(bounds),
+                 ids=np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16))  # fmt: skip
         self.files.append(name)
         self.rows.clear()
 
@@ -80,6 +83,7 @@ class _Audit:
     constant_ground_truth: Counter = field(default_factory=Counter)
     degenerate_streams: Counter = field(default_factory=Counter)  # empty, all-null or constant
     duplicate_content: int = 0
+    no_signal: int = 0
 
     def check(self, streams: dict[str, np.ndarray], truth: dict[str, np.ndarray | None]) -> None:
         for name, values in streams.items():
@@ -101,18 +105,14 @@ class _Audit:
             "constant_ground_truth": dict(self.constant_ground_truth),
             "degenerate_streams": dict(self.degenerate_streams),
             "duplicate_content_skipped": self.duplicate_content,
+            "no_signal_skipped": self.no_signal,
         }
 
 
 def _corrections(session: Session) -> dict:
-    """Every correction of a snapshot with ground truth, by snapshot id (read before the
-    snapshots' stream, which holds the connection's cursor)."""
-    query = (
-        select(SnapshotCorrection)
-        .join(Snapshot, Snapshot.id == SnapshotCorrection.snapshot_id)
-        .where(Snapshot.has_ground_truth.is_(True))
-        .order_by(SnapshotCorrection.snapshot_id, SnapshotCorrection.position)
-    )
+    """Every stored correction, by snapshot id (read before the snapshots' stream, which holds
+    the connection's cursor): bounded by the corrections stored, ~100 bytes each."""
+    query = select(SnapshotCorrection).order_by(SnapshotCorrection.snapshot_id, SnapshotCorrection.position)
     found: dict = {}
     rows = session.execute(query).scalars()
     for c in rows:
@@ -135,9 +135,11 @@ def build_dataset(session: Session, output_root: Path, run_label: str, validatio
     classifications: Counter = Counter()
     coverage: Counter = Counter()
     seen_content: set[bytes] = set()  # 8 bytes a member: 160 KB at 20,000 snapshots
+    corrected = 0
 
     corrections_of = _corrections(session)
-    query = select(*_COLUMNS).where(Snapshot.has_ground_truth.is_(True)).order_by(Snapshot.id)
+    # Snapshots with ground truth, and those whose only signal is a user's corrections.
+    query = select(*_COLUMNS).where(Snapshot.has_ground_truth.is_(True) | (Snapshot.correction_count > 0)).order_by(Snapshot.id)
     result = session.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
     for row in result:
         content_key = bytes.fromhex(row.content_hash[:16])
@@ -157,7 +159,13 @@ def build_dataset(session: Session, output_root: Path, run_label: str, validatio
             corrections=tuple(corrections_of.get(row.id, ())),
         )  # fmt: skip
         targets, weights = encode_targets(snapshot)
-        writers[split_of(snapshot_id, validation_share, test_share)].add(encode_features(snapshot), targets, weights, row.id.bytes)
+        bounds = encode_bounds(snapshot)
+        if not weights.any() and not (bounds[..., 0] > NO_BOUND[0]).any() and not (bounds[..., 1] < NO_BOUND[1]).any():
+            audit.no_signal += 1  # e.g. a silent mix, or corrections of nothing in the track
+            continue
+        corrected += bool(snapshot.corrections)
+        writer = writers[split_of(snapshot_id, validation_share, test_share)]
+        writer.add(encode_features(snapshot), targets, weights, bounds, row.id.bytes)
         classifications[row.classification] += 1
         coverage.update(stem for stem, values in truth.items() if values is not None)
     for writer in writers.values():
@@ -179,6 +187,7 @@ def build_dataset(session: Session, output_root: Path, run_label: str, validatio
         "counts": {split: writers[split].count for split in SPLITS} | {"total": sum(w.count for w in writers.values())},
         "classification_distribution": dict(classifications),
         "stem_coverage": {stem: coverage[stem] for stem in STEMS},
+        "with_corrections": corrected,
         "audit": audit.as_dict(),
         "shards": {split: writers[split].files for split in SPLITS},
     }
@@ -203,7 +212,7 @@ def load_split(directory: Path, split: str) -> Split:
     shards = [np.load(directory / name) for name in manifest["shards"].get(split, [])]
     if not shards:
         return Split.empty()
-    return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "weights")))
+    return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "weights", "bounds")))
 
 
 def load_ids(directory: Path, split: str) -> list[str]:

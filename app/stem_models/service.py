@@ -14,6 +14,7 @@ but only by forcing it with a reason, which the audit keeps.
 import base64
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel
+from app.wire import json_safe
 from training.features import FEATURE_VERSION
 from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
 
@@ -53,20 +55,25 @@ def headline(metrics: dict) -> dict[str, float | str | None]:
         "marginLowDb": margin.get("low_db"),
         "marginHighDb": margin.get("high_db"),
         "testSnapshots": model["snapshots"],
+        "correctionsMet": model.get("corrections_met"),
+        # Studio's stems with the model's gains: the share of the oracle gains' SIR improvement
+        "sirOracleShare": (metrics.get("audio") or {}).get("headline", {}).get("sir_oracle_share"),
     }
 
 
 def judge(reports: dict[str, Report]) -> dict:
-    """The metrics stored with a run: every report, plus the margin over the strongest baseline."""
+    """The metrics stored with a run: every report, plus the margin over the strongest baseline.
+    JSON has no NaN (Postgres refuses it): a figure that cannot be computed is null."""
     reference = strongest_baseline(reports)
     margin = paired_margin(reports["model"].per_snapshot, reports[reference].per_snapshot, reference)
-    return {name: report.as_dict() for name, report in reports.items()} | {"margin": margin.__dict__}
+    return json_safe({name: report.as_dict() for name, report in reports.items()} | {"margin": asdict(margin)})
+
 
 
 def gate(metrics: dict, candidate_on_champion_data: Report | None = None, champion_on_its_data: Report | None = None) -> tuple[bool, str]:
     """(publish?, why), from a run's judged metrics and, when there is a champion, both models'
     reports on the champion's test data."""
-    margin = Margin(**metrics["margin"])
+    margin = Margin(**{key: float("nan") if value is None else value for key, value in metrics["margin"].items()})
     model_error = metrics["model"][PRIMARY]
     if not np.isfinite(margin.difference_db):
         return False, "no test snapshot had a known stem level: nothing to judge on"

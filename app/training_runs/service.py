@@ -113,9 +113,18 @@ def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str) -> dict:
     directory = _dataset_directory(run.dataset_id)
     model = _best_model(artifacts_dir, run_id)
     splits = [load_split(directory, split) for split in ("train", "validation", "test")]
+    from app.config import get_settings
     from app.stem_models.service import judge
+    from app.wire import json_safe
 
     metrics = judge(evaluate_against_baselines(model, *splits))
+    songs = get_settings().evaluation_songs_dir
+    if songs is not None:
+        from training.audio_eval import evaluate_songs
+
+        audio = json_safe(evaluate_songs(model, songs).as_dict())
+        metrics["audio"] = {"headline": audio["headline"], "per_stem": audio["per_stem"], "skipped": audio["skipped"],
+                            "songs_dir": str(songs)}  # fmt: skip
     with session_scope() as session:
         session.get(TrainingRun, run_id).metrics = metrics
     return metrics
