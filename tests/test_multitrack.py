@@ -135,3 +135,29 @@ def test_evaluate_audio_scores_filters_model_and_oracle(songs, tmp_path, instrum
         # oracle gains follow the true stem's level: never worse than the unchanged filter on SIR
         assert row["oracle_sir"] >= row["filters_sir"] - 0.5, (stem, row)
     assert np.isfinite(figures["headline"]["sir_oracle_share"])
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node")
+@pytest.mark.parametrize(("seconds", "channels"), [(12.0, 2), (7.3, 1)])
+def test_streams_equal_studios_own_loops(tmp_path, seconds, channels):
+    """training/studio.py against a line-by-line port of Studio's TypeScript to JavaScript, run
+    in Node on the same samples: loud enough that harmonic peaks and transients fire."""
+    import subprocess
+
+    from tests.tfjs import JS_DIR
+    from training.studio import ground_truth_values, studio_streams
+
+    song = render_song(tmp_path, 910 + channels, seconds, 22050)
+    stems = [soundfile.read(path, dtype="float32", always_2d=True)[0].T for path in sorted(song.glob("*.wav"))]
+    audio = (4 * sum(stems))[:channels].astype(np.float32)  # louder than a mix needs to be: peaks over 0.1
+    audio.tofile(tmp_path / "audio.f32")
+    subprocess.run(["node", str(JS_DIR / "studio_streams.mjs"), str(tmp_path / "audio.f32"), str(channels), str(tmp_path / "js.json")],
+                   check=True, timeout=300)  # fmt: skip
+    studio = json.loads((tmp_path / "js.json").read_text())
+    ours = studio_streams(audio)
+    for stream in ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy"):
+        theirs, mine = np.array(studio[stream], dtype=np.float32), np.array(ours[stream], dtype=np.float32)
+        assert theirs.shape == mine.shape, stream
+        np.testing.assert_allclose(mine, theirs, rtol=2e-5, atol=1e-7, err_msg=stream)
+    assert ground_truth_values(audio) == pytest.approx(studio["groundTruth"])
+    assert (np.array(studio["harmonic"]) > 0).mean() > 0.05  # the peak picking was exercised
