@@ -206,7 +206,7 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
     batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
     learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
-    model_size: Annotated[str, typer.Option("--modelSize", help="full or tiny")] = "full",
+    model_size: Annotated[str, typer.Option("--modelSize", help="full, small or tiny")] = "full",
     seed: int = 0,
 ) -> None:
     """Train on a built dataset; resumes if --outputDir holds a checkpoint."""

@@ -12,9 +12,9 @@ sampled instruments (training/render.py):
    share of the oracle's SIR improvement that the model recovers;
 5. prints the time each part took.
 
-    .venv/bin/python bench/model_quality.py [--size tiny|full] [--seed 0] [--json out.json]
+    .venv/bin/python bench/model_quality.py [--size small|tiny|full] [--seed 0] [--json out.json]
 
-Rendering the default corpora takes ~25 minutes on 2 CPUs the first time; the rest ~15 (tiny).
+Rendering the default corpora takes ~25 minutes on 2 CPUs the first time; the rest ~15 (small).
 """
 
 import argparse
@@ -48,7 +48,7 @@ def render(folder: Path, seeds: range, seconds) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs-dir", type=Path, default=ROOT / "var" / "bench-songs")
-    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--size", choices=("tiny", "small", "full"), default="small")
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)

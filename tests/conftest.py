@@ -145,7 +145,7 @@ def client(db) -> Iterator[TestClient]:
 
 # --- Songs played by sampled instruments (FluidSynth + FluidR3_GM), rendered once a session ---
 
-INSTRUMENT_SONGS = 150  # 20 s each at 16 kHz: ~2 minutes to render on 2 cores
+INSTRUMENT_SONGS = 300  # 20 s each at 16 kHz: ~4 minutes to render on 2 cores
 INSTRUMENT_SONG_SECONDS = 20.0
 INSTRUMENT_SAMPLE_RATE = 16_000
 

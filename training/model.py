@@ -12,6 +12,7 @@ features adds to the transformer's output, so the model starts as a per-step lin
 the encoder learns what context adds. Steps outside the track are masked out of attention.
 """
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import keras
@@ -53,7 +54,9 @@ class ModelConfig:
 TINY = ModelConfig(
     blocks=1, heads=2, d_model=32, feed_forward=64, dropout=0.1, learning_rate=3e-3, batch_size=16, early_stopping_patience=15
 )
-SIZES = {"full": ModelConfig(), "tiny": TINY}
+# What a CPU trains in minutes on ~1,000 songs; better than tiny there on validation loss.
+SMALL = dataclasses.replace(TINY, blocks=2, heads=4, d_model=64, feed_forward=256)
+SIZES = {"full": ModelConfig(), "small": SMALL, "tiny": TINY}
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")

@@ -136,7 +136,7 @@ def train(
         model = keras.models.load_model(checkpoint)
         resumed_from = state["epoch"]
     else:
-        keras.utils.set_random_seed(seed)
+        _deterministic(seed)
         state = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "wait": 0, "plateau_wait": 0,
                  "stopped_early": False, "history": []}  # fmt: skip
         model = build_model(config, train_split.features, mean_levels(train_split.targets, train_split.weights))
@@ -157,6 +157,16 @@ def train(
     check_not_collapsed(predict(model, validation.features if len(validation) else train_split.features),
                         validation if len(validation) else train_split)  # fmt: skip
     return TrainingResult(model, state["history"], state["epoch"] + 1, state["stopped_early"], resumed_from)
+
+
+def _deterministic(seed: int) -> None:
+    """Same seed, same data, same machine: the same model (TensorFlow's multi-threaded kernels
+    otherwise sum in varying order, and two runs of one seed drift apart by tenths of a dB)."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def load_best_model(run_dir: Path) -> keras.Model:

@@ -17,8 +17,8 @@ class RunParameters(CamelModel):
     epochs: int = Field(default=50, ge=1, le=1000)
     batch_size: int = Field(default=32, ge=1, le=4096)
     learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
-    # "full" is Studio's architecture; "tiny" trains in seconds on a CPU (tests, demos).
-    model_size: Literal["full", "tiny"] = "full"
+    # "full" is Studio's architecture; "small" trains in minutes on a CPU; "tiny" in seconds (tests, demos).
+    model_size: Literal["full", "small", "tiny"] = "full"
 
 
 class RunStarted(CamelModel):
