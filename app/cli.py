@@ -344,7 +344,7 @@ def import_stems(
     stems as ground truth. A song that cannot be used is reported and skipped."""
     import httpx
 
-    from training.multitrack import SongError, read_song, song_folders, song_snapshot
+    from training.multitrack import SongError, missing_stems, read_song, song_folders, song_snapshot
 
     if (post is None) == (out is None):
         raise typer.BadParameter("give --post URL or --out FOLDER")
@@ -359,11 +359,14 @@ def import_stems(
     with httpx.Client(timeout=60) as client:
         for song_folder in folders:
             try:
-                snapshot = song_snapshot(read_song(song_folder))
+                song = read_song(song_folder)
+                snapshot = song_snapshot(song)
             except SongError as error:
                 typer.echo(f"skipped: {error}", err=True)
                 skipped += 1
                 continue
+            if missing := missing_stems(song):
+                typer.echo(f"{song.name}: no file for {', '.join(missing)}: imported as unknown, not silent", err=True)
             if post:
                 response = client.post(post, json=snapshot, headers={"X-Prime-Fabric-Channel": "stem-separation"})
                 if response.status_code >= 300:

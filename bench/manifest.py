@@ -46,7 +46,7 @@ def promote(model_id: int) -> None:
     from app.stem_models.service import promote as promote_model
 
     with session_scope() as session:
-        promote_model(session, model_id, "bench", "bench")
+        promote_model(session, model_id, "bench", "bench", force=True)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def songs(tmp_path_factory) -> Path:
-    """Two good songs and five that cannot be used, each for its own reason."""
+    """Three usable songs (one with two stems only) and five that cannot be used, each for its own reason."""
     root = tmp_path_factory.mktemp("multitrack")
     for seed in (900, 901):
         render_song(root, seed, 8.0, RATE, audio_format="flac" if seed == 901 else "wav")
@@ -44,7 +44,8 @@ def songs(tmp_path_factory) -> Path:
     song("lengths-differ", {"vocals.wav": (noise, RATE), "bass.wav": (noise[: RATE * 3], RATE)})
     song("unreadable", {"vocals.wav": b"RIFF not really a wave file", "drums.wav": (noise, RATE)})
     song("silent", {"vocals.wav": (np.zeros_like(noise), RATE), "drums.wav": (np.zeros_like(noise), RATE)})
-    song("no-stems", {"notes.txt": b"nothing to see", "mixture.wav": (noise, RATE)})
+    song("no-stems", {"notes.txt": b"nothing to see", "mixture.wav": (noise, RATE), "track01.wav": (noise, RATE)})
+    song("two-stems", {"vocals.wav": (noise, RATE), "other.flac": (0.5 * noise, RATE)})  # the rest unknown
     return root
 
 
@@ -55,12 +56,15 @@ def run(*args: str):
 def test_import_stems_writes_studio_snapshots_and_skips_only_what_is_bad(songs, tmp_path):
     result = run("import-stems", str(songs), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    assert "2 songs imported, 4 skipped" in result.output  # no-stems has no stem file: not a song
-    for reason in ("different sample rates", "different lengths", "cannot read vocals.wav", "the mix is silent"):
+    assert "3 songs imported, 5 skipped" in result.output
+    for reason in ("different sample rates", "different lengths", "cannot read vocals.wav", "the mix is silent",
+                   "no-stems: no stem files", "two-stems: no file for drums, bass, perc, sub: imported as unknown"):  # fmt: skip
         assert reason in result.output, reason
     written = sorted((tmp_path / "out").glob("*.json"))
-    assert len(written) == 2
-    for path in written:
+    assert len(written) == 3
+    partial = [json.loads(p.read_text()) for p in written if len(json.loads(p.read_text())["groundTruthStems"]) == 2]
+    assert len(partial) == 1 and set(partial[0]["groundTruthStems"]) == {"vocals", "harmonic"}  # MUSDB18's "other"
+    for path in (p for p in written if len(json.loads(p.read_text())["groundTruthStems"]) == 6):
         snapshot = json.loads(path.read_text())
         Snapshot.model_validate(snapshot)  # what the ingest endpoint accepts
         assert set(snapshot["groundTruthStems"]) == set(STEMS)
@@ -126,7 +130,7 @@ def test_evaluate_audio_scores_filters_model_and_oracle(songs, tmp_path, instrum
 
     train(instrument_splits["train"], instrument_splits["validation"], dataclasses.replace(TINY, epochs=3), tmp_path / "run")
     clean = tmp_path / "songs"
-    for name in ("song-00900", "song-00901", "silent"):
+    for name in ("song-00900", "song-00901", "silent"):  # the good songs and one to skip
         shutil.copytree(songs / name, clean / name)
     result = run("evaluate", "--modelDir", str(tmp_path / "run"), "--audio", str(clean), "--out", str(tmp_path / "audio.json"))
     assert result.exit_code == 0, result.output

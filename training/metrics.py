@@ -62,10 +62,6 @@ class Report:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "Report":
-        return cls(**{**data, "per_stem": {stem: StemFigures(**f) for stem, f in data["per_stem"].items()}})
-
 
 def presence_auc(scores: np.ndarray, present: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney, ties counted half)."""

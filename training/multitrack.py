@@ -45,14 +45,20 @@ class Song:
 
 
 def song_folders(root: Path) -> list[Path]:
-    """Every folder under root (or root itself) holding at least one stem file, sorted."""
-    def has_stems(folder: Path) -> bool:
-        return any(p.suffix.lower() in AUDIO_SUFFIXES and _stem_name(p) for p in folder.iterdir() if p.is_file())
+    """Every folder under root holding audio files (or root itself, if it holds them), sorted."""
+
+    def has_audio(folder: Path) -> bool:
+        return any(p.suffix.lower() in AUDIO_SUFFIXES for p in folder.iterdir() if p.is_file())
 
     if not root.is_dir():
         raise SongError(f"{root} is not a folder")
-    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and has_stems(p)]
-    return folders or ([root] if has_stems(root) else [])
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and has_audio(p)]
+    return folders or ([root] if has_audio(root) else [])
+
+
+def missing_stems(song: Song) -> list[str]:
+    """The stems a song has no file for: unknown in its ground truth, not silent."""
+    return [stem for stem in STEMS if stem not in song.stems]
 
 
 def _stem_name(path: Path) -> str | None:
@@ -78,7 +84,8 @@ def read_song(folder: Path) -> Song:
             raise SongError(f"{folder.name}: {path.name} has no samples")
         stems[stem], rates[stem] = audio.T[:2].copy(), rate
     if not stems:
-        raise SongError(f"{folder.name}: no stem files ({', '.join(STEMS)}; .wav or .flac)")
+        names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        raise SongError(f"{folder.name}: no stem files (expected {', '.join(STEMS)} or other, .wav or .flac; found {', '.join(names[:6])})")
     if len(set(rates.values())) > 1:
         raise SongError(f"{folder.name}: stems have different sample rates: {rates}")
     lengths = {stem: audio.shape[1] for stem, audio in stems.items()}

@@ -156,6 +156,3 @@ def render_song(out_dir: Path, seed: int, seconds: float = 30.0, sample_rate: in
         soundfile.write(song / f"{stem}.{audio_format}", audio, sample_rate)
     return song
 
-
-def render_corpus(out_dir: Path, seeds: range, seconds: float = 30.0, sample_rate: int = 22050) -> list[Path]:
-    return [render_song(out_dir, seed, seconds, sample_rate) for seed in seeds]

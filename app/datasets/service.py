@@ -214,11 +214,3 @@ def load_split(directory: Path, split: str) -> Split:
         return Split.empty()
     return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "weights", "bounds")))
 
-
-def load_ids(directory: Path, split: str) -> list[str]:
-    """The snapshot ids of a split, in shard order."""
-    import uuid
-
-    manifest = json.loads((directory / "manifest.json").read_text())
-    return [str(uuid.UUID(bytes=row.tobytes())) for name in manifest["shards"].get(split, [])
-            for row in np.load(directory / name)["ids"]]  # fmt: skip
