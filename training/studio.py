@@ -28,6 +28,7 @@ class StreamLayout:
     first: int  # sample where the first frame starts
     per_frame: int  # values per frame, interleaved
     margin: int  # frames start while start < length - margin
+    component_samples: int = 0  # when a frame's components are consecutive stretches of it (spectral's bands)
 
     def frames(self, length: int) -> int:
         end = length - self.margin
@@ -36,15 +37,15 @@ class StreamLayout:
     def centre_s(self, frame: np.ndarray, component: np.ndarray, sample_rate: float) -> np.ndarray:
         """Time (s) that each (frame, component) value describes."""
         start = self.first + frame * self.hop
-        if self is SPECTRAL:  # a band is a 64-sample stretch of the frame
-            return (start + component * BAND_SAMPLES + BAND_SAMPLES / 2) / sample_rate
+        if self.component_samples:
+            return (start + (component + 0.5) * self.component_samples) / sample_rate
         return (start + self.window / 2) / sample_rate
 
 
 N_FFT = 2048
 BANDS = 32
 BAND_SAMPLES = N_FFT // BANDS
-SPECTRAL = StreamLayout(window=N_FFT, hop=512, first=0, per_frame=BANDS, margin=N_FFT)
+SPECTRAL = StreamLayout(window=N_FFT, hop=512, first=0, per_frame=BANDS, margin=N_FFT, component_samples=BAND_SAMPLES)
 STREAM_LAYOUT = {
     "spectral": SPECTRAL,
     "temporal": StreamLayout(window=1024, hop=1024, first=0, per_frame=3, margin=1024),  # rms, zcr, pitch lag
