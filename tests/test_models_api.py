@@ -155,6 +155,34 @@ def test_latest_manifest_revalidates_with_etag_and_carries_cors(registry):
     assert again.status_code == 304 and again.content == b""
 
 
+def test_latest_is_answered_from_memory_through_a_database_outage(registry, postgres_url, tmp_path):
+    """Postgres unreachable (every connection dropped, new ones refused): Studio's poll still
+    gets the manifest it had, promptly, while what needs the database answers 503."""
+    from sqlalchemy.engine import make_url
+
+    from tests.servers import TcpProxy
+
+    url = make_url(postgres_url)
+    with TcpProxy(target_port=url.port or 5432) as proxy:
+        via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        env = {"DATABASE_URL": via_proxy, "FABRIC_RATE_LIMIT_PER_S": "0"}
+        with api_process(env, log_path=tmp_path / "api.log") as base:
+            first = httpx.get(f"{base}/models/latest")
+            assert first.status_code == 200
+            proxy.block()
+            try:
+                time.sleep(2 * LATEST_RECHECK_S)  # past the age at which a poll looks for a newer model
+                assert httpx.get(f"{base}/models", headers=auth(registry["operator"]), timeout=30).status_code == 503
+                started = time.monotonic()
+                during = [httpx.get(f"{base}/models/latest", timeout=30) for _ in range(5)]
+                slowest = time.monotonic() - started
+            finally:
+                proxy.unblock()
+    assert [r.status_code for r in during] == [200] * 5
+    assert {r.headers["etag"] for r in during} == {first.headers["etag"]} and during[-1].content == first.content
+    assert slowest < 5 * 1.5  # never held up longer than the stale wait
+
+
 def test_files_are_immutable_and_only_listed_ones_are_served(registry):
     client = registry["client"]
     manifest = client.get("/models/latest").json()

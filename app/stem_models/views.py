@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
@@ -44,7 +45,15 @@ async def latest(request: Request, channel: str = "stem-separation"):
             refresh = _refreshing[key] = asyncio.ensure_future(run_in_threadpool(_refresh_latest, key, cached))
             refresh.add_done_callback(functools.partial(_refreshed, key))
         if age > LATEST_RECHECK_S:
-            cached = await refresh
+            if cached is None:
+                cached = await refresh  # nothing in memory: a database outage is a 503
+            else:
+                # With an answer in memory, a database that fails or hangs must not hold Studio
+                # up: what was latest when it was last seen still is, as far as anyone can tell.
+                try:
+                    cached = await asyncio.wait_for(asyncio.shield(refresh), LATEST_STALE_WAIT_S)
+                except (SQLAlchemyError, TimeoutError):
+                    pass
     _checked_at, _promotion_id, payload, etag = cached
     if payload is None:
         raise HTTPException(404, "no model has been published yet")
@@ -56,6 +65,7 @@ async def latest(request: Request, channel: str = "stem-separation"):
 
 
 LATEST_RECHECK_S = 0.5
+LATEST_STALE_WAIT_S = 1.0  # past this, a poll gets the answer in memory while the look goes on
 
 
 def _refreshed(key: tuple[str, str], refresh: asyncio.Future) -> None:
