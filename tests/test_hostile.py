@@ -119,3 +119,22 @@ def test_every_array_over_its_limit_is_rejected(client):
         response = post(client, json.dumps(snapshot).encode())
         assert response.status_code == 422
         assert response.json()["results"][0]["reasons"][0]["loc"] == f"quantumFeatures.{stream}"
+
+
+def test_a_body_cut_at_the_size_limit_is_marked_truncated(configure, sqlite_url, tmp_path):
+    """A 40 MB body through the real server: refused at the limit, and its quarantine row says
+    that what was kept is not the whole body (it was marked whole when the cut came early)."""
+    import httpx
+
+    from tests.servers import api_process
+
+    env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
+    configure(**env)
+    with api_process(env, log_path=tmp_path / "api.log") as base:
+        answer = httpx.post(f"{base}/stem-separation", content=b"[" + b"1," * (20 * 1024 * 1024) + b"1]",
+                            headers=FETCH_HEADERS, timeout=60)  # fmt: skip
+    assert answer.status_code == 413
+    with session_scope() as session:
+        row = session.get(QuarantinedItem, answer.json()["quarantineId"])
+        assert row.reason_type == "body_too_large" and row.body_size >= 40 * 1024 * 1024
+        assert row.body_truncated and len(row.body_excerpt) <= 256 * 1024

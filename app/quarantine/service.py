@@ -34,8 +34,11 @@ def quarantine(
     max_bytes: int,
     snapshot_id: str | None = None,
     item_index: int | None = None,
+    received_whole: bool = True,
 ) -> int:
-    """Stores (or counts again) one rejected item and returns its quarantine id."""
+    """Stores (or counts again) one rejected item and returns its quarantine id. `body` is what
+    was received (or a prefix of it); received_whole=False when the request was cut off before
+    its end (too large), so the excerpt is marked truncated however short it is."""
     excerpt = body[:max_bytes]
     fingerprint = hashlib.sha256(
         f"{context.channel}|{http_status}|{reasons[0].type}|{item_index}|".encode() + body
@@ -54,7 +57,7 @@ def quarantine(
         "body_size": len(body) if body_size is None else body_size,
         # Invalid UTF-8 becomes U+FFFD; NUL is dropped because Postgres text cannot hold it.
         "body_excerpt": redact_text(excerpt.decode("utf-8", "replace").replace("\x00", "")),
-        "body_truncated": len(body) > max_bytes,
+        "body_truncated": len(body) > max_bytes or not received_whole,
     }
     statement = dialect_insert(connection.dialect.name, QuarantinedItem.__table__).values(**values)
     statement = statement.on_conflict_do_update(

@@ -106,7 +106,8 @@ def reject_request(
     settings: Settings,
     body_size: int | None = None,
 ) -> int:
-    """Quarantines a request refused as a whole (bad type, bad JSON, too large...)."""
+    """Quarantines a request refused as a whole (bad type, bad JSON, too large...). `body_size`,
+    when given, is the size the request declared or reached: more than `body` when it was cut off."""
     return quarantine(
         connection,
         context=context,
@@ -115,6 +116,7 @@ def reject_request(
         body=readable_prefix(body, context.content_encoding, settings.quarantine_body_max_bytes),
         body_size=len(body) if body_size is None else body_size,
         max_bytes=settings.quarantine_body_max_bytes,
+        received_whole=body_size is None or body_size <= len(body),
     )
 
 
