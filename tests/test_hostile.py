@@ -138,3 +138,24 @@ def test_a_body_cut_at_the_size_limit_is_marked_truncated(configure, sqlite_url,
         row = session.get(QuarantinedItem, answer.json()["quarantineId"])
         assert row.reason_type == "body_too_large" and row.body_size >= 40 * 1024 * 1024
         assert row.body_truncated and len(row.body_excerpt) <= 256 * 1024
+
+
+def test_a_client_that_leaves_mid_body_costs_one_log_line(configure, sqlite_url, tmp_path):
+    import socket
+    import time
+
+    from tests.servers import api_process
+
+    env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
+    configure(**env)
+    log_path = tmp_path / "api.log"
+    with api_process(env, log_path=log_path) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(b"POST /stem-separation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"X-Prime-Fabric-Channel: stem-separation\r\nContent-Length: 100000\r\n\r\n{\"id\": ")  # fmt: skip
+            time.sleep(0.3)
+        time.sleep(0.5)
+    log = log_path.read_text()
+    assert "Traceback" not in log, log
+    assert log.count("went away after") == 1, log

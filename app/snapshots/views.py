@@ -4,9 +4,12 @@ channel, prepare the snapshots (service.prepare_request) and hand them to the in
 from functools import cache
 from urllib.parse import urlsplit
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 from app.config import Settings
 from app.limits import BodyTooLarge
 from app.quarantine.service import RequestContext
@@ -18,6 +21,7 @@ from app.snapshots.writer import IngestWriter
 CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 
 router = APIRouter(tags=["ingest"])
+log = logging.getLogger("prime_fabric")
 
 # A real snapshot is ~100 KB; this one keeps each stream short.
 EXAMPLE_SNAPSHOT = {
@@ -90,6 +94,10 @@ async def _ingest(request: Request, path_channel: str | None):
     try:
         async for chunk in request.stream():
             body += chunk
+    except ClientDisconnect:
+        # Nothing was accepted, so nothing is lost: Studio sends it again. One line, no traceback.
+        log.warning("client %s went away after %d bytes of its body; nothing stored", _client(request), len(body))
+        return Response(status_code=400)
     except BodyTooLarge as error:
         body += error.last_chunk
         detail = f"body is larger than {error.limit} bytes"
@@ -110,6 +118,10 @@ async def _ingest(request: Request, path_channel: str | None):
         prepared = await run_in_threadpool(service.prepare_request, bytes(body), context, settings)
     status, response = await _on_writer(settings, service.store_request, prepared, settings)
     return _answer(status, response)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def _on_writer(settings: Settings, function, *args):
