@@ -159,3 +159,49 @@ def test_a_client_that_leaves_mid_body_costs_one_log_line(configure, sqlite_url,
     log = log_path.read_text()
     assert "Traceback" not in log, log
     assert log.count("went away after") == 1, log
+
+
+PERSONAL = ["Jane Doe", "+1 (555) 867-5309", "12 Main Street, Springfield", "Bohemian Rhapsody (Remastered)",
+            "jane.doe@example.com", "Rue de Rivoli 5, Paris", "555-0199", "Dr. Jane Q. Public"]  # fmt: skip
+
+
+def test_quarantine_keeps_no_free_text_in_any_string_position(client):
+    """A rejected snapshot with personal data in every string position, known fields, unknown
+    fields, keys and nested arrays: the quarantine keeps its structure, keys and numbers, the
+    contract's own words, and for every other string a marker with its length."""
+    snapshot = fixture_snapshot()
+    snapshot["metadata"]["classification"] = PERSONAL[0]
+    snapshot["musicalContext"]["key"] = PERSONAL[1]  # not a key: the snapshot is rejected
+    snapshot["musicalContext"]["mode"] = PERSONAL[2]
+    snapshot["artist"] = PERSONAL[3]
+    snapshot["notes"] = [[PERSONAL[4], 1.5], {"where": PERSONAL[5]}]
+    snapshot[PERSONAL[6]] = 3
+    snapshot["quantumFeatures"]["spectral"][:2] = [PERSONAL[7], 0.25]
+    snapshot["userCorrections"] = [{"correctedStem": "vocals", "correctionType": "boost", "strength": 0.5, "by": PERSONAL[0]}]
+    assert post(client, json.dumps(snapshot).encode()).status_code == 422
+    excerpt = last_quarantined().body_excerpt
+    kept = json.loads(excerpt)  # still JSON: the structure is there for diagnosis
+    for secret in PERSONAL:
+        for word in secret.replace(",", " ").split():
+            if len(word) > 3:
+                assert word not in excerpt, (word, excerpt[:300])
+    assert kept["metadata"]["classification"] == f"<text:{len(PERSONAL[0])}>"
+    assert kept["musicalContext"]["key"] == f"<text:{len(PERSONAL[1])}>"
+    assert kept["notes"] == [[f"<text:{len(PERSONAL[4])}>", 1.5], {"where": f"<text:{len(PERSONAL[5])}>"}]
+    assert kept["userCorrections"][0]["correctedStem"] == "vocals" and kept["userCorrections"][0]["strength"] == 0.5
+    assert kept["quantumFeatures"]["spectral"][1] == 0.25 and kept["metadata"]["confidence"] == snapshot["metadata"]["confidence"]
+    assert kept["id"] == snapshot["id"]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"classification": "Jane Doe", "phone": "+1 (555) 867-5309"',  # cut off
+    b'Jane Doe lives at 12 Main Street {"oops": true}',  # not JSON at all
+    gzip.compress(b'[{"title": "Bohemian Rhapsody (Remastered)", "by": "Jane Doe"}, oops]'),
+])  # fmt: skip
+def test_malformed_bodies_keep_no_free_text_either(client, body):
+    headers = {"Content-Encoding": "gzip"} if body[:2] == b"\x1f\x8b" else {}
+    assert post(client, body, **headers).status_code == 400
+    excerpt = last_quarantined().body_excerpt
+    for word in ("Jane", "Main", "Street", "Bohemian", "Rhapsody", "lives"):
+        assert word not in excerpt, excerpt
+    assert "<text:" in excerpt

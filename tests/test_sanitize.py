@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.snapshots import arrays
-from app.snapshots.sanitize import REDACTED, redact_text, sanitise
+from app.snapshots.sanitize import sanitise
 from app.snapshots.schemas import Snapshot
 from tests.conftest import fixture_snapshot
 
@@ -107,16 +107,3 @@ def test_content_hash_ignores_the_id_and_sees_every_value():
     changed["id"] = raw["id"]
     changed["groundTruthStems"]["sub"][-1] += 0.5
     assert clean(raw).content_hash != clean(changed).content_hash
-
-
-def test_redaction_of_free_text():
-    text = (
-        '{"a": "jane.doe+demo@example.co.uk", "b": "https://example.com/x?y=1", "c": "www.example.org",'
-        ' "d": "/home/jane/Music/take 3.wav", "e": "C:\\\\Users\\\\jane", "f": "Final Mix (v2).mp3",'
-        ' "g": [0.25, -1e-3, 3.5], "h": "full"}'
-    )
-    redacted = redact_text(text)
-    for secret in ("jane", "example", "Final Mix", "take 3", "Users"):
-        assert secret not in redacted
-    assert redacted.count(REDACTED) == 6
-    assert '"g": [0.25, -1e-3, 3.5], "h": "full"' in redacted

@@ -1,6 +1,7 @@
 """Keeping rejected input where an operator can read why, and listing it."""
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -9,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.database import dialect_insert
 from app.quarantine.models import QuarantinedItem
-from app.snapshots.sanitize import redact_text
 from app.snapshots.schemas import Reason
+from training.contract import CORRECTION_TYPES, KEYS, MODES, STEMS
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def quarantine(
         "item_index": item_index,
         "body_size": len(body) if body_size is None else body_size,
         # Invalid UTF-8 becomes U+FFFD; NUL is dropped because Postgres text cannot hold it.
-        "body_excerpt": redact_text(excerpt.decode("utf-8", "replace").replace("\x00", "")),
+        "body_excerpt": without_free_text(excerpt.decode("utf-8", "replace").replace("\x00", "")),
         "body_truncated": len(body) > max_bytes or not received_whole,
     }
     statement = dialect_insert(connection.dialect.name, QuarantinedItem.__table__).values(**values)
@@ -65,6 +66,51 @@ def quarantine(
         set_={"occurrences": QuarantinedItem.occurrences + 1, "last_seen_at": func.now()},
     ).returning(QuarantinedItem.id)
     return connection.execute(statement).scalar_one()
+
+
+# What an operator may see of a rejected body: its structure, keys, numbers and the contract's
+# own words; never free text, which could name a person, a place, a phone number or a track,
+# in whatever field (known or not) it arrives. Works on the text, so malformed JSON is covered.
+_KEPT_WORDS = frozenset((*STEMS, *KEYS, *MODES, *CORRECTION_TYPES, "stem-separation", "true", "false", "null", "NaN",
+                         "Infinity"))  # fmt: skip
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a field name such as quantumFeatures
+_SLUG = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a classification such as twotrack
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A JSON string (to its closing quote or the end of the line), a number (kept as it is), or a
+# run of letters outside a string.
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|\d[\d.]*(?:[eE][+-]?\d+)?|[^\W\d_][\w.@+\'-]*')
+
+
+def without_free_text(text: str) -> str:
+    """Every string and bare word replaced by a marker with its length, `"<text:11>"`, unless it
+    is a field name, a UUID, one of the contract's enumerations, or a classification slug (as
+    the value of "classification"). Linear in the text's length."""
+    pieces, done, last_key = [], 0, None
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        pieces.append(text[done : match.start()])
+        done = match.end()
+        if token[0].isdigit():
+            pieces.append(token)
+        elif token.startswith('"'):
+            inner = token[1:-1] if len(token) > 1 and token.endswith('"') else token[1:]
+            is_key = text[done : done + 64].lstrip().startswith(":")
+            if is_key and _IDENTIFIER.fullmatch(inner):
+                pieces.append(token)
+                last_key = inner
+                continue
+            if (inner in _KEPT_WORDS or _UUID.fullmatch(inner)) or (last_key == "classification" and _SLUG.fullmatch(inner)):
+                pieces.append(token)
+            else:
+                pieces.append(f'"<text:{len(inner)}>"')
+            if not is_key:
+                last_key = None
+        elif token in _KEPT_WORDS:
+            pieces.append(token)
+        else:
+            pieces.append(f"<text:{len(token)}>")
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def list_quarantined(

@@ -31,51 +31,6 @@ from app.snapshots.schemas import FEATURE_STREAMS, STEM_NAMES, Snapshot
 CLASSIFICATION_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 SCRUBBED_CLASSIFICATION = "unknown"
 
-# For text kept for operators (quarantined bodies): what could identify a person or a file.
-# Quarantined bodies are redacted whole (up to 256 KB, maybe hostile), so this must stay
-# linear: each pattern is found by its distinctive part ("@", "://", ".mp3", "/") and a left
-# part of bounded length is taken by walking back, not by regex backtracking from every position.
-_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-# (anchor and right part, characters that may precede it, at most how many, at least how many)
-_PII_PATTERNS: list[tuple[re.Pattern[str], frozenset[str], int, int]] = [
-    (re.compile(r"@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}"), _WORD | set(".+-"), 64, 1),  # e-mail
-    (re.compile(r"://[^\s\"'<>]{1,2000}"), _WORD | set("+.-"), 20, 1),  # URL with a scheme
-    (re.compile(r"\bwww\.[^\s\"'<>]{1,2000}", re.IGNORECASE), frozenset(), 0, 0),  # URL without one
-    (re.compile(r"\b[a-zA-Z]:(?:\\\\|\\|/)[^\"\s]{0,2000}"), frozenset(), 0, 0),  # Windows path
-    (re.compile(r"(?:~|\.{1,2})?/(?:[^\s\"/<>]{1,255}/){1,32}[^\s\"/<>]{0,255}"), frozenset(), 0, 0),  # POSIX path
-    (
-        re.compile(r"\.(?:mp3|wav|flac|ogg|oga|m4a|aac|aiff?|wma|opus|mp4|mov|webm|midi?)\b", re.IGNORECASE),
-        _WORD | set("-. ()[]"),
-        128,
-        1,
-    ),  # media file name
-]
-REDACTED = "[redacted]"
-
-
-def redact_text(text: str) -> str:
-    """Replaces e-mails, URLs, paths and media file names in free text."""
-    for anchor, left_chars, max_left, min_left in _PII_PATTERNS:
-        text = _redact(text, anchor, left_chars, max_left, min_left)
-    return text
-
-
-def _redact(text: str, anchor: re.Pattern[str], left_chars: frozenset[str], max_left: int, min_left: int) -> str:
-    pieces, done = [], 0
-    for match in anchor.finditer(text):
-        start = match.start()
-        if start < done:
-            continue
-        while start > done and match.start() - start < max_left and text[start - 1] in left_chars:
-            start -= 1
-        if match.start() - start < min_left:
-            continue
-        pieces += [text[done:start], REDACTED]
-        done = match.end()
-    pieces.append(text[done:])
-    return "".join(pieces)
-
-
 @dataclass(frozen=True)
 class SanitisedSnapshot:
     """A snapshot ready to store: column values, correction rows and the rules that fired."""
