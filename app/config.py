@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # Channels Studio may send on; the path or `X-Prime-Fabric-Channel` header names one.
     channels: list[str] = ["stem-separation"]
 
+    # The addresses this service is reached at, as Studio fetches weights from them. The URLs in
+    # /models/latest are built from the one a request came in by, or the first; never from an
+    # arbitrary Host header (which would be echoed to clients and grow a cache without bound).
+    public_base_urls: list[str] = Field(default=["http://127.0.0.1:8000", "http://localhost:8000"], min_length=1)
+
     # CORS: Studio runs on its own origin and sends a custom header, so browsers preflight.
     cors_allowed_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     cors_max_age_s: int = 600

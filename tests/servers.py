@@ -2,6 +2,7 @@
 worker, and a TCP proxy that can cut the API off from Postgres."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -45,13 +46,15 @@ def answers_healthz(base_url: str) -> bool:
 def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = None) -> Iterator[str]:
     """Runs `uvicorn app.main:app` in its own process; yields its base URL."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    # The address the server is reached at is its public base URL, unless the test says otherwise.
+    env = {"FABRIC_PUBLIC_BASE_URLS": json.dumps([url]), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
         cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
         if process.poll() is not None:

@@ -236,3 +236,19 @@ def test_studio_follows_promotion_and_rollback_through_the_running_server(regist
         assert httpx.post(f"{base}/models/rollback", headers=auth(registry["operator"])).status_code == 200
         time.sleep(LATEST_RECHECK_S)
         assert studio(base)["version"] == first_version
+
+
+def test_latest_urls_come_from_configured_base_urls_and_the_cache_stays_bounded(registry):
+    from app.stem_models import views
+
+    client = registry["client"]
+    settings = client.app.state.settings
+    for index in range(300):
+        answer = client.get("/models/latest", headers={"Host": f"attacker-{index}.example"})
+        assert answer.status_code == 200
+        assert all(url.startswith(settings.public_base_urls[0]) for url in (answer.json()["modelJsonUrl"],))
+        assert "attacker" not in answer.text
+    assert len(views._latest_cache) <= len(settings.public_base_urls) * len(settings.channels)
+    second = settings.public_base_urls[1]
+    via_second = client.get("/models/latest", headers={"Host": second.split("://")[1]})
+    assert via_second.json()["modelJsonUrl"].startswith(second)

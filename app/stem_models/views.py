@@ -31,7 +31,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 async def latest(request: Request, channel: str = "stem-separation"):
     if channel not in request.app.state.settings.channels:
         raise HTTPException(404, f"unknown channel {channel[:64]!r}")
-    key = (str(request.base_url).rstrip("/"), channel)
+    key = (_public_base_url(request), channel)  # at most (public base URLs x channels) entries
     cached = _latest_cache.get(key)
     # Studio polls constantly: answer from memory, and look for a newer promotion (one small
     # indexed query) so that no answer is older than LATEST_RECHECK_S. The look starts in the
@@ -91,6 +91,13 @@ def _refresh_latest(key: tuple[str, str], cached: tuple | None) -> tuple:
 
 
 _latest_cache: dict = {}
+
+
+def _public_base_url(request: Request) -> str:
+    """The configured public base URL this request came in by, else the first configured one."""
+    configured = [url.rstrip("/") for url in request.app.state.settings.public_base_urls]
+    asked = str(request.base_url).rstrip("/")
+    return asked if asked in configured else configured[0]
 _refreshing: dict[tuple[str, str], asyncio.Future] = {}
 
 
