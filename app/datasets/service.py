@@ -40,7 +40,7 @@ from training.features import (
     split_of,
 )
 
-SHARD_SIZE = 256  # 256 x 150 x 71 float32 features: ~11 MB a shard
+SHARD_SIZE = 256  # 256 x 150 x 84 float32 features (~13 MB) plus targets, weights and bounds a shard
 STREAM_BATCH = 256
 _COLUMNS = [
     Snapshot.id, Snapshot.content_hash, Snapshot.classification, Snapshot.key, Snapshot.mode, Snapshot.bpm,

@@ -29,7 +29,7 @@ class LatestManifest(CamelModel):
         "files": [{"path": "float32/model.json", "url": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
                    "size": 61234, "sha256": "5d41...", "integrity": "sha256-XUFAKrxLKna5cZ2REBfFkg=="}],
         "stems": ["vocals", "drums", "bass", "harmonic", "perc", "sub"],
-        "input": {"name": "stem_features:0", "shape": [None, 150, 71], "dtype": "float32", "feature_version": "fe-2",
+        "input": {"name": "stem_features:0", "shape": [None, 150, 84], "dtype": "float32", "feature_version": "fe-2",
                   "step_seconds": 2.0},
         "output": {"name": "Identity:0", "shape": [None, 6, 150], "stem_axis": 1, "unit": "dB relative to the mix"},
         "featureVersion": "fe-2", "metrics": EXAMPLE_METRICS,
