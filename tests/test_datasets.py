@@ -1,0 +1,38 @@
+"""Datasets keep every member's id exactly (ids ending in zero bytes once lost them) and keep
+snapshots whose only signal is a user's correction."""
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from app.database import session_scope
+from app.datasets.service import build_dataset, load_split
+from app.main import create_app
+from tests.conftest import FETCH_HEADERS, fixture_snapshot
+
+
+def test_ids_round_trip_and_correction_only_snapshots_are_members(configure, sqlite_url, tmp_path):
+    configure(DATABASE_URL=sqlite_url, FABRIC_RATE_LIMIT_PER_S="0")
+    client = TestClient(create_app())
+    ids = [f"12345678-1234-4234-8234-1234{index:04d}0000" for index in range(6)]  # bytes end in 00 00
+    for snapshot_id in ids[:5]:
+        assert client.post("/stem-separation", content=json.dumps(fixture_snapshot(id=snapshot_id)),
+                           headers=FETCH_HEADERS).status_code in (200, 201)  # fmt: skip
+    corrected = fixture_snapshot("snapshot-with-corrections-and-nan", id=ids[5])
+    corrected.pop("groundTruthStems", None)  # its only signal: the user's corrections
+    assert client.post("/stem-separation", content=json.dumps(corrected), headers=FETCH_HEADERS).status_code == 201
+
+    with session_scope() as session:
+        dataset = build_dataset(session, tmp_path / "datasets", "ids")
+        directory, manifest = Path(dataset.path), dataset.manifest
+    stored = []
+    for split in ("train", "validation", "test"):
+        for name in manifest["shards"][split]:
+            stored += [str(uuid.UUID(bytes=row.tobytes())) for row in np.load(directory / name)["ids"]]
+    assert set(ids) <= set(stored)  # other tests share this database: it may hold more
+    assert manifest["with_corrections"] >= 1
+    bounded = sum(int(load_split(directory, split).bounded.sum()) for split in ("train", "validation", "test"))
+    assert bounded > 0
