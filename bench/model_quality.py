@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from training.audio_eval import evaluate_songs
-    from training.features import SPLITS, Split, encode_bounds, encode_features, encode_targets, from_wire, split_of
+    from training.features import SPLITS, build_splits
     from training.metrics import BASELINES, paired_margin, strongest_baseline
     from training.model import SIZES
     from training.multitrack import read_song, song_folders, song_snapshot
@@ -68,13 +67,8 @@ def main() -> None:
     render(held_out, *HELD_OUT)
 
     started = time.perf_counter()
-    rows: dict[str, list] = {split: [] for split in SPLITS}
     folders = song_folders(development)
-    for folder in folders:
-        snapshot = song_snapshot(read_song(folder))
-        arrays = from_wire(snapshot)
-        rows[split_of(snapshot["id"])].append((encode_features(arrays), *encode_targets(arrays), encode_bounds(arrays)))
-    splits = {split: Split(*(np.stack(c) for c in zip(*rows[split], strict=True))) for split in SPLITS}
+    splits = build_splits(song_snapshot(read_song(folder)) for folder in folders)
     timings["snapshot and encode, per song"] = (time.perf_counter() - started) / len(folders)
 
     config = dataclasses.replace(SIZES[args.size], epochs=args.epochs)

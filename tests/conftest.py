@@ -186,12 +186,6 @@ def instrument_snapshots(instrument_songs) -> list[dict]:
 @pytest.fixture(scope="session")
 def instrument_splits(instrument_snapshots) -> dict:
     """train / validation / test Splits of those snapshots, split by id as datasets are."""
-    import numpy as np
+    from training.features import build_splits
 
-    from training.features import SPLITS, Split, encode_features, encode_targets, from_wire, split_of
-
-    rows: dict[str, list] = {split: [] for split in SPLITS}
-    for snapshot in instrument_snapshots:
-        arrays = from_wire(snapshot)
-        rows[split_of(snapshot["id"])].append((encode_features(arrays), *encode_targets(arrays)))
-    return {split: Split(*(np.stack(column) for column in zip(*rows[split], strict=True))) for split in SPLITS}
+    return build_splits(instrument_snapshots)

@@ -35,7 +35,7 @@ unknown (weight 0), while a stem given as silence is a target of LEVEL_FLOOR_DB.
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -396,6 +396,17 @@ def from_wire(snapshot: Mapping) -> SnapshotArrays:
 
 
 SPLITS = ("train", "validation", "test")
+
+
+def build_splits(snapshots: Iterable[Mapping]) -> dict[str, Split]:
+    """Snapshots as Studio sends them -> train / validation / test Splits, split by id as
+    datasets are (in memory: for tests and benchmarks; the service writes shards)."""
+    rows: dict[str, list] = {split: [] for split in SPLITS}
+    for snapshot in snapshots:
+        arrays = from_wire(snapshot)
+        rows[split_of(snapshot["id"])].append((encode_features(arrays), *encode_targets(arrays), encode_bounds(arrays)))
+    return {split: Split(*(np.stack(column) for column in zip(*rows[split], strict=True))) if rows[split] else Split.empty()
+            for split in SPLITS}  # fmt: skip
 
 
 def split_of(snapshot_id: str, validation_share: float = 0.15, test_share: float = 0.15) -> str:
