@@ -252,3 +252,19 @@ def test_latest_urls_come_from_configured_base_urls_and_the_cache_stays_bounded(
     second = settings.public_base_urls[1]
     via_second = client.get("/models/latest", headers={"Host": second.split("://")[1]})
     assert via_second.json()["modelJsonUrl"].startswith(second)
+
+
+def test_a_model_judged_by_the_old_feature_version_is_still_listed(registry):
+    """Models published before fe-2 have SDR-style metrics: they stay listed, their figures empty."""
+    model_id = registry["models"][registry["runs"][1]][0]
+    with session_scope() as session:
+        model = session.get(StemModel, model_id)
+        manifest = model.manifest
+        model.manifest = {**manifest, "metrics": {"model": {"overall": {"sdr": {"median": 3.2}}}, "zeros": {}}}
+    try:
+        listed = registry["client"].get("/models", headers=auth(registry["operator"])).json()
+        old = next(m for m in listed if m["id"] == model_id)
+        assert old["metrics"]["levelErrorDb"] is None and old["decision"] in ("published", "rejected")
+    finally:
+        with session_scope() as session:
+            session.get(StemModel, model_id).manifest = manifest

@@ -260,7 +260,7 @@ def _progress_context(run: TrainingRun) -> dict:
 
 def _models_context(session, stored: list[StemModel]) -> dict:
     champion = models.current_champion(session)
-    rows = [{"model": m, "headline": models.headline(m.manifest["metrics"])} for m in stored if "margin" in m.manifest["metrics"]]
+    rows = [{"model": m, "headline": models.headline(m.manifest["metrics"])} for m in stored]
     promotions = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(20)).all()
     return {"models": rows, "champion_id": champion.id if champion else None, "promotions": promotions}
 

@@ -43,8 +43,10 @@ def current_champion(session: Session) -> StemModel | None:
 def headline(metrics: dict) -> dict[str, float | str | None]:
     """The figures that decide and that Studio and the dashboard show: the model's test level
     error and presence AUC, the strongest baseline's error, and the margin's interval."""
+    if "margin" not in metrics:  # judged by an earlier feature version's metrics: nothing comparable
+        return dict.fromkeys(HEADLINE_KEYS)
     model = metrics["model"]
-    margin = metrics.get("margin") or {}
+    margin = metrics["margin"]
     return {
         "levelErrorDb": model[PRIMARY],
         "presenceAuc": model["presence_auc"],
@@ -59,6 +61,10 @@ def headline(metrics: dict) -> dict[str, float | str | None]:
         # Studio's stems with the model's gains: the share of the oracle gains' SIR improvement
         "sirOracleShare": (metrics.get("audio") or {}).get("headline", {}).get("sir_oracle_share"),
     }
+
+
+HEADLINE_KEYS = ("levelErrorDb", "presenceAuc", "falseActivity", "baseline", "baselineErrorDb", "marginDb", "marginLowDb",
+                 "marginHighDb", "testSnapshots", "correctionsMet", "sirOracleShare")  # fmt: skip
 
 
 def judge(reports: dict[str, Report]) -> dict:

@@ -142,7 +142,7 @@ def list_models(_: ApiToken = Depends(require("operator"))):
         return [
             ModelSummary(id=m.id, version=m.version, created_at=m.created_at, run_id=m.run_id, decision=m.decision,
                          reason=m.reason, is_latest=champion is not None and m.id == champion.id,
-                         metrics=service.headline(m.manifest["metrics"]) if "margin" in m.manifest["metrics"] else {})  # fmt: skip
+                         metrics=service.headline(m.manifest["metrics"]))  # fmt: skip
             for m in session.scalars(select(StemModel).order_by(StemModel.id.desc()))
         ]
 
