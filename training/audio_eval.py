@@ -15,6 +15,7 @@ recovers: per stem, median over songs of (model - filters) over median of (oracl
 then the median over stems. Stems silent in the whole song cannot be scored and are skipped.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,7 +104,10 @@ class AudioEvaluation:
         low, high = np.nanpercentile(samples, [2.5, 97.5])
         return float(low), float(high)
 
+    @functools.cached_property
     def headline(self) -> dict[str, float]:
+        """Computed once (its interval resamples the songs a thousand times); songs are not
+        added after the evaluation."""
         stems = self.per_stem()
         low, high = self.share_interval()
         return {
@@ -118,7 +122,7 @@ class AudioEvaluation:
         }
 
     def as_dict(self) -> dict:
-        return {"headline": self.headline(), "per_stem": self.per_stem(), "songs": [asdict(s) for s in self.songs],
+        return {"headline": self.headline, "per_stem": self.per_stem(), "songs": [asdict(s) for s in self.songs],
                 "skipped": self.skipped}  # fmt: skip
 
     def summary(self) -> str:
@@ -126,7 +130,7 @@ class AudioEvaluation:
         for stem, f in self.per_stem().items():
             lines.append(f"{stem:9}{f['songs']:>6}" + "".join(f"{f[f'{s}_sdr']:>13.2f}{f[f'{s}_sir']:>13.2f}" for s in SYSTEMS)
                          + f"{f['sir_oracle_share']:>11.2f}")  # fmt: skip
-        h = self.headline()
+        h = self.headline
         lines.append(f"{h['songs']} songs: SIR over filters alone, median over stems: model {h['model_sir_gain_db']:+.2f} dB, "
                      f"oracle {h['oracle_sir_gain_db']:+.2f} dB; the model recovers {h['sir_oracle_share']:.2f} of the oracle's "
                      f"improvement (median of per-stem shares; 95% interval over songs [{h['sir_oracle_share_low']:.2f}, "
