@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024  # as sent on the wire (compressed or not)
     max_decoded_body_bytes: int = 16 * 1024 * 1024  # after gzip: a bomb stops here
     max_snapshots_per_request: int = 100
+    # JSON values (commas) in one decoded body, checked before it is parsed: a Studio snapshot
+    # holds ~4,000-8,000, so this is 100 of them with room to spare.
+    max_values_per_request: int = 1_500_000
     # Token bucket per client address: sustained rate and burst.
     rate_limit_per_s: float = 50.0
     rate_limit_burst: int = 200

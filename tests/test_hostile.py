@@ -205,3 +205,47 @@ def test_malformed_bodies_keep_no_free_text_either(client, body):
     for word in ("Jane", "Main", "Street", "Bohemian", "Rhapsody", "lives"):
         assert word not in excerpt, excerpt
     assert "<text:" in excerpt
+
+
+def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configure, sqlite_url, tmp_path):
+    """Six ~16 KB gzip bodies, each inflating to a 16 MiB array of zeros, sent at once to a real
+    server: each is a 413 for its number of values, and the process grows by under 50 MB."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import psutil
+
+    from tests.servers import api_process
+    from tests.test_payload import AMPLIFIED
+
+    env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
+    configure(**env)
+    with api_process(env, log_path=tmp_path / "api.log") as base:
+        port = base.rsplit(":", 1)[1]
+        server = next(p for p in psutil.process_iter(["cmdline"]) if "uvicorn" in " ".join(p.info["cmdline"] or [])
+                      and port in (p.info["cmdline"] or []))  # fmt: skip
+        headers = {**FETCH_HEADERS, "Content-Encoding": "gzip"}
+        warm_up = httpx.post(f"{base}/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS, timeout=30)
+        assert warm_up.status_code == 201
+        before = server.memory_info().rss
+        peak, done = before, threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, server.memory_info().rss)
+                done.wait(0.002)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers,
+                                                         timeout=30), range(6)))  # fmt: skip
+        done.set()
+        sampler.join()
+    print(f"RSS {before / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB;",
+          "answers in", sorted(round(a.elapsed.total_seconds() * 1000) for a in answers), "ms")  # fmt: skip
+    assert [a.status_code for a in answers] == [413] * 6
+    assert {a.json()["detail"] for a in answers} == {"the body holds more than 1500000 JSON values"}
+    assert peak - before < 50 * 2**20

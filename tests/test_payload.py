@@ -1,7 +1,9 @@
 """The body parser's shortcut for float arrays (simdjson straight into numpy) must be invisible:
 the same snapshots, rows, content hashes and rejection reasons as parsing with orjson alone."""
 
+import gzip
 import json
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,7 +18,7 @@ from tests.conftest import FIXTURE_NAMES, fixture_bytes, fixture_snapshot
 def _prepared_both_ways(body: bytes, monkeypatch) -> tuple[Accepted | Rejected, Accepted | Rejected]:
     fast = payload.parse_snapshots(body, "application/json", max_snapshots=10)
     with monkeypatch.context() as patched:
-        patched.setattr(payload, "parse_with_float_arrays", lambda _body: None)
+        patched.setattr(payload, "parse_with_float_arrays", lambda _body, _max=None: None)
         slow = payload.parse_snapshots(body, "application/json", max_snapshots=10)
     return prepare_snapshot(fast[0], 0), prepare_snapshot(slow[0], 0)
 
@@ -109,3 +111,38 @@ def test_each_thread_parses_with_its_own_parser():
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda body: payload.parse_with_float_arrays(body)[0]["quantumFeatures"]["spectral"], bodies))
     assert [np.asarray(g, dtype=np.float64).tolist() for g in got] == expected
+
+
+AMPLIFIED = gzip.compress(b"[" + b"0," * (8 * 1024 * 1024 - 1) + b"0]", compresslevel=9)  # 16 MiB of zeros
+
+
+def test_a_small_gzip_body_of_millions_of_values_is_refused_while_inflating():
+    """~16 KB of gzip inflating to a 16 MiB array: refused for its number of values before the
+    whole of it is inflated, let alone parsed into Python objects."""
+    assert len(AMPLIFIED) < 40_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(payload.PayloadError) as refused:
+            payload.decode_body(AMPLIFIED, "application/json", "gzip", max_decoded_bytes=16 * 1024 * 1024 + 1,
+                                max_values=1_500_000)  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (refused.value.http_status, refused.value.reason_type) == (413, "too_many_values")
+    assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB allocated to refuse it"
+
+
+def test_the_value_bound_counts_plain_bodies_and_leaves_studio_snapshots_alone():
+    with pytest.raises(payload.PayloadError, match="more than 1000 JSON values"):
+        payload.decode_body(b"[" + b"1," * 1001 + b"1]", "application/json", None, max_decoded_bytes=10**6, max_values=1000)
+    for name in FIXTURE_NAMES:
+        body = fixture_bytes(name)
+        assert payload.decode_body(gzip.compress(body), "text/plain", "gzip", max_decoded_bytes=10**6,
+                                   max_values=10_000) == body  # fmt: skip
+
+
+def test_a_long_top_level_array_is_refused_without_converting_its_items():
+    body = b"[" + b"{}," * 100_000 + b"{}]"
+    with pytest.raises(payload.PayloadError, match="100001 snapshots in one request; at most 100"):
+        payload.parse_snapshots(body, "application/json", max_snapshots=100)
+    assert payload.parse_with_float_arrays(fixture_bytes(FIXTURE_NAMES[0])) is not None  # the parser is reusable

@@ -44,8 +44,16 @@ def media_type(content_type: str | None) -> tuple[str, str | None]:
     return kind.lower(), charset
 
 
-def decode_body(body: bytes, content_type: str | None, content_encoding: str | None, *, max_decoded_bytes: int) -> bytes:
-    """Checks the content type and undoes gzip, refusing a body that inflates past the limit."""
+# Gzip is inflated this much at a time, so the limits below stop a bomb early.
+INFLATE_CHUNK_BYTES = 256 * 1024
+
+
+def decode_body(
+    body: bytes, content_type: str | None, content_encoding: str | None, *, max_decoded_bytes: int, max_values: int
+) -> bytes:
+    """Checks the content type and undoes gzip. The decoded size and the number of JSON values
+    are bounded while inflating, before any Python object is built from the text: 16 KB of gzip
+    can inflate to a 16 MiB array of eight million zeros."""
     kind, charset = media_type(content_type)
     if kind not in JSON_TYPES | NDJSON_TYPES:
         raise PayloadError(
@@ -58,23 +66,43 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
 
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "identity":
+        _check_values(count_values(body), max_values)
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise PayloadError(
             415, "unsupported_content_encoding", f"Content-Encoding {content_encoding!r} is not accepted; use gzip or none"
         )
     inflater = zlib.decompressobj(wbits=31)  # 31: gzip framing
+    decoded = bytearray()
+    values = 0
+    pending = body
     try:
-        decoded = inflater.decompress(body, max_decoded_bytes + 1)
-        if len(decoded) > max_decoded_bytes or inflater.unconsumed_tail:
-            raise PayloadError(
-                413, "decoded_body_too_large", f"gzip body inflates past {max_decoded_bytes} bytes"
-            )
-        if not inflater.eof:
-            raise PayloadError(400, "malformed_gzip", "gzip body is truncated")
+        while True:
+            chunk = inflater.decompress(pending, INFLATE_CHUNK_BYTES)
+            pending = inflater.unconsumed_tail
+            decoded += chunk
+            if len(decoded) > max_decoded_bytes:
+                raise PayloadError(413, "decoded_body_too_large", f"gzip body inflates past {max_decoded_bytes} bytes")
+            values += count_values(chunk)
+            _check_values(values, max_values)
+            if inflater.eof or (not pending and len(chunk) < INFLATE_CHUNK_BYTES):
+                break
     except zlib.error as error:
         raise PayloadError(400, "malformed_gzip", f"gzip body cannot be decoded: {error}") from None
-    return decoded
+    if not inflater.eof:
+        raise PayloadError(400, "malformed_gzip", "gzip body is truncated")
+    return bytes(decoded)
+
+
+def count_values(text: bytes) -> int:
+    """An upper bound on the JSON values separated in `text`: its commas (those in strings
+    too, so a bound, never an undercount of arrays' items)."""
+    return _count_byte(text, b",")
+
+
+def _check_values(values: int, max_values: int) -> None:
+    if values > max_values:
+        raise PayloadError(413, "too_many_values", f"the body holds more than {max_values} JSON values")
 
 
 def parse_snapshots(body: bytes, content_type: str | None, *, max_snapshots: int) -> list[Any]:
@@ -84,7 +112,7 @@ def parse_snapshots(body: bytes, content_type: str | None, *, max_snapshots: int
         raise PayloadError(400, "empty_body", "the body is empty; send a snapshot as JSON")
     if kind in NDJSON_TYPES:
         items = _parse_lines(body)
-    elif (parsed := parse_with_float_arrays(body)) is not None:
+    elif (parsed := parse_with_float_arrays(body, max_snapshots)) is not None:
         items = parsed
     else:
         try:
@@ -99,10 +127,12 @@ def parse_snapshots(body: bytes, content_type: str | None, *, max_snapshots: int
     if not items:
         raise PayloadError(400, "empty_batch", "the batch holds no snapshots")
     if len(items) > max_snapshots:
-        raise PayloadError(
-            413, "too_many_snapshots", f"{len(items)} snapshots in one request; at most {max_snapshots}"
-        )
+        raise _too_many_snapshots(len(items), max_snapshots)
     return items
+
+
+def _too_many_snapshots(count: int, max_snapshots: int) -> PayloadError:
+    return PayloadError(413, "too_many_snapshots", f"{count} snapshots in one request; at most {max_snapshots}")
 
 
 # Where a snapshot holds its big float arrays: ~7,000 numbers in a 100 KB snapshot.
@@ -110,7 +140,7 @@ FLOAT_ARRAYS = {"quantumFeatures": frozenset(FEATURE_STREAMS), "groundTruthStems
 _parsers = threading.local()  # a simdjson parser is reused, and used by one thread at a time
 
 
-def parse_with_float_arrays(body: bytes) -> list[Any] | None:
+def parse_with_float_arrays(body: bytes, max_items: int | None = None) -> list[Any] | None:
     """A JSON object or array of objects, like orjson.loads, except that the FLOAT_ARRAYS that
     hold only numbers come back as float64 numpy arrays, read by simdjson straight from the text.
     Creating, validating and converting a Python float per value was ~40% of the API's CPU per
@@ -129,11 +159,16 @@ def parse_with_float_arrays(body: bytes) -> list[Any] | None:
         if isinstance(document, simdjson.Object):
             items = [_snapshot(document, found)]
         elif isinstance(document, simdjson.Array):
+            if max_items is not None and (count := len(document)) > max_items:  # counted in C, nothing converted
+                del document  # a live document keeps the parser from parsing again
+                raise _too_many_snapshots(count, max_items)
             items = [_snapshot(item, found) if isinstance(item, simdjson.Object) else _plain(item, found) for item in document]
             found[0] += 1
         else:
             return None
         del document
+    except PayloadError:
+        raise
     except Exception:  # simdjson's errors (ValueError, RuntimeError, KeyError for odd keys...)
         # Only a shortcut: whatever it cannot read, orjson reads (or words the error) as for any body.
         _new_parser()  # a failed parse may leave this one unusable

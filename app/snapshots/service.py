@@ -57,7 +57,11 @@ def prepare_request(body: bytes, context: RequestContext, settings: Settings) ->
     """Decodes, validates and sanitises every snapshot in a request. No I/O."""
     try:
         decoded = decode_body(
-            body, context.content_type, context.content_encoding, max_decoded_bytes=settings.max_decoded_body_bytes
+            body,
+            context.content_type,
+            context.content_encoding,
+            max_decoded_bytes=settings.max_decoded_body_bytes,
+            max_values=settings.max_values_per_request,
         )
         items = parse_snapshots(decoded, context.content_type, max_snapshots=settings.max_snapshots_per_request)
     except PayloadError as error:
