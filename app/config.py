@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     # app/snapshots/writer.py). Batches are only as big as what is waiting; a request
     # waiting alone is stored in autocommit.
     ingest_batch_max: int = Field(default=32, ge=1)
+    # While the database is unreachable (a restart, a failover), an ingest request waits for it
+    # this long before the API answers 503, and at most this many wait (~150 KB each) in one
+    # process; more are answered 503 at once. See app/snapshots/writer.py.
+    ingest_database_wait_s: float = Field(default=15.0, ge=0)
+    ingest_max_waiting: int = Field(default=1000, ge=1)
     # Postgres' backend_flush_after for our connections: a backend asks the kernel to write
     # what it wrote every this much, so ingest's steady ~10 MB/s of rows goes to disk as it
     # comes rather than in bursts of ~350 MB every 30 s (the kernel's dirty expiry), which

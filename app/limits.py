@@ -61,11 +61,19 @@ async def body_too_large_handler(_request: Request, error: BodyTooLarge) -> JSON
     return JSONResponse({"detail": str(error)}, status_code=413)
 
 
+def refund_rate_limit(request: Request) -> None:
+    """Gives the request's token back: it only repeated what is already stored (a duplicate)."""
+    request.state.rate_limit_refund = True
+
+
 class RateLimitMiddleware:
     """A token bucket per client address: `rate` requests a second, bursts of `burst`.
 
     Buckets live in this process; with several API processes each has its own, so the
     effective limit is per process. Answers 429 with Retry-After (Studio retries after 2 s).
+    A request answered 503 (our outage, not the client's doing) and one that only repeated
+    stored snapshots (refund_rate_limit) get their token back: Studio retries both, and after
+    an outage those retries must not use up the bucket that its new snapshots need.
     """
 
     EXEMPT_PATHS = frozenset({"/healthz"})
@@ -91,7 +99,23 @@ class RateLimitMiddleware:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        status = 0
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            if status == 503 or scope.get("state", {}).get("rate_limit_refund"):
+                self._refund(client)
+
+    def _refund(self, client: str) -> None:
+        tokens, last = self.buckets.get(client, (float(self.burst), time.monotonic()))
+        self.buckets[client] = (min(float(self.burst), tokens + 1.0), last)
 
     def _take(self, client: str, now: float) -> float:
         """Takes one token; returns 0, or how long until one is there."""

@@ -21,6 +21,7 @@ from app.stem_models import views as model_views
 from app.training_runs import views as run_views
 from app.snapshots.schemas import Snapshot
 from app.snapshots.views import CHANNEL_HEADER
+from app.snapshots.writer import IngestBacklogFull
 
 log = logging.getLogger("prime_fabric")
 
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_exception_handler(BodyTooLarge, body_too_large_handler)
-    for error in UNAVAILABLE_ERRORS:
+    for error in (*UNAVAILABLE_ERRORS, IngestBacklogFull):
         app.add_exception_handler(error, database_unavailable)
 
     # Added last = outermost: CORS headers go on every answer, 413 and 429 included, so a

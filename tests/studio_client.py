@@ -20,6 +20,7 @@ class StudioExporter:
     max_attempts: int = 5
     max_queued: int = 50
     statuses: Counter = field(default_factory=Counter)  # every answer, "error" for no answer
+    errors: Counter = field(default_factory=Counter)  # the kinds of "error"
     delivered: set[str] = field(default_factory=set)
     dropped: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
@@ -51,8 +52,9 @@ class StudioExporter:
         started = time.perf_counter()
         try:
             response = await self.client.post(self.url, content=body, headers=FETCH_HEADERS)
-        except httpx.TransportError:
+        except httpx.TransportError as error:
             self.statuses["error"] += 1
+            self.errors[type(error).__name__] += 1
             return False
         self.latencies_s.append(time.perf_counter() - started)
         self.statuses[response.status_code] += 1

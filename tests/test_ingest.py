@@ -265,6 +265,38 @@ def test_rate_limit_answers_429_with_retry_after(configure, db):
     assert client.get("/healthz").status_code == 200  # health checks are never limited
 
 
+def test_duplicates_and_503s_give_their_token_back(configure, db, monkeypatch):
+    """Studio retries what was answered 503 and what it never heard back about: after an
+    outage those retries must not use up the bucket its new snapshots need."""
+    configure(FABRIC_RATE_LIMIT_PER_S="0.001", FABRIC_RATE_LIMIT_BURST="3")
+    from fastapi.testclient import TestClient
+    from sqlalchemy import exc
+
+    from app.main import create_app
+    from app.snapshots import service
+    from app.snapshots.writer import IngestWriter
+
+    client = TestClient(create_app())
+    stored = fixture_snapshot()
+    assert client.post("/stem-separation", json=stored, headers=FETCH_HEADERS).status_code == 201
+    for _ in range(10):  # sent again and again: a duplicate each time, never charged
+        assert client.post("/stem-separation", json=stored, headers=FETCH_HEADERS).status_code == 200
+
+    def unreachable(*_args):
+        raise exc.OperationalError("INSERT", {}, Exception("connection refused"))
+
+    configure(FABRIC_INGEST_DATABASE_WAIT_S="0")
+    client = TestClient(create_app())
+    monkeypatch.setattr(IngestWriter, "OUTAGE_RETRY_S", 0.001)  # the next request finds the database back
+    with monkeypatch.context() as patched:
+        patched.setattr(service, "store_request", unreachable)
+        for _ in range(10):
+            assert client.post("/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS).status_code == 503
+    # The app's bucket still holds its burst, less the one new snapshot stored.
+    codes = [client.post("/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS).status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+
+
 def test_oversized_body_is_413_and_a_bounded_prefix_is_kept(configure, db):
     configure(FABRIC_MAX_BODY_BYTES="200000", FABRIC_QUARANTINE_BODY_MAX_BYTES="1000")
     from fastapi.testclient import TestClient
@@ -307,7 +339,8 @@ def test_requests_waiting_for_the_database_share_a_transaction_and_each_lands(db
         return store(*args)
 
     monkeypatch.setattr(service, "store_request", slow_store)
-    writer = views._writer(get_settings().ingest_batch_max)
+    settings = get_settings()
+    writer = views._writer(settings.ingest_batch_max, settings.ingest_database_wait_s, settings.ingest_max_waiting)
     before = writer.group_commits
     ids = [str(uuid.uuid4()) for _ in range(8)]
     assert _post_concurrently([json.dumps(fixture_snapshot(id=i)) for i in ids]) == [201] * len(ids)
@@ -345,9 +378,35 @@ def test_a_snapshot_is_stored_with_its_corrections_or_not_at_all(db, monkeypatch
         assert session.scalar(select(func.count()).select_from(SnapshotCorrection)) == len(body["userCorrections"])
 
 
-def test_the_database_going_away_answers_everyone_waiting_at_once(db, monkeypatch):
-    """The first request to meet the error answers 503, and so does every one waiting behind
-    it, rather than each waiting in turn for a database that is not there."""
+def _unavailable_error():
+    from sqlalchemy import exc
+
+    return exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+
+def test_requests_wait_through_a_short_outage_and_are_stored(db, monkeypatch):
+    import asyncio
+
+    from app.snapshots.writer import IngestWriter
+
+    monkeypatch.setattr(IngestWriter, "OUTAGE_RETRY_S", 0.05)
+    writer, calls = IngestWriter(max_batch=4, database_wait_s=5), []
+
+    def back_on_the_fourth_try(connection, value):
+        calls.append(value)
+        if len(calls) < 4:
+            raise _unavailable_error()
+        return value
+
+    async def three():
+        return await asyncio.gather(*(writer.run(back_on_the_fourth_try, n) for n in range(3)))
+
+    assert asyncio.run(three()) == [0, 1, 2]
+
+
+def test_requests_past_their_wait_get_the_error_without_another_try(db, monkeypatch):
+    """A request waits for an unreachable database up to its deadline; those that waited in
+    the queue past theirs are answered at once, not each tried in turn."""
     import asyncio
     import time
 
@@ -355,19 +414,42 @@ def test_the_database_going_away_answers_everyone_waiting_at_once(db, monkeypatc
 
     from app.snapshots.writer import IngestWriter
 
-    writer, calls = IngestWriter(max_batch=1), []
+    writer, calls = IngestWriter(max_batch=1, database_wait_s=0.3), []
 
     def unavailable(connection):
         calls.append(1)
         time.sleep(0.1)  # long enough for the others to queue behind it
-        raise exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+        raise _unavailable_error()
 
     async def five():
         return await asyncio.gather(*(writer.run(unavailable) for _ in range(5)), return_exceptions=True)
 
+    started = time.monotonic()
     outcomes = asyncio.run(five())
     assert all(isinstance(outcome, exc.OperationalError) for outcome in outcomes)
     assert len(calls) == 1
+    assert time.monotonic() - started < 2
+
+
+def test_a_full_backlog_is_refused_at_once(db):
+    import asyncio
+    import threading
+
+    from app.snapshots.writer import IngestBacklogFull, IngestWriter
+
+    writer, release = IngestWriter(max_batch=1, max_waiting=2), threading.Event()
+
+    async def four():
+        tasks = [asyncio.ensure_future(writer.run(lambda connection: release.wait(10)))]
+        await asyncio.sleep(0.2)  # the first is with the writer; two more fill the queue
+        tasks += [asyncio.ensure_future(writer.run(lambda connection: 1)) for _ in range(2)]
+        await asyncio.sleep(0.05)  # they start, and wait in the queue
+        with pytest.raises(IngestBacklogFull):
+            await writer.run(lambda connection: 1)
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(four()) == [True, 1, 1]
 
 
 def test_the_writer_keeps_its_connection_while_busy_and_hands_it_back_when_idle(db, monkeypatch):

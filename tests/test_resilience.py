@@ -1,6 +1,7 @@
-"""A stream of posts from a Studio-like client while Postgres becomes unreachable mid-stream
-(every connection dropped, new ones refused, as in a restart): afterwards every snapshot is
-stored exactly once and nothing was dropped or quarantined. Real uvicorn, real Postgres."""
+"""A stream of posts from a Studio-like client, 50 a second from one address under the default
+rate limit, while Postgres is unreachable for 10 s mid-stream (every connection dropped, new
+ones refused, as in a restart): afterwards every snapshot is stored exactly once and nothing was
+dropped, refused or quarantined. Real uvicorn, real Postgres."""
 
 import asyncio
 import json
@@ -20,10 +21,10 @@ from tests.studio_client import StudioExporter
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-SNAPSHOTS = 100
-SEND_EVERY_S = 0.1
+SNAPSHOTS = 750
+SEND_EVERY_S = 0.02  # 50 a second
 OUTAGE_AFTER_S = 3.0
-OUTAGE_FOR_S = 3.0
+OUTAGE_FOR_S = 10.0
 
 
 @pytest.fixture
@@ -47,15 +48,16 @@ def test_postgres_outage_mid_stream_loses_nothing_and_duplicates_nothing(postgre
     url = make_url(postgres_db)
     with TcpProxy(target_port=url.port or 5432) as proxy:
         via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-        env = {"DATABASE_URL": via_proxy, "FABRIC_RATE_LIMIT_PER_S": "0"}
+        env = {"DATABASE_URL": via_proxy}  # the default rate limit: 50/s, bursts of 200
         with api_process(env, log_path=tmp_path / "api.log") as base_url:
             exporter = asyncio.run(_stream(f"{base_url}/stem-separation", bodies, proxy))
 
-    print("answers seen by the client:", dict(exporter.statuses))
+    longest = max(exporter.latencies_s)
+    print("answers seen by the client:", dict(exporter.statuses), f"longest wait {longest:.1f} s")
     assert exporter.dropped == []
     assert exporter.delivered == set(bodies)
-    assert exporter.statuses[503] > 0, f"the outage was not felt: {exporter.statuses}"
-    assert set(exporter.statuses) <= {200, 201, 503}, exporter.statuses
+    assert longest > OUTAGE_FOR_S / 2, f"the outage was not felt: the longest answer took {longest:.1f} s"
+    assert set(exporter.statuses) <= {200, 201}, (exporter.statuses, exporter.errors)
     with session_scope() as session:
         stored = session.scalars(select(Snapshot.id)).all()
         assert sorted(str(i) for i in stored) == sorted(bodies)
@@ -63,7 +65,12 @@ def test_postgres_outage_mid_stream_loses_nothing_and_duplicates_nothing(postgre
 
 
 async def _stream(url: str, bodies: dict[str, bytes], proxy: TcpProxy) -> StudioExporter:
-    async with httpx.AsyncClient(timeout=10) as client:
+    # A browser queues requests beyond its connection limit without failing them (httpx's pool
+    # would time them out, so it gets no limit), and sends again a request that met a kept-alive
+    # connection the server had just closed (httpx does not: it lets a connection go before the
+    # server's 5 s keep-alive timeout instead).
+    limits = httpx.Limits(max_connections=None, keepalive_expiry=2)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         exporter = StudioExporter(url, client)
 
         async def outage() -> None:

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 from app.config import Settings
-from app.limits import BodyTooLarge
+from app.limits import BodyTooLarge, refund_rate_limit
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.payload import ACCEPTED_TYPES
@@ -117,6 +117,8 @@ async def _ingest(request: Request, path_channel: str | None):
     else:
         prepared = await run_in_threadpool(service.prepare_request, bytes(body), context, settings)
     status, response = await _on_writer(settings, service.store_request, prepared, settings)
+    if isinstance(response, IngestResponse) and all(result.http_status == 200 for result in response.results):
+        refund_rate_limit(request)  # only duplicates: Studio retrying what was stored
     return _answer(status, response)
 
 
@@ -127,12 +129,14 @@ def _client(request: Request) -> str:
 async def _on_writer(settings: Settings, function, *args):
     """function(connection, *args) on the process's ingest writer (writer.py); returns once
     what it wrote is committed."""
-    return await _writer(settings.ingest_batch_max).run(function, *args)
+    writer = _writer(settings.ingest_batch_max, settings.ingest_database_wait_s, settings.ingest_max_waiting)
+    return await writer.run(function, *args)
 
 
 @cache
-def _writer(max_batch: int) -> IngestWriter:
-    return IngestWriter(max_batch)  # one per process: its one thread does ingest's database work
+def _writer(max_batch: int, database_wait_s: float, max_waiting: int) -> IngestWriter:
+    # One per process: its one thread does ingest's database work.
+    return IngestWriter(max_batch, database_wait_s, max_waiting)
 
 
 def _channel_problem(path_channel: str | None, header_channel: str | None, channels: list[str]):

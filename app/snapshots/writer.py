@@ -14,10 +14,13 @@ are slow (a slower disk, a busier server) requests queue, batches grow and the c
 snapshot fall, rather than throughput being capped at one commit per request.
 
 Every request is answered only once what it wrote is committed, so a 201 still means stored.
-If the database is unreachable, the request meets that error (the API answers 503 and Studio
-retries), and so does every request waiting, at once, rather than each waiting for the
-database in turn. Any other failure in a batch is retried one request at a time, so one bad
-request cannot fail the others.
+If the database is unreachable, requests wait for it, up to `database_wait_s` each, the
+writer trying again every OUTAGE_RETRY_S: Studio gives a snapshot 5 tries 2 s apart and keeps
+at most 50 in its retry queue, so a restart of the database answered with 503s at once would
+lose snapshots Studio cannot hold. A request still waiting at its deadline gets the error (the
+API answers 503). At most `max_waiting` requests wait; more are refused at once
+(IngestBacklogFull, 503), which bounds the memory they hold. Any other failure in a batch is
+retried one request at a time, so one bad request cannot fail the others.
 
 The thread keeps its connection while requests keep coming (a pool check-out and check-in per
 transaction cost ~0.1 ms of CPU, measured) and hands it back to the pool after a second without
@@ -29,6 +32,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -47,25 +51,37 @@ class _Job:
     args: tuple
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future = field(repr=False)
+    deadline: float  # time.monotonic() after which an unreachable database is the answer
+
+
+class IngestBacklogFull(Exception):
+    """Too many requests already wait for the database: answered 503 at once."""
 
 
 class IngestWriter:
     """Made at the first ingest request of a process (views._writer), with its thread."""
 
     IDLE_RELEASE_S = 1.0  # hand the connection back after this long without a request
+    OUTAGE_RETRY_S = 0.5  # while the database is unreachable, try again this often
 
-    def __init__(self, max_batch: int) -> None:
+    def __init__(self, max_batch: int, database_wait_s: float = 15.0, max_waiting: int = 1000) -> None:
         self.max_batch = max_batch
+        self.database_wait_s = database_wait_s
+        self.max_waiting = max_waiting
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._connection: Connection | None = None  # only this class's thread uses it
+        self._unavailable: BaseException | None = None  # the last attempt's error, while it lasts
+        self._unavailable_at = 0.0  # when that attempt failed (time.monotonic())
         self.group_commits = 0  # batches of several requests in one transaction; for tests
         threading.Thread(target=self._serve, name="ingest-writer", daemon=True).start()
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """function(connection, *args) on the writer's connection; returns its result once
         what it wrote is committed."""
+        if self._jobs.qsize() >= self.max_waiting:
+            raise IngestBacklogFull(f"{self.max_waiting} requests are already waiting for the database")
         loop = asyncio.get_running_loop()
-        job = _Job(function, args, loop, loop.create_future())
+        job = _Job(function, args, loop, loop.create_future(), time.monotonic() + self.database_wait_s)
         self._jobs.put(job)
         return await job.future
 
@@ -77,6 +93,17 @@ class IngestWriter:
                 self._release_connection()
                 batch = [self._jobs.get()]
             batch += self._waiting(self.max_batch - 1)
+            self._store(batch)
+
+    def _store(self, batch: list[_Job]) -> None:
+        """Runs a batch and answers each job; jobs that met an unreachable database are tried
+        again until their deadline."""
+        while batch:
+            if self._unavailable is not None and time.monotonic() - self._unavailable_at < 2 * self.OUTAGE_RETRY_S:
+                # Found down a moment ago: jobs past their deadline get that answer without a try.
+                batch = self._answer_expired(batch, self._unavailable)
+                if not batch:
+                    return
             try:
                 outcomes = self._run_batch(batch)
                 if len(outcomes) != len(batch):
@@ -84,12 +111,31 @@ class IngestWriter:
             except BaseException as error:  # a bug here must not leave requests waiting forever
                 log.exception("ingest writer failed")
                 outcomes = [(False, error)] * len(batch)
+            waiting = []
             for job, outcome in zip(batch, outcomes, strict=True):
-                _answer(job, outcome)
-            unavailable = next((o for ok, o in outcomes if not ok and isinstance(o, UNAVAILABLE_ERRORS)), None)
-            if unavailable is not None:  # the database is gone: those waiting get the same answer now
-                for job in self._waiting():
-                    _answer(job, (False, unavailable))
+                ok, value = outcome
+                if not ok and isinstance(value, UNAVAILABLE_ERRORS) and time.monotonic() < job.deadline:
+                    waiting.append(job)
+                else:
+                    _answer(job, outcome)
+            if waiting and self._unavailable is None:
+                log.warning("database unreachable; %d+ requests wait for it (up to %g s each)", len(waiting),
+                            self.database_wait_s)  # fmt: skip
+            self._unavailable = next((v for ok, v in outcomes if not ok and isinstance(v, UNAVAILABLE_ERRORS)), None)
+            self._unavailable_at = time.monotonic()
+            if waiting:
+                time.sleep(self.OUTAGE_RETRY_S)
+                waiting = self._answer_expired(waiting, self._unavailable)
+            batch = waiting
+
+    @staticmethod
+    def _answer_expired(batch: list[_Job], error: BaseException) -> list[_Job]:
+        """Answers the jobs past their deadline with `error`; returns the others."""
+        now = time.monotonic()
+        for job in batch:
+            if now >= job.deadline:
+                _answer(job, (False, error))
+        return [job for job in batch if now < job.deadline]
 
     def _waiting(self, limit: int | None = None) -> list[_Job]:
         jobs: list[_Job] = []
