@@ -30,9 +30,8 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Also start a Celery worker process")] = True,
 ) -> None:
     """Migrate the database, then run the API (uvicorn) and a Celery worker until Ctrl-C."""
-    import uvicorn
-
     from app.database import upgrade_database
+    from app.serving import run_api
 
     settings = get_settings()
     upgrade_database()
@@ -48,7 +47,7 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         typer.echo(f"Prime Fabric on http://{host}:{port}  (Studio's export URL: http://{host}:{port}/stem-separation)")
-        uvicorn.run("app.main:app", host=host, port=port, workers=api_workers, log_level=settings.log_level)
+        run_api(host, port, api_workers)
     finally:
         if worker_process is not None:
             worker_process.send_signal(signal.SIGTERM)
@@ -57,6 +56,19 @@ def serve(
 
 def _exit_on_sigterm(_signum, _frame) -> None:
     raise SystemExit(128 + signal.SIGTERM)
+
+
+@cli.command()
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="API processes")] = 1,
+) -> None:
+    """Run the API alone (uvicorn, with the connection limits and timeouts of the settings);
+    the database must be migrated (`fabric db-upgrade`)."""
+    from app.serving import run_api
+
+    run_api(host, port, workers)
 
 
 @db_cli.command("upgrade")
@@ -295,17 +307,20 @@ def run(
     """All of it: create a run and have the workers build, train and evaluate."""
     import time
 
+    from app.broker import BrokerUnavailable
     from app.database import session_scope
+    from app.training_runs import flows
     from app.training_runs.models import TrainingRun
     from app.training_runs.schemas import RunParameters
-    from app.training_runs.service import create_run
-    from workers.tasks import pipeline
 
     parameters = RunParameters(run_label=run_label, epochs=epochs, batch_size=batch_size,
                                learning_rate=learning_rate, model_size=model_size)  # fmt: skip
-    with session_scope() as session:
-        run_id = create_run(session, parameters).id
-    pipeline(run_id).apply_async()
+    try:
+        with session_scope() as session:
+            run_id = flows.start_run(parameters, db_session=session).id
+    except (flows.RunInProgress, BrokerUnavailable) as refused:
+        typer.echo(f"not started: {refused}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"run {run_id} queued")
     while wait:
         time.sleep(1)
@@ -440,3 +455,7 @@ def token_revoke(token_id: int) -> None:
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

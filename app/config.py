@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # Which kind of worker this process is ("cpu" or "gpu"): the same code, other queues.
     worker_kind: str = "cpu"
     task_visibility_timeout_s: int = 6 * 3600
+    # A queued run no worker has started this long after it was sent is sent again; after this
+    # many sendings it fails with the reason. The API looks for such runs this often.
+    # (app/training_runs/flows.py)
+    run_dispatch_timeout_s: float = Field(default=120.0, gt=0)
+    run_max_dispatches: int = Field(default=3, ge=1)
+    run_sweep_interval_s: float = Field(default=30.0, gt=0)
     # Where training runs go: "gpu" sends them to GPU workers.
     training_queue: str = "cpu"
     # Datasets (shards) and run checkpoints. Workers that may resume each other's runs must
@@ -70,6 +76,20 @@ class Settings(BaseSettings):
     # CORS: Studio runs on its own origin and sends a custom header, so browsers preflight.
     cors_allowed_origins: list[str] = ["http://localhost:5173", "http://127.0.0.1:5173"]
     cors_max_age_s: int = 600
+
+    # Connections, per API process (app/serving.py). A request's headers must arrive within
+    # request_header_timeout_s of the connection opening (or of the previous answer), its body
+    # within request_body_timeout_s of its headers (else 408); an idle kept-alive connection is
+    # closed after keep_alive_timeout_s. Beyond max_connections open connections or requests in
+    # flight, new requests get 503 at once; keep the process's open-file limit above it.
+    request_header_timeout_s: float = Field(default=10.0, gt=0)
+    request_body_timeout_s: float = Field(default=30.0, gt=0)
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=2000, ge=1)
+    # Addresses of the reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    # (comma-separated; "*" believes anyone: only where nothing reaches the API but the proxy).
+    # Others' headers are ignored, so a client cannot pick its rate-limit bucket.
+    trusted_proxies: str = "127.0.0.1"
 
     # Limits. A Studio snapshot is ~70-130 KB of JSON; a beacon is at most 64 KiB.
     max_body_bytes: int = 8 * 1024 * 1024  # as sent on the wire (compressed or not)

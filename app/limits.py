@@ -1,5 +1,7 @@
-"""Request limits, as pure ASGI middleware: body size and a per-client rate limit."""
+"""Request limits, as pure ASGI middleware: a body's size and time, and a per-client rate limit."""
 
+import asyncio
+import logging
 import math
 import time
 
@@ -17,14 +19,25 @@ class BodyTooLarge(Exception):
         self.last_chunk = last_chunk
 
 
-class BodySizeLimitMiddleware:
-    """Raises BodyTooLarge from `receive` once a body passes `max_bytes`, whatever
-    Content-Length said, so nothing reads more than that into memory. Views that keep
-    rejected bodies (ingest) catch it; elsewhere `body_too_large_handler` answers 413."""
+class BodyTimeout(Exception):
+    def __init__(self, timeout_s: float, received: int) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g} s ({received} bytes came)")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+log = logging.getLogger("prime_fabric")
+
+
+class BodyLimitMiddleware:
+    """Raises BodyTooLarge from `receive` once a body passes `max_bytes`, whatever
+    Content-Length said, so nothing reads more than that into memory; and BodyTimeout when the
+    whole body has not come `timeout_s` after the headers, so a client sending a byte a second
+    cannot hold a connection. Views that keep rejected bodies (ingest) catch BodyTooLarge;
+    elsewhere the handlers below answer 413 and 408."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,13 +46,21 @@ class BodySizeLimitMiddleware:
         received = 0
         declared = _content_length(scope)
         limit = self.max_bytes
+        deadline = time.monotonic() + self.timeout_s
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body, receive() only waits for a disconnect: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise BodyTimeout(self.timeout_s, received) from None
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)
+                body_done = not message.get("more_body", False)
                 if received > limit or (declared is not None and declared > limit):
                     raise BodyTooLarge(limit, max(received, declared or 0), chunk)
             return message
@@ -59,6 +80,12 @@ def _content_length(scope: Scope) -> int | None:
 
 async def body_too_large_handler(_request: Request, error: BodyTooLarge) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=413)
+
+
+async def body_timeout_handler(request: Request, error: BodyTimeout) -> JSONResponse:
+    client = request.client.host if request.client else "unknown"
+    log.warning("%s %s from %s: %s", request.method, request.url.path, client, error)
+    return JSONResponse({"detail": str(error)}, status_code=408, headers={"Connection": "close"})
 
 
 def refund_rate_limit(request: Request) -> None:

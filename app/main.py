@@ -1,5 +1,6 @@
 """The FastAPI application: routers, middleware and error answers, wired from settings."""
 
+import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -11,14 +12,22 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.config import Settings, get_settings
-from app.database import UNAVAILABLE_ERRORS, get_engine
-from app.limits import BodySizeLimitMiddleware, BodyTooLarge, RateLimitMiddleware, body_too_large_handler
+from app.database import UNAVAILABLE_ERRORS, get_engine, session_scope
+from app.limits import (
+    BodyLimitMiddleware,
+    BodyTimeout,
+    BodyTooLarge,
+    RateLimitMiddleware,
+    body_timeout_handler,
+    body_too_large_handler,
+)
 from app.dashboard import views as dashboard_views
 from app.snapshots import views as snapshot_views
 from app.quarantine import views as quarantine_views
 from app.stats import views as stats_views
 from app.stem_models import views as model_views
 from app.training_runs import views as run_views
+from app.training_runs.flows import redispatch_lost_runs
 from app.snapshots.schemas import Snapshot
 from app.snapshots.views import CHANNEL_HEADER
 from app.snapshots.writer import IngestBacklogFull
@@ -35,7 +44,7 @@ Studio's export URL is **`https://<this host>/stem-separation`**: POST one snaps
 
 
 @asynccontextmanager
-async def lifespan(_app: FastAPI):
+async def lifespan(app: FastAPI):
     # Everything imported so far lives as long as the process: freezing it keeps full garbage
     # collections from walking ~100k objects each time (measured: 31 ms pauses -> 0.2 ms).
     gc.collect()
@@ -47,7 +56,24 @@ async def lifespan(_app: FastAPI):
     # collections taking 1.2-1.7 s, against ~12 taking 0.15 s with this threshold. Memory stays
     # bounded: cyclic garbage is still collected, after 20,000 net new objects.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
+    sweeper = asyncio.create_task(_redispatch_lost_runs_every(app.state.settings.run_sweep_interval_s))
     yield
+    sweeper.cancel()
+
+
+async def _redispatch_lost_runs_every(interval_s: float) -> None:
+    """Runs whose message never reached a worker are sent again (training_runs/flows.py)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(_redispatch_lost_runs)
+        except Exception as error:  # the database or broker down: the next sweep tries again
+            log.warning("looking for lost runs failed: %s", str(error).splitlines()[0] if str(error) else repr(error))
+
+
+def _redispatch_lost_runs() -> None:
+    with session_scope() as session:
+        redispatch_lost_runs(get_settings(), db_session=session)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,12 +95,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_exception_handler(BodyTooLarge, body_too_large_handler)
+    app.add_exception_handler(BodyTimeout, body_timeout_handler)
     for error in (*UNAVAILABLE_ERRORS, IngestBacklogFull):
         app.add_exception_handler(error, database_unavailable)
 
     # Added last = outermost: CORS headers go on every answer, 413 and 429 included, so a
     # browser shows Studio the real status rather than a CORS failure.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.request_body_timeout_s)
     app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
     app.add_middleware(
         CORSMiddleware,

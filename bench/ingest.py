@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import percentile_ms, run_open_loop, snapshot_requests  # noqa: E402
 from tests.conftest import FIXTURE_NAMES, create_postgres_database, fixture_bytes  # noqa: E402
-from tests.servers import api_process  # noqa: E402
+from tests.servers import api_process, api_processes  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -42,17 +42,11 @@ class MemorySampler:
     """RSS of the API's processes (uvicorn and its workers), once a second; and the CPU time
     the API and Postgres spent while it ran (the figure that host noise moves least)."""
 
-    def __init__(self, port: int) -> None:
-        self.port, self.samples, self._stop = port, [], threading.Event()
-
-    def _processes(self) -> list[psutil.Process]:
-        for process in psutil.process_iter(["cmdline"]):
-            if "uvicorn" in " ".join(process.info["cmdline"] or []) and f"--port {self.port}" in " ".join(process.info["cmdline"] or []):
-                return [process, *process.children(recursive=True)]
-        return []
+    def __init__(self, base_url: str) -> None:
+        self.base_url, self.samples, self._stop = base_url, [], threading.Event()
 
     def __enter__(self):
-        processes = self._processes()
+        processes = api_processes(self.base_url)
         self._api, self._cpu_start = processes, (_cpu_seconds(processes), _cpu_seconds(_postgres_processes()))
 
         def sample() -> None:
@@ -190,12 +184,11 @@ def main() -> None:
 
     report = {"host_speed_ms_before": host_speed_ms(), "api_workers": args.api_workers, "mean_snapshot_kb": round(mean_kb, 1), "runs": []}
     with api_process(env, workers=args.api_workers) as base:
-        port = int(base.rsplit(":", 1)[1])
         target = f"{base}/stem-separation"
         warmup = run(args.rate, args.warmup, target, make)
         before = checkpoint_counts(database_url)
         generator_cpu_s = time.process_time()  # this process: the load generator (and the sampler)
-        with MemorySampler(port) as memory, CommitProbe(database_url) as probe:
+        with MemorySampler(base) as memory, CommitProbe(database_url) as probe:
             main_run = run(args.rate, args.duration, target, make)
         generator_cpu_s = time.process_time() - generator_cpu_s - probe.cpu_s
         main_run["commit_probe"] = probe.summary()

@@ -102,9 +102,9 @@ def reset_caches() -> None:
     """Drops cached settings, engines and the Celery sender, so the next use reads the environment."""
     if get_engine.cache_info().currsize:
         get_engine().dispose()
-    from workers.celery_app import get_sender
+    from app.broker import get_celery
 
-    for cached in (get_settings, get_engine, get_sessionmaker, get_sender):
+    for cached in (get_settings, get_engine, get_sessionmaker, get_celery):
         cached.cache_clear()
 
 

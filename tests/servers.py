@@ -44,16 +44,15 @@ def answers_healthz(base_url: str) -> bool:
 
 @contextmanager
 def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = None) -> Iterator[str]:
-    """Runs `uvicorn app.main:app` in its own process; yields its base URL."""
+    """Runs the API (`fabric api`: uvicorn with our limits) in its own process; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     # The address the server is reached at is its public base URL, unless the test says otherwise.
     env = {"FABRIC_PUBLIC_BASE_URLS": json.dumps([url]), **env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT, env={**os.environ, "FABRIC_LOG_LEVEL": "warning", **env}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
     def healthy() -> bool:
@@ -66,6 +65,19 @@ def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = N
         yield url
     finally:
         _stop(process, signal.SIGINT, log if log_path else None)
+
+
+def api_processes(base_url: str) -> list:
+    """The processes of the API started by api_process at base_url: the server and, with
+    several workers, its worker processes (psutil.Process)."""
+    import psutil
+
+    port = base_url.rsplit(":", 1)[1]
+    for process in psutil.process_iter(["cmdline"]):
+        command = process.info["cmdline"] or []
+        if command[1:4] == ["-m", "app.cli", "api"] and port in command:
+            return [process, *process.children(recursive=True)]
+    return []
 
 
 @contextmanager

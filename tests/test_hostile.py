@@ -214,17 +214,14 @@ def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configur
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-    import psutil
 
-    from tests.servers import api_process
+    from tests.servers import api_process, api_processes
     from tests.test_payload import AMPLIFIED
 
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)
     with api_process(env, log_path=tmp_path / "api.log") as base:
-        port = base.rsplit(":", 1)[1]
-        server = next(p for p in psutil.process_iter(["cmdline"]) if "uvicorn" in " ".join(p.info["cmdline"] or [])
-                      and port in (p.info["cmdline"] or []))  # fmt: skip
+        [server] = api_processes(base)
         headers = {**FETCH_HEADERS, "Content-Encoding": "gzip"}
         warm_up = httpx.post(f"{base}/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS, timeout=30)
         assert warm_up.status_code == 201

@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import select
 from fastapi.testclient import TestClient
 
-from app.config import Settings
 from app.database import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
@@ -22,7 +21,7 @@ from app.stem_models.service import current_champion
 from app.main import create_app
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from app.training_runs.service import create_run
+from app.training_runs.flows import start_run
 from tests.conftest import FETCH_HEADERS
 from tests.servers import worker_process
 from tests.tfjs import serve_directory, tfjs_predict
@@ -30,8 +29,6 @@ from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from training.contract import STEMS
 from training.model import predict
 from training.synthetic import synthetic_snapshots
-from workers.celery_app import create_celery
-from workers.tasks import pipeline
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -77,14 +74,8 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     count = len(instrument_snapshots)
 
     with session_scope() as session:
-        run = create_run(session, RunParameters(run_label="e2e", epochs=EPOCHS, model_size="tiny"))
-        run_id = run.id
-    settings = Settings(**{"database_url": pipeline_env["DATABASE_URL"]},
-                        celery_broker_url=pipeline_env["CELERY_BROKER_URL"],
-                        celery_result_backend=pipeline_env["CELERY_RESULT_BACKEND"])  # fmt: skip
-    celery = create_celery(settings)
+        run_id = start_run(RunParameters(run_label="e2e", epochs=EPOCHS, model_size="tiny"), db_session=session).id
     with worker_process(pipeline_env, queue="cpu", log_path=tmp_path / "worker.log"):
-        pipeline(run_id, celery=celery, training_queue="cpu").apply_async()
         run = wait_for_run(run_id, timeout_s=300)
 
     assert run.status == "succeeded", (run.error, (tmp_path / "worker.log").read_text()[-3000:])
@@ -124,9 +115,9 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     # A second, deliberately poor run (one epoch at a negligible learning rate) must not replace
     # the champion: it is kept, rejected, with the figures that decided it.
     with session_scope() as session:
-        poor_id = create_run(session, RunParameters(run_label="poor", epochs=1, learning_rate=1e-7, model_size="tiny")).id
+        poor = RunParameters(run_label="poor", epochs=1, learning_rate=1e-7, model_size="tiny")
+        poor_id = start_run(poor, db_session=session).id
     with worker_process(pipeline_env, queue="cpu", log_path=tmp_path / "worker2.log"):
-        pipeline(poor_id, celery=celery, training_queue="cpu").apply_async()
         poor = wait_for_run(poor_id, timeout_s=300)
     assert poor.status == "succeeded", poor.error
     with session_scope() as session:
@@ -135,21 +126,19 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
         assert current_champion(session).id == published.id
 
 
-def test_run_resumes_on_another_worker_after_the_first_dies_mid_training(pipeline_env, tmp_path):
+def test_run_resumes_on_another_worker_after_the_first_dies_mid_training(pipeline_env, configure, tmp_path):
     """SIGKILL the worker during training (no warm shutdown, no acknowledgement): Redis hands
     the task to a second worker after the visibility timeout, and training continues from the
     last epoch checkpoint, with one continuous epoch history."""
     env = {**pipeline_env, "FABRIC_TASK_VISIBILITY_TIMEOUT_S": "3"}
+    configure(FABRIC_TASK_VISIBILITY_TIMEOUT_S="3")
     client = TestClient(create_app())
     for snapshot in synthetic_snapshots(120, seed=22):
         assert client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS).status_code == 201
     with session_scope() as session:
-        run_id = create_run(session, RunParameters(run_label="resume", epochs=40, batch_size=4, model_size="tiny")).id
-    settings = Settings(database_url=env["DATABASE_URL"], celery_broker_url=env["CELERY_BROKER_URL"],
-                        celery_result_backend=env["CELERY_RESULT_BACKEND"], task_visibility_timeout_s=3)  # fmt: skip
+        run_id = start_run(RunParameters(run_label="resume", epochs=40, batch_size=4, model_size="tiny"), db_session=session).id
 
     with worker_process(env, queue="cpu", log_path=tmp_path / "first.log") as first:
-        pipeline(run_id, celery=create_celery(settings), training_queue="cpu").apply_async()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with session_scope() as session:

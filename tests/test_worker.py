@@ -9,7 +9,7 @@ import redis
 
 from app.config import Settings
 from tests.servers import worker_process
-from workers.celery_app import create_celery
+from app.broker import create_celery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -26,6 +26,10 @@ class TrainingRun(Base):
     resumed_from_epoch: Mapped[int | None] = mapped_column(Integer)
     metrics: Mapped[dict | None] = mapped_column(JSON)  # model and baselines, same data
     worker: Mapped[str | None] = mapped_column(String(255))
+    # How many times the run was sent to the workers, and when last: a queued run no worker
+    # starts is sent again (training_runs/flows.py), and only the latest sending is carried out.
+    dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,5 +1,6 @@
 """Runs and datasets on the wire: what an operator may ask, and what they read back."""
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -35,7 +36,7 @@ class RunView(CamelModel):
                       "parameters": {"run_label": "weekly", "epochs": 50}, "datasetId": 4, "epoch": 3,
                       "history": [{"epoch": 2, "loss": 0.0049, "val_loss": 0.0067, "learning_rate": 0.001}],
                       "resumedFromEpoch": None, "metrics": None, "worker": "cpu@worker-1", "error": None,
-                      "createdAt": "2026-11-21T06:00:00Z", "startedAt": "2026-11-21T06:00:01Z", "finishedAt": None}]
+                      "dispatches": 1, "dispatchedAt": "2026-11-21T06:00:00Z", "createdAt": "2026-11-21T06:00:00Z", "startedAt": "2026-11-21T06:00:01Z", "finishedAt": None}]
     })  # fmt: skip
 
     id: int
@@ -50,9 +51,11 @@ class RunView(CamelModel):
     metrics: dict | None
     worker: str | None
     error: str | None
-    created_at: object
-    started_at: object | None
-    finished_at: object | None
+    dispatches: int = Field(description="How many times the run was sent to the workers (sent again when none started it)")
+    created_at: datetime
+    dispatched_at: datetime | None = None
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class DatasetView(CamelModel):

@@ -10,18 +10,22 @@ import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.database import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import build_dataset, load_split
-from app.training_runs.models import TrainingRun
+from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 from app.training_runs.schemas import RunParameters
 
 
 class RunCancelled(Exception):
     pass
+
+
+class StaleDispatch(Exception):
+    """A message for a run that has since been sent again (or has ended): the worker drops it."""
 
 
 def create_run(session: Session, parameters: RunParameters) -> TrainingRun:
@@ -32,26 +36,69 @@ def create_run(session: Session, parameters: RunParameters) -> TrainingRun:
     return run
 
 
+def get_active(*, db_session: Session) -> TrainingRun | None:
+    """The run holding the single run slot (queued or running), if any."""
+    return db_session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_STATUSES)).limit(1))
+
+
+def record_dispatch(run_id: int, *, db_session: Session, seen: int | None = None) -> int | None:
+    """Numbers the next sending of a queued run and commits it; returns that number, or None
+    when the run is no longer queued or another process numbered it first (`seen` is the
+    number the caller read)."""
+    query = update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == "queued")
+    if seen is not None:
+        query = query.where(TrainingRun.dispatches == seen)
+    result = db_session.execute(
+        query.values(dispatches=TrainingRun.dispatches + 1, dispatched_at=datetime.now(UTC)).returning(TrainingRun.dispatches)
+    )
+    number = result.scalar()
+    db_session.commit()
+    return number
+
+
+def get_unstarted(*, db_session: Session, dispatched_before: datetime) -> list[TrainingRun]:
+    """Queued runs that no worker has started since they were last sent, before the moment given."""
+    return list(db_session.scalars(select(TrainingRun).where(
+        TrainingRun.status == "queued", TrainingRun.dispatched_at < dispatched_before).order_by(TrainingRun.id)))  # fmt: skip
+
+
+def fail(run_id: int, reason: str, *, db_session: Session, only_if_queued: bool = False) -> bool:
+    """Ends a queued or running run as failed, with the reason; False if it had ended (or, with
+    `only_if_queued`, had started) meanwhile."""
+    statuses = ("queued",) if only_if_queued else ACTIVE_STATUSES
+    result = db_session.execute(update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status.in_(statuses))
+                                .values(status="failed", error=reason, finished_at=datetime.now(UTC)))  # fmt: skip
+    db_session.commit()
+    return result.rowcount == 1
+
+
 def run_directory(artifacts_dir: Path, run_id: int) -> Path:
     return artifacts_dir / "runs" / str(run_id)
 
 
-def _enter_stage(run_id: int, stage: str, worker: str) -> TrainingRun:
+def _enter_stage(run_id: int, stage: str, worker: str, dispatch: int | None) -> TrainingRun:
+    """Marks the run as in this stage, on this worker. In one conditional UPDATE, so a run sent
+    again meanwhile (its dispatch number moved on) is never carried out twice."""
     with session_scope() as session:
+        claim = update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status.in_(ACTIVE_STATUSES))
+        if dispatch is not None:
+            claim = claim.where(TrainingRun.dispatches == dispatch)
+        now = datetime.now(UTC)
+        claimed = session.execute(claim.values(status="running", stage=stage, worker=worker,
+                                               started_at=func.coalesce(TrainingRun.started_at, now))).rowcount  # fmt: skip
         run = session.get(TrainingRun, run_id)
         if run is None:
             raise LookupError(f"no training run {run_id}")
         if run.status == "cancelled":
             raise RunCancelled(f"run {run_id} was cancelled")
-        run.status, run.stage, run.worker = "running", stage, worker
-        run.started_at = run.started_at or datetime.now(UTC)
-        session.flush()  # before detaching it, or these changes are never written
+        if not claimed:
+            raise StaleDispatch(f"run {run_id} is {run.status} at dispatch {run.dispatches}; this message was dispatch {dispatch}")
         session.expunge(run)
         return run
 
 
-def dataset_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
-    run = _enter_stage(run_id, "dataset", worker)
+def dataset_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> int:
+    run = _enter_stage(run_id, "dataset", worker, dispatch)
     if run.dataset_id is not None:
         return run.dataset_id
     parameters = RunParameters(**run.parameters)
@@ -67,11 +114,11 @@ def dataset_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
         return dataset.id
 
 
-def training_stage(run_id: int, artifacts_dir: Path, worker: str) -> int:
+def training_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> int:
     """Trains (resuming from the run's checkpoint if there is one); returns epochs run."""
     from training.train import train
 
-    run = _enter_stage(run_id, "training", worker)
+    run = _enter_stage(run_id, "training", worker, dispatch)
     config = model_config(RunParameters(**run.parameters))
     directory = _dataset_directory(run.dataset_id)
 
@@ -105,11 +152,11 @@ def model_config(parameters: RunParameters):
                                batch_size=parameters.batch_size, learning_rate=parameters.learning_rate)  # fmt: skip
 
 
-def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str) -> dict:
+def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> dict:
     """Metrics of the trained model next to the baselines, on the test split."""
     from training.train import evaluate_against_baselines
 
-    run = _enter_stage(run_id, "evaluating", worker)
+    run = _enter_stage(run_id, "evaluating", worker, dispatch)
     directory = _dataset_directory(run.dataset_id)
     model = _best_model(artifacts_dir, run_id)
     splits = [load_split(directory, split) for split in ("train", "validation", "test")]
@@ -130,11 +177,11 @@ def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str) -> dict:
     return metrics
 
 
-def publishing_stage(run_id: int, artifacts_dir: Path, worker: str) -> str:
+def publishing_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> str:
     """Exports the run's best model as TF.js weights and gates it; returns the decision."""
     from app.stem_models.service import publish_run
 
-    run = _enter_stage(run_id, "publishing", worker)
+    run = _enter_stage(run_id, "publishing", worker, dispatch)
     if run.metrics is None:
         raise LookupError(f"run {run_id} has not been evaluated")
     with session_scope() as session:

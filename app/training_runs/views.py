@@ -9,25 +9,25 @@ from app.http import get_or_404
 from app.datasets.models import Dataset
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 from app.training_runs.schemas import DatasetView, RunParameters, RunStarted, RunView
-from app.training_runs.service import create_run
+from app.broker import BrokerUnavailable
+from app.training_runs import flows
 
 router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operator"))])
 
 
 @router.post("/runs", status_code=202, response_model=RunStarted, summary="Start a training run",
-             responses={409: {"description": "A run is already queued or running"}})  # fmt: skip
+             responses={409: {"description": "A run is already queued or running"},
+                        503: {"description": "The task broker is unavailable: the run was not started"}})  # fmt: skip
 def start_run(parameters: RunParameters, request: Request, response: Response):
     """One run at a time: a request while another is queued or running is refused (409, with
     that run's id) rather than queued behind it, so two runs never race to become champion."""
-    from workers.celery_app import get_sender
-    from workers.tasks import pipeline
-
     with session_scope() as session:
-        active = session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_STATUSES)).limit(1))
-        if active is not None:
-            raise HTTPException(409, f"run {active.id} is {active.status}; cancel it or wait for it to finish")
-        run_id = create_run(session, parameters).id
-    pipeline(run_id, celery=get_sender()).apply_async()
+        try:
+            run_id = flows.start_run(parameters, db_session=session).id
+        except flows.RunInProgress as busy:
+            raise HTTPException(409, str(busy)) from None
+        except BrokerUnavailable as error:
+            raise HTTPException(503, f"{error}; the run was not started", headers={"Retry-After": "10"}) from None
     url = str(request.url_for("get_run", run_id=run_id))
     response.headers["Location"] = url
     return {"id": run_id, "url": url, "status": "queued"}

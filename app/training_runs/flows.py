@@ -1,0 +1,77 @@
+"""Starting a run and making sure it reaches a worker: the one way in, for the API and the CLI.
+
+The run row is the outbox. A run is committed as queued, then numbered and sent; a run whose
+message never reaches a worker (the broker down at that moment, or a broker restart losing its
+queue) is found by `redispatch_lost_runs`, which the API calls every `run_sweep_interval_s`:
+a queued run that no worker has started `run_dispatch_timeout_s` after it was sent is sent
+again, and after `run_max_dispatches` sendings it is failed with the reason. So no run holds
+the single run slot for longer than run_max_dispatches x run_dispatch_timeout_s +
+run_sweep_interval_s (6.5 min by default) without a worker taking it.
+"""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.broker import BrokerUnavailable, send_run
+from app.config import Settings
+from app.training_runs import service
+from app.training_runs.models import TrainingRun
+from app.training_runs.schemas import RunParameters
+
+log = logging.getLogger(__name__)
+
+
+class RunInProgress(Exception):
+    """One run at a time: another is queued or running."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        super().__init__(f"run {run.id} is {run.status}; cancel it or wait for it to finish")
+        self.run_id = run.id
+
+
+def start_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
+    """Creates a run and sends it to the workers. RunInProgress when another holds the slot;
+    BrokerUnavailable (the run then failed with that reason, the slot free) when the broker
+    cannot take it."""
+    active = service.get_active(db_session=db_session)
+    if active is not None:
+        raise RunInProgress(active)
+    run = service.create_run(db_session, parameters)
+    dispatch = service.record_dispatch(run.id, db_session=db_session)
+    try:
+        send_run(run.id, dispatch)
+    except BrokerUnavailable as error:
+        service.fail(run.id, f"not started: {error}", db_session=db_session)
+        raise
+    db_session.refresh(run)
+    return run
+
+
+def redispatch_lost_runs(settings: Settings, *, db_session: Session) -> list[str]:
+    """Sends again each queued run that no worker has started in time, or fails it after the
+    last try; returns what it did, one line per run."""
+    now = datetime.now(UTC)
+    lost = service.get_unstarted(
+        db_session=db_session, dispatched_before=now - timedelta(seconds=settings.run_dispatch_timeout_s)
+    )
+    done = []
+    for run in lost:
+        if run.dispatches >= settings.run_max_dispatches:
+            reason = (f"no worker started it after {run.dispatches} sendings, {settings.run_dispatch_timeout_s:g} s "
+                      f"apart: is a worker listening on the 'cpu' queue?")  # fmt: skip
+            if service.fail(run.id, reason, db_session=db_session, only_if_queued=True):
+                done.append(f"run {run.id} failed: {reason}")
+            continue
+        dispatch = service.record_dispatch(run.id, db_session=db_session, seen=run.dispatches)
+        if dispatch is None:  # started, cancelled, or sent again by another API process meanwhile
+            continue
+        try:
+            send_run(run.id, dispatch)
+            done.append(f"run {run.id} sent again (sending {dispatch})")
+        except BrokerUnavailable as error:  # counted as a sending: the next sweep tries again
+            done.append(f"run {run.id} could not be sent again: {error}")
+    for line in done:
+        log.warning("%s", line)
+    return done

@@ -1,0 +1,110 @@
+"""Runs cannot get stuck: the broker down at `POST /runs` is a prompt 503 that leaves the slot
+free, a run whose message was lost is sent again, a stale message is dropped, and a run no
+worker ever takes fails with the reason in bounded time."""
+
+import json
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from app.auth.service import create_token
+from app.broker import send_run
+from app.database import session_scope
+from app.datasets.models import Dataset
+from app.main import create_app
+from app.snapshots.models import Snapshot
+from app.stem_models.models import ModelPromotion, StemModel
+from app.training_runs.flows import redispatch_lost_runs, start_run
+from app.training_runs.models import TrainingRun
+from app.training_runs.schemas import RunParameters
+from app.config import get_settings
+from tests.conftest import FETCH_HEADERS
+from tests.servers import TcpProxy, worker_process
+from tests.test_worker import redis_url  # noqa: F401  (fixture)
+from training.synthetic import synthetic_snapshots
+
+
+def _empty_runs() -> None:
+    with session_scope() as session:
+        for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot):
+            session.execute(delete(table))
+
+
+def test_a_run_no_worker_takes_is_sent_again_then_failed_with_the_reason(configure, sqlite_url, tmp_path):
+    """No worker at all: the API's sweep sends the run again, then fails it, and the slot is free."""
+    configure(DATABASE_URL=sqlite_url, FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
+              FABRIC_RUN_SWEEP_INTERVAL_S="0.2", FABRIC_RUN_DISPATCH_TIMEOUT_S="0.5", FABRIC_RUN_MAX_DISPATCHES="2")  # fmt: skip
+    _empty_runs()
+    with session_scope() as session:
+        run_id = start_run(RunParameters(run_label="orphan", model_size="tiny"), db_session=session).id
+    started = time.monotonic()
+    with TestClient(create_app()):  # its lifespan runs the sweep
+        while time.monotonic() - started < 15:
+            with session_scope() as session:
+                run = session.get(TrainingRun, run_id)
+                if run.status != "queued":
+                    break
+            time.sleep(0.1)
+    assert run.status == "failed" and run.dispatches == 2, (run.status, run.dispatches)
+    assert "no worker started it after 2 sendings" in run.error
+    assert len(list((tmp_path / "broker" / "queue").iterdir())) == 2  # each sending reached the broker
+    with session_scope() as session:  # the slot is free
+        assert start_run(RunParameters(run_label="next", model_size="tiny"), db_session=session).status == "queued"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+    from sqlalchemy.engine import make_url
+
+    url = make_url(redis_url)  # the same URL grammar: redis://host:port/db
+    with TcpProxy(target_port=url.port) as proxy:
+        broker = url.set(host="127.0.0.1", port=proxy.port).render_as_string()
+        env = {"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker,
+               "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "FABRIC_RATE_LIMIT_PER_S": "0",
+               "FABRIC_RUN_DISPATCH_TIMEOUT_S": "0.1"}  # fmt: skip
+        configure(**env)
+        _empty_runs()
+        with session_scope() as session:
+            token, _ = create_token(session, "ops", "operator")
+        client = TestClient(create_app())
+        client.headers["Authorization"] = f"Bearer {token}"
+        for snapshot in synthetic_snapshots(60, seed=5):
+            assert client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS).status_code == 201
+
+        # The broker down at POST /runs: a prompt 503, and the run is failed, not left queued.
+        proxy.block()
+        asked = time.monotonic()
+        refused = client.post("/runs", json={"runLabel": "outage", "epochs": 2, "modelSize": "tiny"})
+        took_s = time.monotonic() - asked
+        print(f"POST /runs with the broker down: {refused.status_code} after {took_s:.2f} s")
+        assert refused.status_code == 503 and "broker" in refused.json()["detail"]
+        assert took_s < 5
+        [failed] = client.get("/runs").json()
+        assert failed["status"] == "failed" and "not started: the task broker is unavailable" in failed["error"]
+        proxy.unblock()
+
+        # The broker back, the slot is free. Then the queue is lost (a restart without AOF).
+        started = client.post("/runs", json={"runLabel": "lost", "epochs": 2, "modelSize": "tiny"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        redis.Redis.from_url(redis_url).delete("cpu")
+        send_run(run_id, 1)  # ... and an old copy of its first message turns up after all
+        time.sleep(0.2)
+        with session_scope() as session:
+            assert redispatch_lost_runs(get_settings(), db_session=session) == [f"run {run_id} sent again (sending 2)"]
+
+        with worker_process(env, queue="cpu", log_path=tmp_path / "worker.log"):
+            deadline = time.monotonic() + 180
+            while (run := client.get(f"/runs/{run_id}").json())["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, run
+                time.sleep(0.3)
+        log = (tmp_path / "worker.log").read_text()
+        assert run["status"] == "succeeded" and run["dispatches"] == 2, (run, log[-3000:])
+        assert log.count("this message was dispatch 1; dropped") == 1, log[-3000:]
+        with session_scope() as session:  # a finished run is not sent again
+            assert redispatch_lost_runs(get_settings(), db_session=session) == []
