@@ -157,6 +157,10 @@ class RateLimitMiddleware:
         return 0.0
 
     def _forget_full_buckets(self, now: float) -> None:
-        # Buckets that have refilled carry no state worth keeping.
+        # Buckets that have refilled carry no state worth keeping. If that is not enough (a flood
+        # of new addresses), the oldest go, down to 90% so this sweep is rare: such a client
+        # starts again with a full bucket.
         refill_s = self.burst / self.rate
         self.buckets = {c: v for c, v in self.buckets.items() if now - v[1] < refill_s}
+        for client in list(self.buckets)[: max(0, len(self.buckets) - self.max_clients * 9 // 10)]:
+            del self.buckets[client]

@@ -517,3 +517,13 @@ def test_ingesting_does_not_run_a_garbage_collection_per_snapshot(client):
         gc.callbacks.remove(count)
     assert statuses == [201] * len(bodies)
     assert len(collections) < len(bodies) / 5, f"{len(collections)} collections for {len(bodies)} snapshots"
+
+
+def test_rate_limit_buckets_stay_bounded_under_a_flood_of_addresses():
+    from app.limits import RateLimitMiddleware
+
+    limiter = RateLimitMiddleware(app=None, rate=1.0, burst=5, max_clients=100)
+    for n in range(1_000):  # all within one refill: none has refilled
+        assert limiter._take(f"10.0.{n // 256}.{n % 256}", now=1.0) == 0.0
+    assert len(limiter.buckets) <= 100
+    assert "10.0.3.231" in limiter.buckets  # the newest are kept
