@@ -76,9 +76,10 @@ _KEPT_WORDS = frozenset((*STEMS, *KEYS, *MODES, *CORRECTION_TYPES, "stem-separat
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a field name such as quantumFeatures
 _SLUG = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a classification such as twotrack
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# A JSON string (to its closing quote or the end of the line), a number (kept as it is), or a
-# run of letters outside a string.
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|\d[\d.]*(?:[eE][+-]?\d+)?|[^\W\d_][\w.@+\'-]*')
+# A JSON string (to its closing quote or the end of the line); a run of numbers with the commas,
+# spaces and brackets between them (kept as it is, and matched as one so that a body of a
+# million numbers is a few thousand tokens); or a run of letters outside a string.
+_TOKEN = re.compile(r'(?P<string>"(?:[^"\\\n]|\\.)*"?)|(?P<numbers>[-+.eE,\s\[\]]*\d[-+.\deE,\s\[\]]*)|[^\W\d_][\w.@+\'-]*')
 
 
 def without_free_text(text: str) -> str:
@@ -90,9 +91,9 @@ def without_free_text(text: str) -> str:
         token = match.group()
         pieces.append(text[done : match.start()])
         done = match.end()
-        if token[0].isdigit():
+        if match.lastgroup == "numbers":
             pieces.append(token)
-        elif token.startswith('"'):
+        elif match.lastgroup == "string":
             inner = token[1:-1] if len(token) > 1 and token.endswith('"') else token[1:]
             is_key = text[done : done + 64].lstrip().startswith(":")
             if is_key and _IDENTIFIER.fullmatch(inner):
