@@ -246,3 +246,12 @@ def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configur
     assert [a.status_code for a in answers] == [413] * 6
     assert {a.json()["detail"] for a in answers} == {"the body holds more than 1500000 JSON values"}
     assert peak - before < 50 * 2**20
+
+
+def test_the_scrub_keeps_numbers_and_drops_words_next_to_them():
+    from app.quarantine.service import without_free_text
+
+    text = '{"n": [1e5, -2.5E-3, 2pac, 5 Eve], bare Rue 5, "title": "Jane"}'
+    assert without_free_text(text) == '{"n": [1e5, -2.5E-3, 2<text:3>, 5 <text:3>], <text:4> <text:3> 5, "title": "<text:4>"}'
+    nested = "[" * 100_000 + "]" * 100_000  # no backtracking over runs of brackets
+    assert without_free_text(nested) == nested

@@ -78,8 +78,9 @@ _SLUG = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a classification such as twotrac
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # A JSON string (to its closing quote or the end of the line); a run of numbers with the commas,
 # spaces and brackets between them (kept as it is, and matched as one so that a body of a
-# million numbers is a few thousand tokens); or a run of letters outside a string.
-_TOKEN = re.compile(r'(?P<string>"(?:[^"\\\n]|\\.)*"?)|(?P<numbers>[-+.eE,\s\[\]]*\d[-+.\deE,\s\[\]]*)|[^\W\d_][\w.@+\'-]*')
+# million numbers is a few thousand tokens; it starts at a digit, so matching stays linear); or
+# a run of letters outside a string.
+_TOKEN = re.compile(r'(?P<string>"(?:[^"\\\n]|\\.)*"?)|(?P<numbers>\d[-+.\d,\s\[\]]*(?:(?<=\d)[eE][-+.\d,\s\[\]]*)*)|[^\W\d_][\w.@+\'-]*')
 
 
 def without_free_text(text: str) -> str:
