@@ -107,7 +107,7 @@ def quarantine_list(
     from app.quarantine.service import list_quarantined
 
     with session_scope() as session:
-        for item in list_quarantined(session, reason_type=reason, http_status=status, limit=limit, before_id=before):
+        for item in list_quarantined(reason_type=reason, http_status=status, limit=limit, before_id=before, db_session=session):
             first = item.reasons[0] if item.reasons else {}
             typer.echo(
                 f"{item.id:>6}  {item.last_seen_at:%Y-%m-%d %H:%M:%S}  x{item.occurrences:<3} {item.http_status}"
@@ -119,10 +119,11 @@ def quarantine_list(
 def quarantine_show(item_id: int) -> None:
     """One rejection: every reason and the kept (redacted) body."""
     from app.database import session_scope
+    from app.quarantine import service
     from app.quarantine.models import QuarantinedItem
 
     with session_scope() as session:
-        item = session.get(QuarantinedItem, item_id)
+        item = service.get(item_id, db_session=session)
         if item is None:
             typer.echo(f"no quarantined item {item_id}", err=True)
             raise typer.Exit(1)
@@ -206,7 +207,7 @@ def dataset(
     from app.datasets.service import build_dataset
 
     with session_scope() as session:
-        built = build_dataset(session, output_dir, run_label, validation_share, test_share)
+        built = build_dataset(output_dir, run_label, validation_share, test_share, db_session=session)
         typer.echo(json.dumps({"path": built.path, "hash": built.content_hash, **built.manifest["counts"],
                                "audit": built.manifest["audit"]}, indent=2))  # fmt: skip
 
@@ -309,8 +310,8 @@ def run(
 
     from app.broker import BrokerUnavailable
     from app.database import session_scope
-    from app.training_runs import flows
-    from app.training_runs.models import TrainingRun
+    from app.training_runs import flows, service
+    from app.training_runs.models import TERMINAL_STATUSES
     from app.training_runs.schemas import RunParameters
 
     parameters = RunParameters(run_label=run_label, epochs=epochs, batch_size=batch_size,
@@ -325,9 +326,9 @@ def run(
     while wait:
         time.sleep(1)
         with session_scope() as session:
-            current = session.get(TrainingRun, run_id)
+            current = service.get(run_id, db_session=session)
             typer.echo(f"\r{current.status:10} {current.stage:11} epoch {current.epoch or 0}/{epochs}", nl=False)
-            if current.status in ("succeeded", "failed", "cancelled"):
+            if current.status in TERMINAL_STATUSES:
                 typer.echo(f"\n{current.error or ''}")
                 if current.metrics and "margin" in current.metrics:
                     _print_judgement(current.metrics)
@@ -422,20 +423,18 @@ def token_create(
     from app.database import session_scope
 
     with session_scope() as session:
-        token, row = create_token(session, name, role)
+        token, row = create_token(name, role, db_session=session)
         typer.echo(f"token {row.id} ({row.role}, {row.name}); keep it now, it is not shown again:\n{token}")
 
 
 @token_cli.command("list")
 def token_list() -> None:
     """Tokens, without their secrets."""
-    from sqlalchemy import select
-
-    from app.auth.models import ApiToken
+    from app.auth.service import get_all_tokens
     from app.database import session_scope
 
     with session_scope() as session:
-        for row in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+        for row in get_all_tokens(db_session=session):
             state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
             typer.echo(f"{row.id:>4}  {row.role:9} {state:24} {row.name}")
 
@@ -447,7 +446,7 @@ def token_revoke(token_id: int) -> None:
     from app.database import session_scope
 
     with session_scope() as session:
-        if not revoke_token(session, token_id):
+        if not revoke_token(token_id, db_session=session):
             typer.echo(f"no active token {token_id}", err=True)
             raise typer.Exit(1)
     typer.echo(f"token {token_id} revoked")

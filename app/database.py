@@ -113,6 +113,12 @@ def get_engine() -> Engine:
     return build_engine(settings.database_url, settings.database_pool_size, settings.postgres_backend_flush_after)
 
 
+def ping_database() -> None:
+    """A round trip to the database; raises one of UNAVAILABLE_ERRORS when it is not there."""
+    with get_engine().connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+
+
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)

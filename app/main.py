@@ -9,10 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from app.config import Settings, get_settings
-from app.database import UNAVAILABLE_ERRORS, get_engine, session_scope
+from app.database import UNAVAILABLE_ERRORS, ping_database, session_scope
 from app.limits import (
     BodyLimitMiddleware,
     BodyTimeout,
@@ -27,6 +26,7 @@ from app.quarantine import views as quarantine_views
 from app.stats import views as stats_views
 from app.stem_models import views as model_views
 from app.training_runs import views as run_views
+from app.datasets import views as dataset_views
 from app.training_runs.flows import redispatch_lost_runs
 from app.snapshots.schemas import Snapshot
 from app.snapshots.views import CHANNEL_HEADER
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(snapshot_views.router)
     app.include_router(model_views.router)
     app.include_router(run_views.router)
+    app.include_router(dataset_views.router)
     app.include_router(quarantine_views.router)
     app.include_router(stats_views.router)
     dashboard_views.install(app)
@@ -90,8 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", tags=["health"], summary="Liveness and database reachability",
              responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})  # fmt: skip
     def healthz() -> dict[str, str]:
-        with get_engine().connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ping_database()
         return {"status": "ok"}
 
     app.add_exception_handler(BodyTooLarge, body_too_large_handler)

@@ -86,13 +86,13 @@ def measure(database_url: str, repeats: int) -> dict:
     def stats(function, **window):
         def run():
             with session_scope() as session:
-                function(session, service.window_for(**window))
+                function(service.window_for(**window), db_session=session)
 
         return run
 
     with session_scope() as session:
         stored = session.scalar(select(func.count()).select_from(Snapshot))
-        token, _ = create_token(session, "bench", "admin")
+        token, _ = create_token("bench", "admin", db_session=session)
     results = {"snapshots": stored}
     results["overview, all time"] = timed(stats(service.overview, range_name="all"), repeats)
     results["overview, last 7 days"] = timed(stats(service.overview, range_name="7d"), repeats)

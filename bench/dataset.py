@@ -78,7 +78,7 @@ def build_once(database_url: str) -> dict:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     with Session(engine) as session, tempfile.TemporaryDirectory() as out:
-        built = build_dataset(session, Path(out), "bench", 0.8)
+        built = build_dataset(Path(out), "bench", 0.8, db_session=session)
         total = built.manifest["counts"]["total"]
         session.delete(built)
         session.commit()

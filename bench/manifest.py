@@ -34,7 +34,7 @@ def publish_two_models(artifacts: Path) -> list[int]:
     model_ids = []
     for epochs in (2, 3):
         with session_scope() as session:
-            run_id = runs.create_run(session, RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny")).id
+            run_id = runs.create_run(RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny"), db_session=session).id
         runs.run_all_stages(run_id, artifacts, "bench")
         with session_scope() as session:
             model_ids.append(session.query(StemModel).filter_by(run_id=run_id).one().id)
@@ -46,7 +46,7 @@ def promote(model_id: int) -> None:
     from app.stem_models.service import promote as promote_model
 
     with session_scope() as session:
-        promote_model(session, model_id, "bench", "bench", force=True)
+        promote_model(model_id, "bench", "bench", force=True, db_session=session)
 
 
 def main() -> None:

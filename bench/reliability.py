@@ -113,7 +113,7 @@ def broker_down(database_url: str) -> dict:
     os.environ.update(env)
     reset_caches()
     with session_scope() as session:
-        token, _ = create_token(session, "bench", "operator")
+        token, _ = create_token("bench", "operator", db_session=session)
     times, statuses = [], set()
     with api_process(env) as base:
         for _ in range(5):

@@ -126,6 +126,15 @@ class TcpProxy:
 
     def __exit__(self, *_exc) -> None:
         self._call(self._drop_all)
+
+        async def stop() -> None:  # every connection's task ends before the loop does
+            self._server.close()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

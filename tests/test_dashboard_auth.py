@@ -17,10 +17,10 @@ from app.stem_models.models import ModelPromotion
 @pytest.fixture
 def tokens(db):
     with session_scope() as session:
-        admin, _ = create_token(session, "root", "admin")
-        operator, _ = create_token(session, "ops", "operator")
-        revoked, row = create_token(session, "old", "admin")
-        revoke_token(session, row.id)
+        admin, _ = create_token("root", "admin", db_session=session)
+        operator, _ = create_token("ops", "operator", db_session=session)
+        revoked, row = create_token("old", "admin", db_session=session)
+        revoke_token(row.id, db_session=session)
     return {"admin": admin, "operator": operator, "revoked": revoked}
 
 
@@ -99,7 +99,7 @@ def test_revoking_the_token_ends_its_sessions(browser, tokens):
     assert browser.get("/dashboard").status_code == 200
     with session_scope() as session:
         session_row = session.scalar(select(AdminSession).where(AdminSession.session_hash == hash_token(browser.cookies["pf_session"])))
-        revoke_token(session, session_row.token_id)
+        revoke_token(session_row.token_id, db_session=session)
     assert browser.get("/dashboard").status_code == 303
 
 

@@ -54,10 +54,10 @@ def site(tmp_path_factory):
             _seed(base, url)
             for epochs in (4, 6):
                 with session_scope() as session:
-                    run_id = runs.create_run(session, RunParameters(run_label=f"tiny-{epochs}", epochs=epochs, model_size="tiny")).id
+                    run_id = runs.create_run(RunParameters(run_label=f"tiny-{epochs}", epochs=epochs, model_size="tiny"), db_session=session).id
                 runs.run_all_stages(run_id, artifacts, "browser-test")
             with session_scope() as session:
-                token, _ = create_token(session, "dashboard-admin", "admin")
+                token, _ = create_token("dashboard-admin", "admin", db_session=session)
             yield {"base": base, "db": url.replace("postgresql+psycopg://", "postgresql://"), "token": token}
     finally:
         mp.undo()
@@ -269,7 +269,7 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
 
 def test_a_running_run_updates_without_a_reload(page, site):
     with session_scope() as session:
-        run = runs.create_run(session, RunParameters(run_label="live", epochs=10, model_size="tiny"))
+        run = runs.create_run(RunParameters(run_label="live", epochs=10, model_size="tiny"), db_session=session)
         run.status, run.stage, run.epoch = "running", "training", 1
         run.history = [{"epoch": 0, "loss": 0.05, "val_loss": 0.06, "learning_rate": 0.001}]
         run_id = run.id

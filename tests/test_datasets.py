@@ -27,7 +27,7 @@ def test_ids_round_trip_and_correction_only_snapshots_are_members(configure, sql
     assert client.post("/stem-separation", content=json.dumps(corrected), headers=FETCH_HEADERS).status_code == 201
 
     with session_scope() as session:
-        dataset = build_dataset(session, tmp_path / "datasets", "ids")
+        dataset = build_dataset(tmp_path / "datasets", "ids", db_session=session)
         directory, manifest = Path(dataset.path), dataset.manifest
     stored = []
     for split in ("train", "validation", "test"):

@@ -25,7 +25,7 @@ def operator_headers(db, configure, tmp_path) -> dict:
     configure(CELERY_BROKER_URL="filesystem://", FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
               FABRIC_ARTIFACTS_DIR=str(tmp_path))  # fmt: skip
     with session_scope() as session:
-        token, _ = create_token(session, "fuzzer", "admin")
+        token, _ = create_token("fuzzer", "admin", db_session=session)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -59,20 +59,20 @@ def registry(postgres_url, tmp_path_factory):
     run_ids = []
     for epochs in (6, 8):
         with session_scope() as session:
-            run_id = runs.create_run(session, RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny")).id
+            run_id = runs.create_run(RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny"), db_session=session).id
         runs.run_all_stages(run_id, artifacts, "test")
         run_ids.append(run_id)
     with session_scope() as session:
         models = {m.run_id: (m.id, m.version) for m in session.query(StemModel)}
-        operator, _ = create_token(session, "ops", "operator")
-        admin, _ = create_token(session, "root", "admin")
-        revoked, revoked_row = create_token(session, "old", "operator")
-        revoke_token(session, revoked_row.id)
+        operator, _ = create_token("ops", "operator", db_session=session)
+        admin, _ = create_token("root", "admin", db_session=session)
+        revoked, revoked_row = create_token("old", "operator", db_session=session)
+        revoke_token(revoked_row.id, db_session=session)
     # Make the first run's model latest, whatever the gate said of the second.
     with session_scope() as session:
         from app.stem_models.service import promote
 
-        promote(session, models[run_ids[0]][0], "test", "baseline for these tests", force=True)
+        promote(models[run_ids[0]][0], "test", "baseline for these tests", force=True, db_session=session)
     yield {"client": client, "artifacts": artifacts, "runs": run_ids, "models": models, "operator": operator,
            "admin": admin, "revoked": revoked}  # fmt: skip
     mp.undo()

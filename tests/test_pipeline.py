@@ -97,7 +97,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     with session_scope() as session:
         published = session.scalar(select(StemModel).where(StemModel.run_id == run_id))
         session.expunge(published)
-        assert current_champion(session).id == published.id
+        assert current_champion(db_session=session).id == published.id
     assert published.decision == "published", published.reason
     manifest = published.manifest
     assert manifest["stems"] == list(STEMS) and manifest["dataset"]["hash"]
@@ -123,7 +123,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     with session_scope() as session:
         rejected = session.scalar(select(StemModel).where(StemModel.run_id == poor_id))
         assert rejected.decision == "rejected" and "strongest baseline" in rejected.reason
-        assert current_champion(session).id == published.id
+        assert current_champion(db_session=session).id == published.id
 
 
 def test_run_resumes_on_another_worker_after_the_first_dies_mid_training(pipeline_env, configure, tmp_path):

@@ -70,7 +70,7 @@ def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_ur
         configure(**env)
         _empty_runs()
         with session_scope() as session:
-            token, _ = create_token(session, "ops", "operator")
+            token, _ = create_token("ops", "operator", db_session=session)
         client = TestClient(create_app())
         client.headers["Authorization"] = f"Bearer {token}"
         for snapshot in synthetic_snapshots(60, seed=5):

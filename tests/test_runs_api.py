@@ -33,7 +33,7 @@ def operator_client(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
     with session_scope() as session:
         for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot, QuarantinedItem, ApiToken):
             session.execute(delete(table))
-        token, _ = create_token(session, "ops", "operator")
+        token, _ = create_token("ops", "operator", db_session=session)
     client = TestClient(create_app())
     client.headers["Authorization"] = f"Bearer {token}"
     return client, env

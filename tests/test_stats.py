@@ -79,7 +79,7 @@ def test_overview_counts_what_was_seeded(seeded, name):
     window = WINDOWS[name]
     chosen = [s for s in seeded if _in(window, s)]
     with session_scope() as session:
-        figures = service.overview(session, window, now=NOW)
+        figures = service.overview(window, now=NOW, db_session=session)
     assert figures.total == len(chosen)
     assert figures.with_ground_truth == sum("groundTruthStems" in s["snapshot"] for s in chosen)
     assert figures.with_corrections == sum(bool(s["snapshot"].get("userCorrections")) for s in chosen)
@@ -102,7 +102,7 @@ def test_overview_counts_what_was_seeded(seeded, name):
 
 def test_rejections_are_counted_by_reason_with_retries(seeded):
     with session_scope() as session:
-        figures = service.overview(session, WINDOWS["all"], now=NOW)
+        figures = service.overview(WINDOWS["all"], now=NOW, db_session=session)
     reasons = {r.reason_type: (r.items, r.occurrences) for r in figures.rejected_by_reason}
     assert reasons.pop("malformed_json") == (1, 1)
     assert sum(items for items, _ in reasons.values()) == 1  # the invalid snapshot: one row...
@@ -115,7 +115,7 @@ def test_distributions_count_what_was_seeded(seeded, name):
     window = WINDOWS[name]
     chosen = [s["snapshot"] for s in seeded if _in(window, s)]
     with session_scope() as session:
-        figures = service.distributions(session, window)
+        figures = service.distributions(window, db_session=session)
 
     def tally(values) -> dict:
         counts: dict = {}
@@ -153,8 +153,8 @@ def test_distributions_count_what_was_seeded(seeded, name):
 
 def test_stats_api_is_for_admins_only(client, seeded):
     with session_scope() as session:
-        operator, _ = create_token(session, "ops", "operator")
-        admin, _ = create_token(session, "root", "admin")
+        operator, _ = create_token("ops", "operator", db_session=session)
+        admin, _ = create_token("root", "admin", db_session=session)
     assert client.get("/stats/overview").status_code == 401
     assert client.get("/stats/overview", headers={"Authorization": f"Bearer {operator}"}).status_code == 403
     answer = client.get("/stats/overview?range=24h&channel=beta", headers={"Authorization": f"Bearer {admin}"})
@@ -168,7 +168,7 @@ def test_stats_api_is_for_admins_only(client, seeded):
 
 def test_windows_outside_any_snapshot_dates_are_refused_not_overflowed(client):
     with session_scope() as session:
-        admin, _ = create_token(session, "root", "admin")
+        admin, _ = create_token("root", "admin", db_session=session)
     for query in ("until=0001-01-01T00:00:00Z", "since=9999-12-31T23:59:59Z", "since=1970-01-01"):
         answer = client.get(f"/stats/overview?{query}", headers={"Authorization": f"Bearer {admin}"})
         assert answer.status_code == 422 and "outside 2000-01-01 to 2100-01-01" in answer.json()["detail"], query

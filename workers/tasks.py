@@ -6,10 +6,9 @@ import logging
 import socket
 
 from celery.exceptions import Ignore
-from sqlalchemy import text
 
 from app.config import get_settings
-from app.database import get_engine
+from app.database import ping_database
 from app.training_runs import service as runs
 from workers.celery_app import app
 
@@ -17,8 +16,7 @@ from workers.celery_app import app
 @app.task(name="fabric.ping")
 def ping() -> dict[str, str]:
     """Proves a worker is up, reads its settings and reaches the database."""
-    with get_engine().connect() as connection:
-        connection.execute(text("SELECT 1"))
+    ping_database()
     return {"worker": socket.gethostname(), "kind": get_settings().worker_kind, "database": "ok"}
 
 

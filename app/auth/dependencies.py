@@ -25,7 +25,7 @@ def require(role: str) -> Callable[..., ApiToken]:
     def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> ApiToken:
         if credentials is not None and credentials.scheme.lower() == "bearer":
             with session_scope() as session:
-                token = authenticate(session, credentials.credentials)
+                token = authenticate(credentials.credentials, db_session=session)
                 if token is not None:
                     session.expunge(token)
         elif request.method in SAFE_METHODS and request.cookies.get(SESSION_COOKIE):
@@ -49,7 +49,7 @@ def dashboard_session(request: Request) -> tuple[AdminSession, ApiToken] | None:
     if not cookie:
         return None
     with session_scope() as session:
-        found = resolve_session(session, cookie)
+        found = resolve_session(cookie, db_session=session)
         if found is not None:
             session.expunge_all()
     return found

@@ -12,19 +12,18 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from app.auth.dependencies import SESSION_COOKIE, dashboard_session
 from app.auth.models import AdminSession, ApiToken
 from app.auth.service import allows, authenticate, end_session, start_session
 from app.dashboard import charts
 from app.database import RowId, session_scope
-from app.datasets.models import Dataset
-from app.http import get_or_404
+from app.datasets import service as datasets
 from app.quarantine.service import list_quarantined
 from app.stats import service as stats
-from app.stem_models import service as models
-from app.stem_models.models import ModelPromotion, StemModel
+from app.stem_models import service as stem_models
+from app.stem_models.models import StemModel
+from app.training_runs import service as runs
 from app.snapshots.schemas import STEM_NAMES
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 
@@ -102,13 +101,13 @@ def login(request: Request, token: str = Form("", max_length=256), next_path: st
         return _page(request, "login.html", {"next": "/dashboard", "error": "Log in from this site's own page."}, status_code=403)  # fmt: skip
     settings = request.app.state.settings
     with session_scope() as session:
-        row = authenticate(session, token.strip()) if token.strip() else None
+        row = authenticate(token.strip(), db_session=session) if token.strip() else None
         if row is None:
             error, status = "That token is unknown or revoked.", 401
         elif not allows(row, "admin"):
             error, status = f"The dashboard needs an admin token; this one is {row.role}.", 403
         else:
-            cookie, _ = start_session(session, row, settings.dashboard_session_ttl_s)
+            cookie, _ = start_session(row, settings.dashboard_session_ttl_s, db_session=session)
             answer = RedirectResponse(_safe_next(next_path), status_code=303)
             answer.set_cookie(SESSION_COOKIE, cookie, max_age=settings.dashboard_session_ttl_s, path="/", httponly=True,
                               samesite="lax", secure=request.url.scheme == "https" or settings.dashboard_cookie_secure)  # fmt: skip
@@ -119,7 +118,7 @@ def login(request: Request, token: str = Form("", max_length=256), next_path: st
 @router.post("/logout")
 def logout(request: Request, _login=Depends(checked_form)):
     with session_scope() as session:
-        end_session(session, request.cookies[SESSION_COOKIE])
+        end_session(request.cookies[SESSION_COOKIE], db_session=session)
     answer = RedirectResponse("/dashboard/login?logged_out=1", status_code=303)
     answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return answer
@@ -165,23 +164,23 @@ def filters(
 @router.get("")
 def overview(request: Request, selected: dict = Depends(filters), login=Depends(admin)):
     with session_scope() as session:
-        figures = stats.overview(session, selected["window"])
-        channels = stats.channels_seen(session)
+        figures = stats.overview(selected["window"], db_session=session)
+        channels = stats.channels_seen(db_session=session)
     return _page(request, "overview.html", {"o": figures, "filters": selected, "channels": channels}, login)
 
 
 @router.get("/data")
 def data(request: Request, selected: dict = Depends(filters), login=Depends(admin)):
     with session_scope() as session:
-        figures = stats.distributions(session, selected["window"])
-        channels = stats.channels_seen(session)
+        figures = stats.distributions(selected["window"], db_session=session)
+        channels = stats.channels_seen(db_session=session)
     return _page(request, "data.html", {"d": figures, "filters": selected, "channels": channels}, login)
 
 
 @router.get("/training")
 def training(request: Request, login=Depends(admin)):
     with session_scope() as session:
-        stored = session.scalars(select(StemModel).order_by(StemModel.id.desc()).limit(100)).all()
+        stored = stem_models.get_all(limit=100, db_session=session)
         context = {**_runs_context(session), **_models_context(session, stored)}
     return _page(request, "training.html", context, login)
 
@@ -197,10 +196,10 @@ def training_live(request: Request, login=Depends(admin)):
 @router.get("/runs/{run_id}")
 def run_page(request: Request, run_id: RowId, login=Depends(admin)):
     with session_scope() as session:
-        run = get_or_404(session, TrainingRun, run_id, "run")
-        produced = session.scalars(select(StemModel).where(StemModel.run_id == run_id)).all()
+        run = _run_or_404(run_id, session)
+        produced = stem_models.get_all(run_id=run_id, db_session=session)
         context = {**_progress_context(run), **_models_context(session, produced),
-                   "dataset": session.get(Dataset, run.dataset_id) if run.dataset_id else None}  # fmt: skip
+                   "dataset": datasets.get(run.dataset_id, db_session=session) if run.dataset_id else None}  # fmt: skip
     return _page(request, "run.html", context, login)
 
 
@@ -208,7 +207,7 @@ def run_page(request: Request, run_id: RowId, login=Depends(admin)):
 def run_live(request: Request, run_id: RowId, login=Depends(admin)):
     """A run's progress alone, swapped in every few seconds while the run is active."""
     with session_scope() as session:
-        context = _progress_context(get_or_404(session, TrainingRun, run_id, "run"))
+        context = _progress_context(_run_or_404(run_id, session))
     return _page(request, "run_live.html", context, login)
 
 
@@ -217,10 +216,10 @@ def promote(model_id: RowId, login=Depends(checked_form), back: str = Form("/das
             force: bool = Form(False), reason: str = Form("", max_length=1000)):  # fmt: skip
     with session_scope() as session:
         try:
-            models.promote(session, model_id, _who(login), reason.strip() or "promoted from the dashboard", force=force)
+            stem_models.promote(model_id, _who(login), reason.strip() or "promoted from the dashboard", force=force, db_session=session)
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
-        except models.GateRejected as error:
+        except stem_models.GateRejected as error:
             return RedirectResponse(_with_notice(_safe_next(back), str(error)), status_code=303)
     return RedirectResponse(_with_notice(_safe_next(back), f"Model {model_id} is now latest."), status_code=303)
 
@@ -229,7 +228,7 @@ def promote(model_id: RowId, login=Depends(checked_form), back: str = Form("/das
 def rollback(login=Depends(checked_form), back: str = Form("/dashboard/training", max_length=2048)):
     with session_scope() as session:
         try:
-            promotion = models.rollback(session, _who(login))
+            promotion = stem_models.rollback(_who(login), db_session=session)
             notice = f"Rolled back: model {promotion.model_id} is latest again."
         except LookupError as error:
             notice = f"Nothing to roll back to: {error}."
@@ -240,7 +239,7 @@ def rollback(login=Depends(checked_form), back: str = Form("/dashboard/training"
 def quarantine(request: Request, reason: str | None = Query(None, max_length=64),
                channel: str | None = Query(None, max_length=64), login=Depends(admin)):  # fmt: skip
     with session_scope() as session:
-        items = list_quarantined(session, reason_type=reason, channel=channel, limit=200)
+        items = list_quarantined(reason_type=reason, channel=channel, limit=200, db_session=session)
     return _page(request, "quarantine.html", {"items": items, "reason": reason, "channel": channel}, login)
 
 
@@ -248,8 +247,15 @@ def quarantine(request: Request, reason: str | None = Query(None, max_length=64)
 
 
 def _runs_context(session) -> dict:
-    runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(100)).all()
-    return {"runs": runs, "active": any(r.status in ACTIVE_STATUSES for r in runs)}
+    latest = runs.get_all(limit=100, db_session=session)
+    return {"runs": latest, "active": any(r.status in ACTIVE_STATUSES for r in latest)}
+
+
+def _run_or_404(run_id: int, session) -> TrainingRun:
+    run = runs.get(run_id, db_session=session)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id}")
+    return run
 
 
 def _progress_context(run: TrainingRun) -> dict:
@@ -259,9 +265,9 @@ def _progress_context(run: TrainingRun) -> dict:
 
 
 def _models_context(session, stored: list[StemModel]) -> dict:
-    champion = models.current_champion(session)
-    rows = [{"model": m, "headline": models.headline(m.manifest["metrics"])} for m in stored]
-    promotions = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(20)).all()
+    champion = stem_models.current_champion(db_session=session)
+    rows = [{"model": m, "headline": stem_models.headline(m.manifest["metrics"])} for m in stored]
+    promotions = stem_models.get_promotions(limit=20, db_session=session)
     return {"models": rows, "champion_id": champion.id if champion else None, "promotions": promotions}
 
 

@@ -120,8 +120,17 @@ def _corrections(session: Session) -> dict:
     return found
 
 
-def build_dataset(session: Session, output_root: Path, run_label: str, validation_share: float = 0.15,
-                  test_share: float = 0.15) -> Dataset:  # fmt: skip
+def get(dataset_id: int, *, db_session: Session) -> Dataset | None:
+    return db_session.get(Dataset, dataset_id)
+
+
+def get_all(*, db_session: Session, limit: int = 50) -> list[Dataset]:
+    """Datasets, newest first."""
+    return list(db_session.scalars(select(Dataset).order_by(Dataset.id.desc()).limit(limit)))
+
+
+def build_dataset(output_root: Path, run_label: str, validation_share: float = 0.15,
+                  test_share: float = 0.15, *, db_session: Session) -> Dataset:  # fmt: skip
     """Builds (or finds, when the same one exists) the dataset of every snapshot with ground
     truth. Returns the stored Dataset row; commits it."""
     if not (0.0 < validation_share < 0.5 and 0.0 < test_share < 0.5 and validation_share + test_share < 0.9):
@@ -137,10 +146,10 @@ def build_dataset(session: Session, output_root: Path, run_label: str, validatio
     seen_content: set[bytes] = set()  # 8 bytes a member: 160 KB at 20,000 snapshots
     corrected = 0
 
-    corrections_of = _corrections(session)
+    corrections_of = _corrections(db_session)
     # Snapshots with ground truth, and those whose only signal is a user's corrections.
     query = select(*_COLUMNS).where(Snapshot.has_ground_truth.is_(True) | (Snapshot.correction_count > 0)).order_by(Snapshot.id)
-    result = session.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
+    result = db_session.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
     for row in result:
         content_key = bytes.fromhex(row.content_hash[:16])
         if content_key in seen_content:
@@ -172,7 +181,7 @@ def build_dataset(session: Session, output_root: Path, run_label: str, validatio
         writer.flush()
 
     content_hash = digest.hexdigest()
-    existing = session.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
+    existing = db_session.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
     if existing is not None:
         shutil.rmtree(staging)
         return existing
@@ -201,8 +210,8 @@ def build_dataset(session: Session, output_root: Path, run_label: str, validatio
         test_count=writers["test"].count, path=str(directory),
         manifest=manifest,
     )  # fmt: skip
-    session.add(dataset)
-    session.commit()
+    db_session.add(dataset)
+    db_session.commit()
     return dataset
 
 

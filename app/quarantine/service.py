@@ -115,9 +115,13 @@ def without_free_text(text: str) -> str:
     return "".join(pieces)
 
 
+def get(item_id: int, *, db_session: Session) -> QuarantinedItem | None:
+    return db_session.get(QuarantinedItem, item_id)
+
+
 def list_quarantined(
-    session: Session,
     *,
+    db_session: Session,
     reason_type: str | None = None,
     http_status: int | None = None,
     channel: str | None = None,
@@ -134,7 +138,7 @@ def list_quarantined(
         query = query.where(QuarantinedItem.channel == channel)
     if before_id:
         query = query.where(QuarantinedItem.id < before_id)
-    return list(session.scalars(query))
+    return list(db_session.scalars(query))
 
 
 def _as_uuid_text(value: object) -> str | None:

@@ -1,13 +1,11 @@
 """Operators read what was rejected and why. Token required."""
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from app.auth.dependencies import require
 from app.database import ROW_ID_MAX, RowId, session_scope
-from app.http import get_or_404
-from app.quarantine.models import QuarantinedItem
+from app.quarantine import service
 from app.quarantine.schemas import QuarantineView
-from app.quarantine.service import list_quarantined
 
 router = APIRouter(tags=["quarantine"], dependencies=[Depends(require("operator"))])
 PREVIEW_CHARS = 2000
@@ -23,8 +21,8 @@ def list_items(
 ):
     """Each item's body is cut to its first 2,000 characters here; GET one for all of it."""
     with session_scope() as session:
-        items = list_quarantined(session, reason_type=reason_type, http_status=http_status, channel=channel,
-                                 limit=limit, before_id=before_id)  # fmt: skip
+        items = service.list_quarantined(reason_type=reason_type, http_status=http_status, channel=channel,
+                                 limit=limit, before_id=before_id, db_session=session)  # fmt: skip
         views = [QuarantineView.model_validate(item) for item in items]
     return [v.model_copy(update={"body_excerpt": v.body_excerpt[:PREVIEW_CHARS]}) for v in views]
 
@@ -32,4 +30,7 @@ def list_items(
 @router.get("/quarantine/{item_id}", response_model=QuarantineView, summary="One rejection, with the kept body")
 def get_item(item_id: RowId):
     with session_scope() as session:
-        return QuarantineView.model_validate(get_or_404(session, QuarantinedItem, item_id, "quarantined item"))
+        item = service.get(item_id, db_session=session)
+        if item is None:
+            raise HTTPException(404, f"no quarantined item {item_id}")
+        return QuarantineView.model_validate(item)

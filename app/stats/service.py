@@ -54,10 +54,10 @@ def window_for(range_name: RangeName = "all", since: datetime | None = None, unt
     return StatsWindow(since=since, until=until, channel=channel or None)
 
 
-def overview(session: Session, window: StatsWindow, now: datetime | None = None) -> Overview:
+def overview(window: StatsWindow, now: datetime | None = None, *, db_session: Session) -> Overview:
     now = now or datetime.now(UTC)
     where = _snapshot_conditions(window)
-    total, with_truth, with_corrections, duplicates = session.execute(
+    total, with_truth, with_corrections, duplicates = db_session.execute(
         select(
             func.count(),
             func.count().filter(Snapshot.has_ground_truth.is_(True)),
@@ -67,7 +67,7 @@ def overview(session: Session, window: StatsWindow, now: datetime | None = None)
     ).one()
     rejected = [
         RejectionCount(reason_type=reason, items=items, occurrences=int(occurrences))
-        for reason, items, occurrences in session.execute(
+        for reason, items, occurrences in db_session.execute(
             select(QuarantinedItem.reason_type, func.count(), func.sum(QuarantinedItem.occurrences))
             .where(*_quarantine_conditions(window))
             .group_by(QuarantinedItem.reason_type)
@@ -75,7 +75,7 @@ def overview(session: Session, window: StatsWindow, now: datetime | None = None)
         )
     ]
     recent = [Snapshot.channel == window.channel] if window.channel else []
-    last_minute, last_5_minutes = session.execute(
+    last_minute, last_5_minutes = db_session.execute(
         select(
             func.count().filter(Snapshot.received_at >= now - timedelta(minutes=1)),
             func.count().filter(Snapshot.received_at >= now - timedelta(minutes=5)),
@@ -85,20 +85,20 @@ def overview(session: Session, window: StatsWindow, now: datetime | None = None)
         window=window, total=total, with_ground_truth=with_truth, with_corrections=with_corrections,
         duplicates_absorbed=duplicates, rejected_items=sum(r.items for r in rejected),
         rejected_occurrences=sum(r.occurrences for r in rejected), rejected_by_reason=rejected,
-        per_day=_per_day(session, window, now), per_hour=_per_hour(session, window, now),
+        per_day=_per_day(db_session, window, now), per_hour=_per_hour(db_session, window, now),
         ingest_per_s_last_minute=round(last_minute / 60, 2), ingest_per_s_last_5_minutes=round(last_5_minutes / 300, 2),
     )  # fmt: skip
 
 
-def distributions(session: Session, window: StatsWindow) -> Distributions:
+def distributions(window: StatsWindow, *, db_session: Session) -> Distributions:
     where = _snapshot_conditions(window)
-    key_mode = session.execute(
+    key_mode = db_session.execute(
         select(Snapshot.key, Snapshot.mode, func.count()).where(*where).group_by(Snapshot.key, Snapshot.mode)
     ).all()
     key_mode.sort(key=lambda row: (KEY_NAMES.index(row[0]), row[1] or "unknown"))  # C major, C minor, C# ...
 
     # One scan: how many snapshots, how many with ground truth, and with each stem of it.
-    total, with_truth, *per_stem = session.execute(
+    total, with_truth, *per_stem = db_session.execute(
         select(func.count(), func.count().filter(Snapshot.has_ground_truth.is_(True)),
                *[func.count().filter(getattr(Snapshot, f"gt_{stem}").is_not(None)) for stem in STEM_NAMES])
         .select_from(Snapshot).where(*where)  # fmt: skip
@@ -108,23 +108,23 @@ def distributions(session: Session, window: StatsWindow) -> Distributions:
     return Distributions(
         window=window,
         total=total,
-        classification=_grouped(session, Snapshot.classification, where),
+        classification=_grouped(db_session, Snapshot.classification, where),
         key_mode=[Count(label=f"{key} {mode or 'unknown'}", count=count) for key, mode, count in key_mode],
-        bpm=_histogram(session, Snapshot.bpm, BPM_EDGES, where, none_label="none"),
-        duration_s=_histogram(session, Snapshot.duration_s, DURATION_EDGES_S, where),
-        sample_rate=_grouped(session, Snapshot.sample_rate, where, by_count=False),
-        audio_channels=_grouped(session, Snapshot.channels, where, by_count=False),
-        stream_lengths=_stream_lengths(session, where),
+        bpm=_histogram(db_session, Snapshot.bpm, BPM_EDGES, where, none_label="none"),
+        duration_s=_histogram(db_session, Snapshot.duration_s, DURATION_EDGES_S, where),
+        sample_rate=_grouped(db_session, Snapshot.sample_rate, where, by_count=False),
+        audio_channels=_grouped(db_session, Snapshot.channels, where, by_count=False),
+        stream_lengths=_stream_lengths(db_session, where),
         with_ground_truth=with_truth,
         ground_truth_by_stem=[Count(label=stem, count=n) for stem, n in zip(STEM_NAMES, per_stem, strict=True)],
-        corrections_by_stem=_grouped(session, corrections.c.stem),
-        corrections_by_type=_grouped(session, corrections.c.correction_type),
-        latest_dataset=_latest_dataset(session),
+        corrections_by_stem=_grouped(db_session, corrections.c.stem),
+        corrections_by_type=_grouped(db_session, corrections.c.correction_type),
+        latest_dataset=_latest_dataset(db_session),
     )
 
 
-def channels_seen(session: Session) -> list[str]:
-    return list(session.scalars(select(Snapshot.channel).distinct().order_by(Snapshot.channel)))
+def channels_seen(*, db_session: Session) -> list[str]:
+    return list(db_session.scalars(select(Snapshot.channel).distinct().order_by(Snapshot.channel)))
 
 
 def _snapshot_conditions(window: StatsWindow) -> list[ColumnElement[bool]]:

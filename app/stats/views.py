@@ -27,10 +27,10 @@ def stats_window(
 @router.get("/overview", response_model=Overview, summary="Snapshots received, rejected and absorbed, over time")
 def overview(window: StatsWindow = Depends(stats_window)):
     with session_scope() as session:
-        return service.overview(session, window)
+        return service.overview(window, db_session=session)
 
 
 @router.get("/data", response_model=Distributions, summary="How the stored snapshots are distributed")
 def data(window: StatsWindow = Depends(stats_window)):
     with session_scope() as session:
-        return service.distributions(session, window)
+        return service.distributions(window, db_session=session)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel
+from app.stem_models.schemas import LatestManifest
 from app.wire import json_safe
 from training.features import FEATURE_VERSION
 from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
@@ -35,9 +36,47 @@ class GateRejected(Exception):
     """Promoting a model the gate rejected needs `force` and a reason."""
 
 
-def current_champion(session: Session) -> StemModel | None:
-    promotion = session.scalar(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(1))
-    return session.get(StemModel, promotion.model_id) if promotion else None
+def current_champion(*, db_session: Session) -> StemModel | None:
+    promotion = db_session.scalar(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(1))
+    return db_session.get(StemModel, promotion.model_id) if promotion else None
+
+
+def latest_manifest(base_url: str, channel: str, *, db_session: Session) -> LatestManifest:
+    """What Studio reads at /models/latest: the latest model's version, file URLs under
+    `base_url`, stems, input and output, and its headline figures."""
+    champion = current_champion(db_session=db_session)
+    manifest, version = champion.manifest, champion.version
+    base = f"{base_url}/models/{version}/files/"
+    return LatestManifest(
+        channel=channel, version=version, created_at=champion.created_at,
+        model_json_url=base + manifest["model_json"]["float32"],
+        float16_model_json_url=base + manifest["model_json"]["float16"],
+        files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
+        stems=manifest["stems"], input=manifest["input"], output=manifest["output"],
+        feature_version=manifest["feature_version"], metrics=headline(manifest["metrics"]),
+    )  # fmt: skip
+
+
+def latest_promotion_id(*, db_session: Session) -> int | None:
+    """The newest promotion's id: when it has not changed, neither has the latest model."""
+    return db_session.scalar(select(ModelPromotion.id).order_by(ModelPromotion.id.desc()).limit(1))
+
+
+def get_by_version(version: str, *, db_session: Session) -> StemModel | None:
+    return db_session.scalar(select(StemModel).where(StemModel.version == version))
+
+
+def get_all(*, db_session: Session, run_id: int | None = None, limit: int | None = None) -> list[StemModel]:
+    """Models, newest first; those a run produced, if given."""
+    query = select(StemModel).order_by(StemModel.id.desc()).limit(limit)
+    if run_id is not None:
+        query = query.where(StemModel.run_id == run_id)
+    return list(db_session.scalars(query))
+
+
+def get_promotions(*, db_session: Session, limit: int | None = None) -> list[ModelPromotion]:
+    """Who made which model latest, newest first."""
+    return list(db_session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(limit)))
 
 
 def headline(metrics: dict) -> dict[str, float | str | None]:
@@ -96,16 +135,16 @@ def gate(metrics: dict, candidate_on_champion_data: Report | None = None, champi
     return False, f"beats the baselines ({figures}) but not the champion on its test data: {candidate:.2f} vs {champion:.2f} dB"
 
 
-def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict) -> StemModel:
+def publish_run(run, model, artifacts_dir: Path, metrics: dict, *, db_session: Session) -> StemModel:
     """Exports the run's model, gates it, records it (and its promotion). Commits."""
     import keras
 
     from training.export import export_graph_model
     from training.model import predict
 
-    dataset = session.get(Dataset, run.dataset_id)
+    dataset = db_session.get(Dataset, run.dataset_id)
     version = f"r{run.id}-{dataset.content_hash[:8]}"
-    existing = session.scalar(select(StemModel).where(StemModel.version == version))
+    existing = db_session.scalar(select(StemModel).where(StemModel.version == version))
     if existing is not None:  # published by an earlier delivery of this task
         return existing
     directory = artifacts_dir / "models" / version
@@ -116,10 +155,10 @@ def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict
     test = load_split(Path(dataset.path), "test")
     float16_error = _float16_error(model, test.features[:64])
 
-    champion = current_champion(session)
+    champion = current_champion(db_session=db_session)
     on_champion_data = champion_on_its_data = None
     if champion is not None and champion.manifest["feature_version"] == FEATURE_VERSION:
-        champion_dataset = session.get(Dataset, champion.dataset_id)
+        champion_dataset = db_session.get(Dataset, champion.dataset_id)
         champion_split = load_split(Path(champion_dataset.path), "test")
         champion_model = keras.models.load_model(Path(champion.path) / KERAS_FILE)
         on_champion_data = evaluate(champion_split, predict(model, champion_split.features))
@@ -147,11 +186,11 @@ def publish_run(session: Session, run, model, artifacts_dir: Path, metrics: dict
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
     stem_model = StemModel(version=version, run_id=run.id, dataset_id=dataset.id, path=str(directory),
                            manifest=manifest, decision="published" if publish else "rejected", reason=reason)  # fmt: skip
-    session.add(stem_model)
-    session.flush()
+    db_session.add(stem_model)
+    db_session.flush()
     if publish:
-        session.add(ModelPromotion(model_id=stem_model.id, promoted_by="pipeline", reason=reason))
-    session.commit()
+        db_session.add(ModelPromotion(model_id=stem_model.id, promoted_by="pipeline", reason=reason))
+    db_session.commit()
     return stem_model
 
 
@@ -165,10 +204,10 @@ def _file_digests(directory: Path) -> list[dict]:
     return files
 
 
-def promote(session: Session, model_id: int, promoted_by: str, reason: str, force: bool = False) -> ModelPromotion:
+def promote(model_id: int, promoted_by: str, reason: str, force: bool = False, *, db_session: Session) -> ModelPromotion:
     """Makes a model "latest". A model the gate rejected needs force=True and a reason of its
     own; the promotion records that it was forced. Commits."""
-    model = session.get(StemModel, model_id)
+    model = db_session.get(StemModel, model_id)
     if model is None:
         raise LookupError(f"no model {model_id}")
     forced = model.decision != "published"
@@ -176,21 +215,21 @@ def promote(session: Session, model_id: int, promoted_by: str, reason: str, forc
         raise GateRejected(f"model {model_id} was rejected by the gate ({model.reason}); promoting it needs force "
                            f"and a reason")  # fmt: skip
     promotion = ModelPromotion(model_id=model_id, promoted_by=promoted_by, reason=reason, forced=forced)
-    session.add(promotion)
-    session.commit()
+    db_session.add(promotion)
+    db_session.commit()
     return promotion
 
 
-def rollback(session: Session, promoted_by: str) -> ModelPromotion:
+def rollback(promoted_by: str, *, db_session: Session) -> ModelPromotion:
     """Makes "latest" the model that was latest before the current one. Commits."""
-    history = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc())).all()
+    history = db_session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc())).all()
     if not history:
         raise LookupError("no model has been promoted yet")
     current = history[0].model_id
     previous = next((p.model_id for p in history[1:] if p.model_id != current), None)
     if previous is None:
         raise LookupError("there is no earlier model to roll back to")
-    return promote(session, previous, promoted_by, f"rollback from model {current}", force=True)
+    return promote(previous, promoted_by, f"rollback from model {current}", force=True, db_session=db_session)
 
 
 def _float16_error(model, features: np.ndarray) -> float:

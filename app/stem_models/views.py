@@ -11,14 +11,12 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.database import RowId, session_scope
 from app.stem_models import service
-from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
 
 log = logging.getLogger("prime_fabric")
@@ -79,13 +77,13 @@ def _refreshed(key: tuple[str, str], refresh: asyncio.Future) -> None:
 def _refresh_latest(key: tuple[str, str], cached: tuple | None) -> tuple:
     """(checked at, promotion id, payload, etag), rebuilt only if the promotion changed."""
     with session_scope() as session:
-        promotion_id = session.scalar(select(ModelPromotion.id).order_by(ModelPromotion.id.desc()).limit(1))
+        promotion_id = service.latest_promotion_id(db_session=session)
         if cached is not None and cached[1] == promotion_id:
             answer = cached[2:]
         elif promotion_id is None:
             answer = (None, None)
         else:
-            answer = _latest_answer(session, *key)
+            answer = _latest_answer(service.latest_manifest(*key, db_session=session))
     _latest_cache[key] = (time.monotonic(), promotion_id, *answer)
     return _latest_cache[key]
 
@@ -101,19 +99,9 @@ def _public_base_url(request: Request) -> str:
 _refreshing: dict[tuple[str, str], asyncio.Future] = {}
 
 
-def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
-    champion = service.current_champion(session)
-    manifest, version, created_at = champion.manifest, champion.version, champion.created_at
-    base = f"{base_url}/models/{version}/files/"
-    body = LatestManifest(
-        channel=channel, version=version, created_at=created_at,
-        model_json_url=base + manifest["model_json"]["float32"],
-        float16_model_json_url=base + manifest["model_json"]["float16"],
-        files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
-        stems=manifest["stems"], input=manifest["input"], output=manifest["output"],
-        feature_version=manifest["feature_version"], metrics=service.headline(manifest["metrics"]),
-    )  # fmt: skip
-    payload = body.model_dump_json(by_alias=True)
+def _latest_answer(manifest: LatestManifest) -> tuple[str, str]:
+    """The manifest as sent, and its ETag."""
+    payload = manifest.model_dump_json(by_alias=True)
     return payload, '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
 
 
@@ -123,7 +111,7 @@ def _latest_answer(session, base_url: str, channel: str) -> tuple[str, str]:
                        404: {"description": "No such model or file"}})  # fmt: skip
 def model_file(version: str, path: str):
     with session_scope() as session:
-        model = session.scalar(select(StemModel).where(StemModel.version == version))
+        model = service.get_by_version(version, db_session=session)
         listed = {f["path"]: f for f in model.manifest.get("files", [])} if model else {}
         directory = Path(model.path) if model else None
     # Only files the manifest lists are served: "..", absolute paths and anything else are 404.
@@ -138,12 +126,12 @@ def model_file(version: str, path: str):
 @router.get("/models", response_model=list[ModelSummary], summary="Every model, published and rejected")
 def list_models(_: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
-        champion = service.current_champion(session)
+        champion = service.current_champion(db_session=session)
         return [
             ModelSummary(id=m.id, version=m.version, created_at=m.created_at, run_id=m.run_id, decision=m.decision,
                          reason=m.reason, is_latest=champion is not None and m.id == champion.id,
                          metrics=service.headline(m.manifest["metrics"]))  # fmt: skip
-            for m in session.scalars(select(StemModel).order_by(StemModel.id.desc()))
+            for m in service.get_all(db_session=session)
         ]
 
 
@@ -152,7 +140,7 @@ def promote(model_id: RowId, body: PromoteRequest | None = None, token: ApiToken
     with session_scope() as session:
         body = body or PromoteRequest()
         try:
-            promotion = service.promote(session, model_id, f"token:{token.id}:{token.name}", body.reason, force=body.force)
+            promotion = service.promote(model_id, f"token:{token.id}:{token.name}", body.reason, force=body.force, db_session=session)
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
         except service.GateRejected as error:
@@ -164,7 +152,7 @@ def promote(model_id: RowId, body: PromoteRequest | None = None, token: ApiToken
 def rollback(token: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
         try:
-            promotion = service.rollback(session, f"token:{token.id}:{token.name}")
+            promotion = service.rollback(f"token:{token.id}:{token.name}", db_session=session)
         except LookupError as error:
             raise HTTPException(409, str(error)) from None
         return PromotionRecord.model_validate(promotion, from_attributes=True)
@@ -173,5 +161,4 @@ def rollback(token: ApiToken = Depends(require("operator"))):
 @router.get("/models/promotions", response_model=list[PromotionRecord], summary="Who made which model latest, when")
 def promotions(_: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
-        rows = session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc())).all()
-        return [PromotionRecord.model_validate(p, from_attributes=True) for p in rows]
+        return [PromotionRecord.model_validate(p, from_attributes=True) for p in service.get_promotions(db_session=session)]

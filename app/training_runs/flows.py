@@ -38,7 +38,7 @@ def start_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
     active = service.get_active(db_session=db_session)
     if active is not None:
         raise RunInProgress(active)
-    run = service.create_run(db_session, parameters)
+    run = service.create_run(parameters, db_session=db_session)
     dispatch = service.record_dispatch(run.id, db_session=db_session)
     try:
         send_run(run.id, dispatch)

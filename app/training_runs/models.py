@@ -7,6 +7,7 @@ from app.database import Base
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")  # a run in one of these holds the single run slot
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 STAGES = ("queued", "dataset", "training", "evaluating", "publishing", "done")
 
 

@@ -28,11 +28,40 @@ class StaleDispatch(Exception):
     """A message for a run that has since been sent again (or has ended): the worker drops it."""
 
 
-def create_run(session: Session, parameters: RunParameters) -> TrainingRun:
+def create_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
     run = TrainingRun(label=parameters.run_label, status="queued", stage="queued",
                       parameters=parameters.model_dump(), history=[])  # fmt: skip
-    session.add(run)
-    session.commit()
+    db_session.add(run)
+    db_session.commit()
+    return run
+
+
+def get(run_id: int, *, db_session: Session) -> TrainingRun | None:
+    return db_session.get(TrainingRun, run_id)
+
+
+def get_all(*, db_session: Session, limit: int = 50, before_id: int | None = None) -> list[TrainingRun]:
+    """Runs, newest first; page on with `before_id` (the last id of the previous page)."""
+    query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)
+    if before_id:
+        query = query.where(TrainingRun.id < before_id)
+    return list(db_session.scalars(query))
+
+
+class RunNotActive(Exception):
+    """The run has ended already: nothing to cancel."""
+
+
+def cancel(run_id: int, *, db_session: Session) -> TrainingRun | None:
+    """Marks a queued or running run cancelled (the worker stops at its next stage or epoch).
+    None if there is no such run; RunNotActive if it has ended. Commits."""
+    run = db_session.get(TrainingRun, run_id)
+    if run is None:
+        return None
+    if run.status not in ACTIVE_STATUSES:
+        raise RunNotActive(f"run {run_id} is already {run.status}")
+    run.status = "cancelled"
+    db_session.commit()
     return run
 
 
@@ -103,8 +132,8 @@ def dataset_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int |
         return run.dataset_id
     parameters = RunParameters(**run.parameters)
     with session_scope() as session:
-        dataset = build_dataset(session, artifacts_dir / "datasets", parameters.run_label,
-                                parameters.validation_share, parameters.test_share)  # fmt: skip
+        dataset = build_dataset(artifacts_dir / "datasets", parameters.run_label,
+                                parameters.validation_share, parameters.test_share, db_session=session)  # fmt: skip
         if min(dataset.train_count, dataset.validation_count, dataset.test_count) == 0:
             raise ValueError(
                 f"dataset {dataset.content_hash[:16]} has {dataset.train_count} training, {dataset.validation_count} "
@@ -185,7 +214,7 @@ def publishing_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: in
     if run.metrics is None:
         raise LookupError(f"run {run_id} has not been evaluated")
     with session_scope() as session:
-        stem_model = publish_run(session, run, _best_model(artifacts_dir, run_id), artifacts_dir, run.metrics)
+        stem_model = publish_run(run, _best_model(artifacts_dir, run_id), artifacts_dir, run.metrics, db_session=session)
         current = session.get(TrainingRun, run_id)
         current.status, current.stage, current.finished_at = "succeeded", "done", datetime.now(UTC)
         return f"{stem_model.version}: {stem_model.decision} ({stem_model.reason})"

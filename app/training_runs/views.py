@@ -1,16 +1,12 @@
-"""Operators start, follow and cancel training runs, and read datasets. Token required."""
+"""Operators start, follow and cancel training runs. Token required."""
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from sqlalchemy import select
 
 from app.auth.dependencies import require
-from app.database import ROW_ID_MAX, RowId, session_scope
-from app.http import get_or_404
-from app.datasets.models import Dataset
-from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
-from app.training_runs.schemas import DatasetView, RunParameters, RunStarted, RunView
 from app.broker import BrokerUnavailable
-from app.training_runs import flows
+from app.database import ROW_ID_MAX, RowId, session_scope
+from app.training_runs import flows, service
+from app.training_runs.schemas import RunParameters, RunStarted, RunView
 
 router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operator"))])
 
@@ -36,37 +32,25 @@ def start_run(parameters: RunParameters, request: Request, response: Response):
 @router.get("/runs", response_model=list[RunView], summary="Runs, newest first")
 def list_runs(limit: int = Query(50, ge=1, le=500), before_id: int | None = Query(None, alias="beforeId", ge=1, le=ROW_ID_MAX)):
     with session_scope() as session:
-        query = select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)
-        if before_id:
-            query = query.where(TrainingRun.id < before_id)
-        return [RunView.model_validate(run) for run in session.scalars(query)]
+        return [RunView.model_validate(run) for run in service.get_all(limit=limit, before_id=before_id, db_session=session)]
 
 
 @router.get("/runs/{run_id}", response_model=RunView, name="get_run", summary="A run: status, progress, metrics")
 def get_run(run_id: RowId):
     with session_scope() as session:
-        return RunView.model_validate(get_or_404(session, TrainingRun, run_id, "run"))
+        run = service.get(run_id, db_session=session)
+        if run is None:
+            raise HTTPException(404, f"no run {run_id}")
+        return RunView.model_validate(run)
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202, response_model=RunStarted, summary="Cancel a queued or running run")
 def cancel_run(run_id: RowId, request: Request):
     """The worker checks at every stage and after every epoch, and stops there."""
     with session_scope() as session:
-        run = get_or_404(session, TrainingRun, run_id, "run")
-        if run.status not in ACTIVE_STATUSES:
-            raise HTTPException(409, f"run {run_id} is already {run.status}")
-        run.status = "cancelled"
+        try:
+            if service.cancel(run_id, db_session=session) is None:
+                raise HTTPException(404, f"no run {run_id}")
+        except service.RunNotActive as ended:
+            raise HTTPException(409, str(ended)) from None
     return {"id": run_id, "url": str(request.url_for("get_run", run_id=run_id)), "status": "cancelled"}
-
-
-@router.get("/datasets", response_model=list[DatasetView], summary="Built datasets with manifests and audits")
-def list_datasets(limit: int = Query(50, ge=1, le=500)):
-    with session_scope() as session:
-        rows = session.scalars(select(Dataset).order_by(Dataset.id.desc()).limit(limit))
-        return [DatasetView.model_validate(row) for row in rows]
-
-
-@router.get("/datasets/{dataset_id}", response_model=DatasetView, summary="One dataset")
-def get_dataset(dataset_id: RowId):
-    with session_scope() as session:
-        return DatasetView.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))
