@@ -249,7 +249,7 @@ def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configur
 
 
 def test_the_scrub_keeps_numbers_and_drops_words_next_to_them():
-    from app.quarantine.service import without_free_text
+    from app.privacy import without_free_text
 
     text = '{"n": [1e5, -2.5E-3, 2pac, 5 Eve], bare Rue 5, "title": "Jane"}'
     assert without_free_text(text) == '{"n": [1e5, -2.5E-3, 2<text:3>, 5 <text:3>], <text:4> <text:3> 5, "title": "<text:4>"}'

@@ -14,7 +14,7 @@ from app.database import get_engine, session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots import arrays
 from app.snapshots.models import Snapshot, SnapshotCorrection
-from app.snapshots.schemas import FEATURE_STREAMS, STEM_NAMES
+from training.contract import FEATURE_STREAMS, STEMS
 from tests.conftest import BEACON_HEADERS, FETCH_HEADERS, FIXTURE_NAMES, STUDIO_ORIGIN, fixture_bytes, fixture_snapshot
 
 
@@ -47,7 +47,7 @@ def test_fixture_sent_by_fetch_is_stored_with_its_arrays_intact(client, name):
         for stream in FEATURE_STREAMS:
             np.testing.assert_array_equal(arrays.unpack(getattr(row, stream)), as_float32(sent["quantumFeatures"][stream]))
         truth = sent.get("groundTruthStems") or {}
-        for stem in STEM_NAMES:
+        for stem in STEMS:
             blob = getattr(row, f"gt_{stem}")
             if stem in truth:
                 np.testing.assert_array_equal(arrays.unpack(blob), as_float32(truth[stem]))

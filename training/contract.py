@@ -5,6 +5,7 @@ STEMS = ("vocals", "drums", "bass", "harmonic", "perc", "sub")
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODES = ("major", "minor")
 STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo")  # the time-varying quantumFeatures
+FEATURE_STREAMS = (*STREAMS, "energy")  # every quantumFeatures array; energy is 4 summary values
 CORRECTION_TYPES = ("boost", "cut", "isolation", "masking")
 # Studio's downsampling caps (stemSeparationSnapshot.ts): streams keep every ceil(n/1000)-th
 # value, ground-truth stems every ceil(n/500)-th sample of channel 0.

@@ -24,13 +24,13 @@ from app.stats import service as stats
 from app.stem_models import service as stem_models
 from app.stem_models.models import StemModel
 from app.training_runs import service as runs
-from app.snapshots.schemas import STEM_NAMES
+from training.contract import STEMS
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(peak=charts.peak, share=charts.share, polyline=charts.polyline,
-                             bounds=charts.bounds, number=charts.number, stems=STEM_NAMES)  # fmt: skip
+                             bounds=charts.bounds, number=charts.number, stems=STEMS)  # fmt: skip
 static_files = StaticFiles(directory=HERE / "static")
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)

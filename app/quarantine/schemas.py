@@ -2,9 +2,17 @@
 
 from datetime import datetime
 
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from app.wire import CamelModel
+
+
+class Reason(BaseModel):
+    """Why (part of) a snapshot was rejected: where, what rule, in words."""
+
+    loc: str
+    type: str
+    msg: str
 
 
 class QuarantineView(CamelModel):

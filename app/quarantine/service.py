@@ -1,7 +1,6 @@
 """Keeping rejected input where an operator can read why, and listing it."""
 
 import hashlib
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -10,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.database import dialect_insert
 from app.quarantine.models import QuarantinedItem
-from app.snapshots.schemas import Reason
-from training.contract import CORRECTION_TYPES, KEYS, MODES, STEMS
+from app.privacy import without_free_text
+from app.quarantine.schemas import Reason
 
 
 @dataclass(frozen=True)
@@ -66,53 +65,6 @@ def quarantine(
         set_={"occurrences": QuarantinedItem.occurrences + 1, "last_seen_at": func.now()},
     ).returning(QuarantinedItem.id)
     return connection.execute(statement).scalar_one()
-
-
-# What an operator may see of a rejected body: its structure, keys, numbers and the contract's
-# own words; never free text, which could name a person, a place, a phone number or a track,
-# in whatever field (known or not) it arrives. Works on the text, so malformed JSON is covered.
-_KEPT_WORDS = frozenset((*STEMS, *KEYS, *MODES, *CORRECTION_TYPES, "stem-separation", "true", "false", "null", "NaN",
-                         "Infinity"))  # fmt: skip
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a field name such as quantumFeatures
-_SLUG = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a classification such as twotrack
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# A JSON string (to its closing quote or the end of the line); a run of numbers with the commas,
-# spaces and brackets between them (kept as it is, and matched as one so that a body of a
-# million numbers is a few thousand tokens; it starts at a digit, so matching stays linear); or
-# a run of letters outside a string.
-_TOKEN = re.compile(r'(?P<string>"(?:[^"\\\n]|\\.)*"?)|(?P<numbers>\d[-+.\d,\s\[\]]*(?:(?<=\d)[eE][-+.\d,\s\[\]]*)*)|[^\W\d_][\w.@+\'-]*')
-
-
-def without_free_text(text: str) -> str:
-    """Every string and bare word replaced by a marker with its length, `"<text:11>"`, unless it
-    is a field name, a UUID, one of the contract's enumerations, or a classification slug (as
-    the value of "classification"). Linear in the text's length."""
-    pieces, done, last_key = [], 0, None
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        pieces.append(text[done : match.start()])
-        done = match.end()
-        if match.lastgroup == "numbers":
-            pieces.append(token)
-        elif match.lastgroup == "string":
-            inner = token[1:-1] if len(token) > 1 and token.endswith('"') else token[1:]
-            is_key = text[done : done + 64].lstrip().startswith(":")
-            if is_key and _IDENTIFIER.fullmatch(inner):
-                pieces.append(token)
-                last_key = inner
-                continue
-            if (inner in _KEPT_WORDS or _UUID.fullmatch(inner)) or (last_key == "classification" and _SLUG.fullmatch(inner)):
-                pieces.append(token)
-            else:
-                pieces.append(f'"<text:{len(inner)}>"')
-            if not is_key:
-                last_key = None
-        elif token in _KEPT_WORDS:
-            pieces.append(token)
-        else:
-            pieces.append(f"<text:{len(token)}>")
-    pieces.append(text[done:])
-    return "".join(pieces)
 
 
 def get(item_id: int, *, db_session: Session) -> QuarantinedItem | None:

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 import simdjson
 
-from app.snapshots.schemas import FEATURE_STREAMS, STEM_NAMES
+from training.contract import FEATURE_STREAMS, STEMS
 
 JSON_TYPES = {"application/json", "text/plain"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -136,7 +136,7 @@ def _too_many_snapshots(count: int, max_snapshots: int) -> PayloadError:
 
 
 # Where a snapshot holds its big float arrays: ~7,000 numbers in a 100 KB snapshot.
-FLOAT_ARRAYS = {"quantumFeatures": frozenset(FEATURE_STREAMS), "groundTruthStems": frozenset(STEM_NAMES)}
+FLOAT_ARRAYS = {"quantumFeatures": frozenset(FEATURE_STREAMS), "groundTruthStems": frozenset(STEMS)}
 _parsers = threading.local()  # a simdjson parser is reused, and used by one thread at a time
 
 

@@ -12,7 +12,6 @@ changes data rather than refusing it, and every change is counted in `rules_fire
 """
 
 import hashlib
-import re
 import typing
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,13 +22,11 @@ import orjson
 from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
+from app.privacy import CLASSIFICATION_PATTERN, SCRUBBED_CLASSIFICATION
 from app.snapshots import arrays
-from app.snapshots.schemas import FEATURE_STREAMS, STEM_NAMES, Snapshot
+from app.snapshots.schemas import Snapshot
+from training.contract import FEATURE_STREAMS, STEMS
 
-# A classification is a short lowercase slug ('twotrack', 'full', 'four-stem'): nothing that
-# could carry a name, a path, a URL or an address survives it.
-CLASSIFICATION_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-SCRUBBED_CLASSIFICATION = "unknown"
 
 @dataclass(frozen=True)
 class SanitisedSnapshot:
@@ -62,7 +59,7 @@ def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> Sanitised
             null_count += nulls
 
     truth = snapshot.ground_truth_stems
-    for stem in STEM_NAMES:
+    for stem in STEMS:
         values = getattr(truth, stem) if truth is not None else None
         if values is not None and len(values) == 0:
             rules["empty_ground_truth_stem_dropped"] += 1
@@ -124,7 +121,7 @@ def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> Sanitised
             arrays.to_float32(context.harmonic_content.dominant_frequencies)
         ),
         **blobs,
-        "has_ground_truth": any(blobs[f"gt_{stem}"] is not None for stem in STEM_NAMES),
+        "has_ground_truth": any(blobs[f"gt_{stem}"] is not None for stem in STEMS),
         "correction_count": len(corrections),
         "null_count": null_count,
         "sanitizer_rules": dict(rules),

@@ -9,18 +9,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator, model_validator
+from pydantic import ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator, model_validator
 from typing_extensions import TypedDict
 
+from app.quarantine.schemas import Reason
 from app.snapshots import arrays
 from app.wire import CamelModel
+from training.contract import CORRECTION_TYPES, KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS
 
-STEM_NAMES = ("vocals", "drums", "bass", "harmonic", "perc", "sub")
-FEATURE_STREAMS = ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy")
-KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-MAX_FEATURE_VALUES = 1000
-MAX_GROUND_TRUTH_VALUES = 500
 # Studio keeps at most 200 transients (every fixture holds 196-200); 1000 leaves room.
 MAX_TRANSIENTS = 1000
 MAX_DOMINANT_FREQUENCIES = 10
@@ -32,9 +28,11 @@ MAX_DURATION_S = 4 * 3600.0
 MIN_TIMESTAMP_MS = 1_000_000_000_000
 MAX_TIMESTAMP_MS = 4_102_444_800_000
 
-StemName = Literal["vocals", "drums", "bass", "harmonic", "perc", "sub"]
-KeyName = Literal["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-CorrectionType = Literal["boost", "cut", "isolation", "masking"]
+# Studio's vocabulary (training/contract.py) as types: Literal takes the tuples as they are.
+StemName = Literal[STEMS]
+KeyName = Literal[KEYS]
+ModeName = Literal[MODES]
+CorrectionType = Literal[CORRECTION_TYPES]
 
 # Arrays are stored as float32: a value beyond its range would silently become inf.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -63,8 +61,8 @@ def float32_array(max_length: int, **field: Any) -> Any:
     return Annotated[list[ArrayValue | None], Field(max_length=max_length, **field), WrapValidator(to_float32)]
 
 
-FeatureStream = float32_array(MAX_FEATURE_VALUES)
-GroundTruthStem = float32_array(MAX_GROUND_TRUTH_VALUES)
+FeatureStream = float32_array(MAX_STREAM_VALUES)
+GroundTruthStem = float32_array(MAX_STEM_VALUES)
 # Studio sends exactly [mean, variance, max, min], or [] for very short audio.
 EnergyValues = float32_array(4, json_schema_extra={"not": {"minItems": 1, "maxItems": 3}})
 
@@ -112,7 +110,7 @@ class HarmonicContent(WireModel):
 
 class MusicalContext(WireModel):
     key: KeyName
-    mode: Literal["major", "minor"] | None = None
+    mode: ModeName | None = None
     bpm: Annotated[float, Field(ge=20.0, le=400.0, allow_inf_nan=False)] | None
     transients: Annotated[list[Transient], Field(max_length=MAX_TRANSIENTS)]
     harmonic_content: HarmonicContent
@@ -171,14 +169,6 @@ class Snapshot(WireModel):
 # ---- Answers ---------------------------------------------------------------------------------
 
 IngestStatus = Literal["stored", "duplicate", "conflict", "rejected"]
-
-
-class Reason(BaseModel):
-    """Why (part of) a snapshot was rejected: where, what rule, in words."""
-
-    loc: str
-    type: str
-    msg: str
 
 
 class SnapshotResult(CamelModel):

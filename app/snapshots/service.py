@@ -24,7 +24,8 @@ from app.quarantine.service import RequestContext, quarantine
 from app.snapshots import models
 from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix
 from app.snapshots.sanitize import SanitisedSnapshot, sanitise
-from app.snapshots.schemas import ErrorResponse, IngestResponse, Reason, Snapshot, SnapshotResult
+from app.quarantine.schemas import Reason
+from app.snapshots.schemas import ErrorResponse, IngestResponse, Snapshot, SnapshotResult
 
 MAX_REASONS = 50
 

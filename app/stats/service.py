@@ -13,7 +13,7 @@ from app.database import as_utc
 from app.datasets.models import Dataset
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection
-from app.snapshots.schemas import FEATURE_STREAMS, KEY_NAMES, STEM_NAMES
+from training.contract import FEATURE_STREAMS, KEYS, STEMS
 from app.stats.schemas import (
     Count,
     DatasetAudit,
@@ -95,12 +95,12 @@ def distributions(window: StatsWindow, *, db_session: Session) -> Distributions:
     key_mode = db_session.execute(
         select(Snapshot.key, Snapshot.mode, func.count()).where(*where).group_by(Snapshot.key, Snapshot.mode)
     ).all()
-    key_mode.sort(key=lambda row: (KEY_NAMES.index(row[0]), row[1] or "unknown"))  # C major, C minor, C# ...
+    key_mode.sort(key=lambda row: (KEYS.index(row[0]), row[1] or "unknown"))  # C major, C minor, C# ...
 
     # One scan: how many snapshots, how many with ground truth, and with each stem of it.
     total, with_truth, *per_stem = db_session.execute(
         select(func.count(), func.count().filter(Snapshot.has_ground_truth.is_(True)),
-               *[func.count().filter(getattr(Snapshot, f"gt_{stem}").is_not(None)) for stem in STEM_NAMES])
+               *[func.count().filter(getattr(Snapshot, f"gt_{stem}").is_not(None)) for stem in STEMS])
         .select_from(Snapshot).where(*where)  # fmt: skip
     ).one()
 
@@ -116,7 +116,7 @@ def distributions(window: StatsWindow, *, db_session: Session) -> Distributions:
         audio_channels=_grouped(db_session, Snapshot.channels, where, by_count=False),
         stream_lengths=_stream_lengths(db_session, where),
         with_ground_truth=with_truth,
-        ground_truth_by_stem=[Count(label=stem, count=n) for stem, n in zip(STEM_NAMES, per_stem, strict=True)],
+        ground_truth_by_stem=[Count(label=stem, count=n) for stem, n in zip(STEMS, per_stem, strict=True)],
         corrections_by_stem=_grouped(db_session, corrections.c.stem),
         corrections_by_type=_grouped(db_session, corrections.c.correction_type),
         latest_dataset=_latest_dataset(db_session),

@@ -1,0 +1,60 @@
+"""The codebase's shape, checked: imports go one way (workers -> app -> training), domains do
+not import each other in circles, and HTTP views and the CLI leave every query to services."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imports(package: str) -> dict[str, set[str]]:
+    """Each module of the package -> the modules it imports (anywhere in it, lazily too)."""
+    found = {}
+    for path in (ROOT / package).rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+        found[module] = names
+    return found
+
+
+def test_app_never_imports_workers_and_training_never_imports_the_service():
+    app = imports("app")
+    assert not {m: n for m, n in app.items() if any(i.startswith("workers") for i in n)}
+    service = ("app", "workers", "fastapi", "sqlalchemy", "celery", "starlette")
+    training = imports("training")
+    assert not {m: n for m, n in training.items() if any(i.split(".")[0] in service for i in n)}
+
+
+def test_domains_do_not_import_each_other_in_circles():
+    app = imports("app")
+
+    def domain(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 2 else None
+
+    edges = {(domain(m), domain(i)) for m, names in app.items() for i in names
+             if i.startswith("app.") and domain(m) and domain(i) and domain(m) != domain(i)}  # fmt: skip
+    assert not {(a, b) for a, b in edges if (b, a) in edges}, edges
+
+
+def test_views_and_the_cli_leave_queries_to_services():
+    thin = [*ROOT.glob("app/*/views.py"), ROOT / "app/cli.py", ROOT / "app/main.py"]
+    offenders = {}
+    for path in thin:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                called = node.func
+                name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+                owner = called.value.id if isinstance(called, ast.Attribute) and isinstance(called.value, ast.Name) else ""
+                statement = isinstance(called, ast.Name) or owner == "sqlalchemy"
+                if statement and name in ("select", "update", "delete", "insert", "text") or (
+                    owner == "session" and name in ("get", "scalar", "scalars", "execute", "query", "add")
+                ):
+                    offenders.setdefault(str(path.relative_to(ROOT)), []).append(f"{owner}.{name} line {node.lineno}")
+    assert offenders == {}
