@@ -30,7 +30,7 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Also start a Celery worker process")] = True,
 ) -> None:
     """Migrate the database, then run the API (uvicorn) and a Celery worker until Ctrl-C."""
-    from app.database import upgrade_database
+    from app.db.migrate import upgrade_database
     from app.serving import run_api
 
     settings = get_settings()
@@ -74,7 +74,7 @@ def api(
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration to DATABASE_URL."""
-    from app.database import upgrade_database
+    from app.db.migrate import upgrade_database
 
     upgrade_database()
     typer.echo("database is at the newest revision")
@@ -103,7 +103,7 @@ def quarantine_list(
     before: Annotated[int | None, typer.Option(help="page on: show ids below this")] = None,
 ) -> None:
     """The newest rejections, one line each."""
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.quarantine.service import list_quarantined
 
     with session_scope() as session:
@@ -118,7 +118,7 @@ def quarantine_list(
 @quarantine_cli.command("show")
 def quarantine_show(item_id: int) -> None:
     """One rejection: every reason and the kept (redacted) body."""
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.quarantine import service
     from app.quarantine.models import QuarantinedItem
 
@@ -203,7 +203,7 @@ def dataset(
     test_share: Annotated[float, typer.Option("--test-share")] = 0.15,
 ) -> None:
     """Build a dataset from the stored snapshots with ground truth (DATABASE_URL)."""
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.datasets.service import build_dataset
 
     with session_scope() as session:
@@ -309,7 +309,7 @@ def run(
     import time
 
     from app.broker import BrokerUnavailable
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.training_runs import flows, service
     from app.training_runs.models import TERMINAL_STATUSES
     from app.training_runs.schemas import RunParameters
@@ -420,7 +420,7 @@ def token_create(
 ) -> None:
     """Create a token. It is shown once; only its hash is stored."""
     from app.auth.service import create_token
-    from app.database import session_scope
+    from app.db.engine import session_scope
 
     with session_scope() as session:
         token, row = create_token(name, role, db_session=session)
@@ -431,7 +431,7 @@ def token_create(
 def token_list() -> None:
     """Tokens, without their secrets."""
     from app.auth.service import get_all_tokens
-    from app.database import session_scope
+    from app.db.engine import session_scope
 
     with session_scope() as session:
         for row in get_all_tokens(db_session=session):
@@ -443,7 +443,7 @@ def token_list() -> None:
 def token_revoke(token_id: int) -> None:
     """Revoke a token: it is refused from the next request on."""
     from app.auth.service import revoke_token
-    from app.database import session_scope
+    from app.db.engine import session_scope
 
     with session_scope() as session:
         if not revoke_token(token_id, db_session=session):

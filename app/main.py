@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, get_settings
-from app.database import UNAVAILABLE_ERRORS, ping_database, session_scope
+from app.db.engine import UNAVAILABLE_ERRORS, ping_database, session_scope
 from app.limits import (
     BodyLimitMiddleware,
     BodyTimeout,

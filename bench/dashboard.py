@@ -30,7 +30,7 @@ DATABASE = "fabric_bench_dashboard"
 def seed(database_url: str, count: int) -> None:
     from sqlalchemy import func, select, text
 
-    from app.database import build_engine
+    from app.db.engine import build_engine
     from app.snapshots.models import Snapshot
     from tests.conftest import fixture_snapshot
     from training.synthetic import synthetic_snapshots
@@ -75,7 +75,7 @@ def measure(database_url: str, repeats: int) -> dict:
     from sqlalchemy import func, select
 
     from app.auth.service import create_token
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.main import create_app
     from app.snapshots.models import Snapshot
     from app.stats import service

@@ -28,7 +28,7 @@ def seed(database_url: str, count: int) -> None:
     """`count` stored snapshots: copies of 40 synthetic tracks (adds to what is there)."""
     from sqlalchemy import func, select
 
-    from app.database import build_engine
+    from app.db.engine import build_engine
     from app.snapshots.models import Snapshot
     from training.synthetic import synthetic_snapshots
 
@@ -45,7 +45,7 @@ def store_copies(database_url: str, templates: list[dict], count: int, rng: np.r
     """Stores `count` snapshots through the ingest service: each a copy of one of `templates`
     with a new id and its own confidence, so every row has distinct content."""
     from app.config import Settings
-    from app.database import build_engine
+    from app.db.engine import build_engine
     from app.quarantine.service import RequestContext
     from app.snapshots.service import prepare_request, store_request
 
@@ -70,7 +70,7 @@ def store_copies(database_url: str, templates: list[dict], count: int, rng: np.r
 def build_once(database_url: str) -> dict:
     """Runs in its own process, so ru_maxrss is this build's peak alone."""
     from app.config import Settings  # noqa: F401  (imports before measuring)
-    from app.database import build_engine
+    from app.db.engine import build_engine
     from app.datasets.service import build_dataset
     from sqlalchemy.orm import Session
 

@@ -26,7 +26,7 @@ from tests.servers import api_process  # noqa: E402
 
 
 def publish_two_models(artifacts: Path) -> list[int]:
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.stem_models.models import StemModel
     from app.training_runs import service as runs
     from app.training_runs.schemas import RunParameters
@@ -42,7 +42,7 @@ def publish_two_models(artifacts: Path) -> list[int]:
 
 
 def promote(model_id: int) -> None:
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.stem_models.service import promote as promote_model
 
     with session_scope() as session:

@@ -103,7 +103,7 @@ def amplification(database_url: str) -> dict:
 
 def broker_down(database_url: str) -> dict:
     from app.auth.service import create_token
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from tests.conftest import reset_caches
 
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there

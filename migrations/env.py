@@ -5,7 +5,8 @@ from logging.config import fileConfig
 from alembic import context
 
 from app.config import get_settings
-from app.database import Base, build_engine, normalise_url
+from app.db.base import Base
+from app.db.engine import build_engine, normalise_url
 from app.models import load_all_models
 
 config = context.config

@@ -16,7 +16,8 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 from app.config import get_settings
-from app.database import get_engine, get_sessionmaker, session_scope, upgrade_database
+from app.db.engine import get_engine, get_sessionmaker, session_scope
+from app.db.migrate import upgrade_database
 from app.main import create_app
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.auth.models import AdminSession
 from app.auth.service import create_token, hash_token, revoke_token
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.main import create_app
 from app.stem_models.models import ModelPromotion
 

@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.engine import make_url
 
 from app.auth.service import create_token
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters

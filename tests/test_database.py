@@ -5,7 +5,7 @@ import psycopg
 import pytest
 from sqlalchemy import exc, text
 
-from app import database
+from app.db import engine as database
 from tests.conftest import POSTGRES_ADMIN_URL
 
 pytestmark = pytest.mark.postgres

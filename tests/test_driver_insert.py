@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import exc, insert, select, text
 
 from app.config import get_settings
-from app.database import DriverInsert, get_engine
+from app.db.engine import get_engine
+from app.db.writes import DriverInsert
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.models import Snapshot, SnapshotCorrection

@@ -20,7 +20,7 @@ def operator_headers(db, configure, tmp_path) -> dict:
     so the fuzzer gets past authentication to the handlers. Runs it starts go to a broker
     folder of this test's own."""
     from app.auth.service import create_token
-    from app.database import session_scope
+    from app.db.engine import session_scope
 
     configure(CELERY_BROKER_URL="filesystem://", FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
               FABRIC_ARTIFACTS_DIR=str(tmp_path))  # fmt: skip

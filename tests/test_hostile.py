@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select, text
 
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
 from tests.conftest import FETCH_HEADERS, fixture_snapshot

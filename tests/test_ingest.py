@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from app.config import get_settings
-from app.database import get_engine, session_scope
+from app.db.engine import get_engine, session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots import arrays
 from app.snapshots.models import Snapshot, SnapshotCorrection

@@ -8,7 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from app.database import Base, build_engine
+from app.db.base import Base
+
+from app.db.engine import build_engine
 from app.models import load_all_models
 
 
@@ -26,7 +28,7 @@ def test_downgrade_to_base_and_upgrade_again():
     from alembic import command
     from alembic.config import Config
 
-    from app.database import upgrade_database
+    from app.db.migrate import upgrade_database
     from tests.conftest import create_postgres_database, drop_postgres_database
 
     postgres_url = create_postgres_database(f"fabric_migrations_{os.getpid()}")

@@ -18,7 +18,7 @@ from sqlalchemy import delete
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.auth.service import create_token, revoke_token
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.main import create_app

@@ -91,7 +91,7 @@ def test_import_stems_posts_to_the_ingest_endpoint(songs, tmp_path, configure, s
     assert "1 songs imported, 0 skipped" in first.output and "1 songs imported" in again.output
     import uuid
 
-    from app.database import session_scope
+    from app.db.engine import session_scope
     from app.snapshots.models import Snapshot as Row
     from training.multitrack import read_song, snapshot_id
 

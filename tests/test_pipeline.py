@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from fastapi.testclient import TestClient
 
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel

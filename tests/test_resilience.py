@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
 from tests.conftest import fixture_bytes

@@ -12,7 +12,7 @@ from sqlalchemy import delete
 
 from app.auth.service import create_token
 from app.broker import send_run
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.main import create_app
 from app.snapshots.models import Snapshot

@@ -10,7 +10,7 @@ from sqlalchemy import delete
 
 from app.auth.models import ApiToken
 from app.auth.service import create_token
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.main import create_app
 from app.quarantine.models import QuarantinedItem

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from app.auth.service import create_token
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.snapshots.models import Snapshot
 from app.stats import service
 from tests.conftest import FETCH_HEADERS, fixture_snapshot

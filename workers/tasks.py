@@ -8,7 +8,7 @@ import socket
 from celery.exceptions import Ignore
 
 from app.config import get_settings
-from app.database import ping_database
+from app.db.engine import ping_database
 from app.training_runs import service as runs
 from workers.celery_app import app
 

@@ -7,7 +7,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.models import AdminSession, ApiToken
 from app.auth.service import allows, authenticate, resolve_session
-from app.database import session_scope
+from app.db.engine import session_scope
 
 bearer = HTTPBearer(auto_error=False, description="A token from `fabric token create`")
 

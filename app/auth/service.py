@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ROLES, AdminSession, ApiToken
-from app.database import as_utc
+from app.db.base import as_utc
 
 TOKEN_PREFIX = "pf_"
 

@@ -17,7 +17,8 @@ from app.auth.dependencies import SESSION_COOKIE, dashboard_session
 from app.auth.models import AdminSession, ApiToken
 from app.auth.service import allows, authenticate, end_session, start_session
 from app.dashboard import charts
-from app.database import RowId, session_scope
+from app.db.base import RowId
+from app.db.engine import session_scope
 from app.datasets import service as datasets
 from app.quarantine.service import list_quarantined
 from app.stats import service as stats

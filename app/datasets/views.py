@@ -3,7 +3,8 @@
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from app.auth.dependencies import require
-from app.database import RowId, session_scope
+from app.db.base import RowId
+from app.db.engine import session_scope
 from app.datasets import service
 from app.datasets.schemas import DatasetView
 

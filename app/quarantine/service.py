@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from app.database import dialect_insert
+from app.db.writes import dialect_insert
 from app.quarantine.models import QuarantinedItem
 from app.privacy import without_free_text
 from app.quarantine.schemas import Reason

@@ -3,7 +3,8 @@
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from app.auth.dependencies import require
-from app.database import ROW_ID_MAX, RowId, session_scope
+from app.db.base import ROW_ID_MAX, RowId
+from app.db.engine import session_scope
 from app.quarantine import service
 from app.quarantine.schemas import QuarantineView
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, Dialect, insert, select, update
 
 from app.config import Settings
-from app.database import DriverInsert, atomic, dialect_insert
+from app.db.writes import DriverInsert, atomic, dialect_insert
 from app.quarantine.service import RequestContext, quarantine
 from app.snapshots import models
 from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix

@@ -9,7 +9,7 @@ snapshot rose with the rate until 500/s collapsed to ~370/s.
 Why autocommit alone: a new snapshot is one INSERT, so it needs no transaction of its own; in
 autocommit it is one round trip to Postgres where BEGIN, INSERT and COMMIT were three. What
 must be atomic is made so where it is written (a snapshot and its corrections:
-database.atomic). Why group commit together: one commit for many requests, so when commits
+app/db/writes.py: atomic). Why group commit together: one commit for many requests, so when commits
 are slow (a slower disk, a busier server) requests queue, batches grow and the commits per
 snapshot fall, rather than throughput being capped at one commit per request.
 
@@ -24,7 +24,7 @@ retried one request at a time, so one bad request cannot fail the others.
 
 The thread keeps its connection while requests keep coming (a pool check-out and check-in per
 transaction cost ~0.1 ms of CPU, measured) and hands it back to the pool after a second without
-one, so a connection that sat idle is checked by the pool's ping (database.PING_IF_IDLE_S)
+one, so a connection that sat idle is checked by the pool's ping (app/db/engine.py: PING_IF_IDLE_S)
 before it is used again.
 """
 
@@ -40,7 +40,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from app.database import UNAVAILABLE_ERRORS, atomic, get_engine
+from app.db.engine import UNAVAILABLE_ERRORS, get_engine
+
+from app.db.writes import atomic
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Literal
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from app.database import as_utc
+from app.db.base import as_utc
 from app.datasets.models import Dataset
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection

@@ -5,7 +5,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from app.auth.dependencies import require
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.stats import service
 from app.stats.schemas import Distributions, Overview, StatsWindow
 

@@ -15,7 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
-from app.database import RowId, session_scope
+from app.db.base import RowId
+from app.db.engine import session_scope
 from app.stem_models import service
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.database import session_scope
+from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import build_dataset, load_split
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun

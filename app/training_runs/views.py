@@ -4,7 +4,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from app.auth.dependencies import require
 from app.broker import BrokerUnavailable
-from app.database import ROW_ID_MAX, RowId, session_scope
+from app.db.base import ROW_ID_MAX, RowId
+from app.db.engine import session_scope
 from app.training_runs import flows, service
 from app.training_runs.schemas import RunParameters, RunStarted, RunView
 
