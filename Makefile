@@ -37,15 +37,17 @@ run: $(VENV)/.installed
 
 # Unit tests on SQLite; integration tests on the real Postgres (127.0.0.1:5432) and Redis
 # (127.0.0.1:6379), with real uvicorn and Celery worker processes.
-test: install
+test: install lint
 	$(BIN)/python -m pytest
 
 # Ingest throughput and latency against Postgres with durable commits (see README).
 bench-ingest: install
 	$(BIN)/python bench/ingest.py
 
+# Lint, import order and formatting; `make test` runs it first, so CI does too.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check app workers training bench tests migrations
+	$(BIN)/ruff format --check app workers training bench tests migrations
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -17,8 +17,7 @@ log = logging.getLogger(__name__)
 
 # A run's stages, in order, as (task name, queue); None is the training queue (a GPU worker's, if
 # set). Export needs TensorFlow, which GPU workers may lack: publishing runs on a CPU worker.
-RUN_STAGES = (("fabric.build_dataset", "cpu"), ("fabric.train", None), ("fabric.evaluate", "cpu"),
-              ("fabric.publish", "cpu"))  # fmt: skip
+RUN_STAGES = (("fabric.build_dataset", "cpu"), ("fabric.train", None), ("fabric.evaluate", "cpu"), ("fabric.publish", "cpu"))
 
 # How long sending may take before the broker counts as unavailable: a connection attempt of
 # at most 1 s, tried twice.
@@ -41,8 +40,12 @@ def create_celery(settings: Settings) -> Celery:
     if broker.startswith("filesystem://"):
         queue_dir, results_dir = settings.embedded_broker_dir / "queue", settings.embedded_broker_dir / "results"
         queue_dir.mkdir(parents=True, exist_ok=True)
-        transport_options |= {"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir), "store_processed": False,
-                              "control_folder": str(settings.embedded_broker_dir / "control")}  # fmt: skip
+        transport_options |= {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "store_processed": False,
+            "control_folder": str(settings.embedded_broker_dir / "control"),
+        }
         if backend is None:
             results_dir.mkdir(parents=True, exist_ok=True)
             backend = f"file://{results_dir}"

@@ -38,10 +38,23 @@ def serve(
     worker_process = None
     if worker:
         worker_process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-             "--queues", settings.worker_kind, "--hostname", f"{settings.worker_kind}@%h",
-             "--concurrency", "1", "--loglevel", settings.log_level.upper()]
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--queues",
+                settings.worker_kind,
+                "--hostname",
+                f"{settings.worker_kind}@%h",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                settings.log_level.upper(),
+            ]
+        )
     # uvicorn shuts down gracefully on SIGTERM and then raises it again; with the default
     # handler that killed this process before `finally`, leaving the worker running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -127,10 +140,13 @@ def quarantine_show(item_id: int) -> None:
         if item is None:
             typer.echo(f"no quarantined item {item_id}", err=True)
             raise typer.Exit(1)
-        typer.echo(json.dumps(
-            {c.name: getattr(item, c.name) for c in QuarantinedItem.__table__.columns if c.name != "body_excerpt"},
-            indent=2, default=str,
-        ))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {c.name: getattr(item, c.name) for c in QuarantinedItem.__table__.columns if c.name != "body_excerpt"},
+                indent=2,
+                default=str,
+            )
+        )
         typer.echo(item.body_excerpt)
 
 
@@ -143,11 +159,10 @@ def synth(
 ) -> None:
     """Synthetic Studio snapshots with ground truth (demo data)."""
     import httpx
+    import numpy as np
     from rich.progress import track
 
     from training.synthetic import synthetic_snapshot
-
-    import numpy as np
 
     rng = np.random.default_rng(seed)
     sink = out.open("w") if out else None
@@ -186,12 +201,26 @@ def sanitize(
                 if isinstance(item, Accepted):
                     accepted += 1
                     row = {k: v for k, v in item.clean.row.items() if not isinstance(v, bytes | None)}
-                    sink.write(json.dumps({"id": str(item.snapshot_id), "status": "accepted",
-                                           "rulesFired": item.clean.rules_fired, "stored": row}, default=str) + "\n")  # fmt: skip
+                    sink.write(
+                        json.dumps(
+                            {
+                                "id": str(item.snapshot_id),
+                                "status": "accepted",
+                                "rulesFired": item.clean.rules_fired,
+                                "stored": row,
+                            },
+                            default=str,
+                        )
+                        + "\n"
+                    )
                 else:
                     rejected += 1
-                    sink.write(json.dumps({"id": item.snapshot_id, "status": "rejected",
-                                           "reasons": [r.model_dump() for r in item.reasons]}) + "\n")  # fmt: skip
+                    sink.write(
+                        json.dumps(
+                            {"id": item.snapshot_id, "status": "rejected", "reasons": [r.model_dump() for r in item.reasons]}
+                        )
+                        + "\n"
+                    )
     typer.echo(f"{accepted} accepted, {rejected} rejected -> {out}")
 
 
@@ -203,13 +232,17 @@ def dataset(
     test_share: Annotated[float, typer.Option("--test-share")] = 0.15,
 ) -> None:
     """Build a dataset from the stored snapshots with ground truth (DATABASE_URL)."""
-    from app.db.engine import session_scope
     from app.datasets.service import build_dataset
+    from app.db.engine import session_scope
 
     with session_scope() as session:
         built = build_dataset(output_dir, run_label, validation_share, test_share, db_session=session)
-        typer.echo(json.dumps({"path": built.path, "hash": built.content_hash, **built.manifest["counts"],
-                               "audit": built.manifest["audit"]}, indent=2))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {"path": built.path, "hash": built.content_hash, **built.manifest["counts"], "audit": built.manifest["audit"]},
+                indent=2,
+            )
+        )
 
 
 @cli.command()
@@ -237,8 +270,14 @@ def train(
         def on_epoch(p) -> None:
             progress.update(bar, completed=p.epoch + 1, description=f"epoch {p.epoch + 1} loss {p.loss:.4f} val {p.val_loss:.4f}")
 
-        result = run_training(load_split(dataset_dir, "train"), load_split(dataset_dir, "validation"), config,
-                              output_dir, on_epoch=on_epoch, seed=seed)  # fmt: skip
+        result = run_training(
+            load_split(dataset_dir, "train"),
+            load_split(dataset_dir, "validation"),
+            config,
+            output_dir,
+            on_epoch=on_epoch,
+            seed=seed,
+        )
     typer.echo(f"{result.epochs_run} epochs{' (stopped early)' if result.stopped_early else ''}; checkpoints in {output_dir}")
 
 
@@ -248,11 +287,15 @@ def _print_judgement(metrics: dict) -> None:
     for name, report in metrics.items():
         if name == "margin":
             continue
-        typer.echo(f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
-                   f"{report['presence_auc']:>13.3f}{report['false_activity']:>15.3f}")  # fmt: skip
+        typer.echo(
+            f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
+            f"{report['presence_auc']:>13.3f}{report['false_activity']:>15.3f}"
+        )
     m = metrics["margin"]
-    typer.echo(f"model - {m['reference']}: {m['difference_db']:+.2f} dB, 95% interval [{m['low_db']:+.2f}, {m['high_db']:+.2f}] "
-               f"over {m['snapshots']} test snapshots")  # fmt: skip
+    typer.echo(
+        f"model - {m['reference']}: {m['difference_db']:+.2f} dB, 95% interval [{m['low_db']:+.2f}, {m['high_db']:+.2f}] "
+        f"over {m['snapshots']} test snapshots"
+    )
 
 
 def _load_model(path: Path):
@@ -314,8 +357,9 @@ def run(
     from app.training_runs.models import TERMINAL_STATUSES
     from app.training_runs.schemas import RunParameters
 
-    parameters = RunParameters(run_label=run_label, epochs=epochs, batch_size=batch_size,
-                               learning_rate=learning_rate, model_size=model_size)  # fmt: skip
+    parameters = RunParameters(
+        run_label=run_label, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, model_size=model_size
+    )
     try:
         with session_scope() as session:
             run_id = flows.start_run(parameters, db_session=session).id
@@ -346,8 +390,16 @@ def encode(snapshot: Annotated[Path, typer.Argument(help="A snapshot as Studio s
     except (OSError, ValueError, KeyError, TypeError) as error:
         typer.echo(f"{snapshot}: not a snapshot Studio would send: {type(error).__name__}: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(json.dumps({"featureVersion": FEATURE_VERSION, "shape": list(encoded.shape), "columns": list(COLUMNS),
-                           "data": [float(v) for v in encoded.ravel()]}))  # fmt: skip
+    typer.echo(
+        json.dumps(
+            {
+                "featureVersion": FEATURE_VERSION,
+                "shape": list(encoded.shape),
+                "columns": list(COLUMNS),
+                "data": [float(v) for v in encoded.ravel()],
+            }
+        )
+    )
 
 
 @cli.command("import-stems")
@@ -386,7 +438,10 @@ def import_stems(
             if post:
                 response = client.post(post, json=snapshot, headers={"X-Prime-Fabric-Channel": "stem-separation"})
                 if response.status_code >= 300:
-                    typer.echo(f"skipped: {song_folder.name}: the server answered {response.status_code}: {response.text[:300]}", err=True)
+                    typer.echo(
+                        f"skipped: {song_folder.name}: the server answered {response.status_code}: {response.text[:300]}",
+                        err=True,
+                    )
                     skipped += 1
                     continue
             else:

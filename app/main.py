@@ -11,6 +11,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from app.config import Settings, get_settings
+from app.dashboard import views as dashboard_views
+from app.datasets import views as dataset_views
 from app.db.engine import UNAVAILABLE_ERRORS, ping_database, session_scope
 from app.limits import (
     BodyLimitMiddleware,
@@ -20,17 +22,15 @@ from app.limits import (
     body_timeout_handler,
     body_too_large_handler,
 )
-from app.dashboard import views as dashboard_views
-from app.snapshots import views as snapshot_views
 from app.quarantine import views as quarantine_views
-from app.stats import views as stats_views
-from app.stem_models import views as model_views
-from app.training_runs import views as run_views
-from app.datasets import views as dataset_views
-from app.training_runs.flows import redispatch_lost_runs
+from app.snapshots import views as snapshot_views
 from app.snapshots.schemas import Snapshot
 from app.snapshots.views import CHANNEL_HEADER
 from app.snapshots.writer import IngestBacklogFull
+from app.stats import views as stats_views
+from app.stem_models import views as model_views
+from app.training_runs import views as run_views
+from app.training_runs.flows import redispatch_lost_runs
 
 log = logging.getLogger("prime_fabric")
 
@@ -88,8 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_views.router)
     dashboard_views.install(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness and database reachability",
-             responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})  # fmt: skip
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        summary="Liveness and database reachability",
+        responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+    )
     def healthz() -> dict[str, str]:
         ping_database()
         return {"status": "ok"}
@@ -119,9 +123,7 @@ async def database_unavailable(_request: Request, error: Exception) -> JSONRespo
     # Nothing was stored (the transaction rolled back): Studio retries, and the retry is
     # absorbed as a duplicate if the commit did in fact land.
     log.warning("database unavailable: %s", str(error).splitlines()[0])
-    return JSONResponse(
-        {"detail": "database unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "2"}
-    )
+    return JSONResponse({"detail": "database unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "2"})
 
 
 def _openapi(app: FastAPI) -> dict:

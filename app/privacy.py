@@ -15,15 +15,16 @@ SCRUBBED_CLASSIFICATION = "unknown"
 # What an operator may see of a rejected body: its structure, keys, numbers and the contract's
 # own words; never free text, which could name a person, a place, a phone number or a track,
 # in whatever field (known or not) it arrives. Works on the text, so malformed JSON is covered.
-_KEPT_WORDS = frozenset((*STEMS, *KEYS, *MODES, *CORRECTION_TYPES, "stem-separation", "true", "false", "null", "NaN",
-                         "Infinity"))  # fmt: skip
+_KEPT_WORDS = frozenset((*STEMS, *KEYS, *MODES, *CORRECTION_TYPES, "stem-separation", "true", "false", "null", "NaN", "Infinity"))
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a field name such as quantumFeatures
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # A JSON string (to its closing quote or the end of the line); a run of numbers with the commas,
 # spaces and brackets between them (kept as it is, and matched as one so that a body of a
 # million numbers is a few thousand tokens; it starts at a digit, so matching stays linear); or
 # a run of letters outside a string.
-_TOKEN = re.compile(r'(?P<string>"(?:[^"\\\n]|\\.)*"?)|(?P<numbers>\d[-+.\d,\s\[\]]*(?:(?<=\d)[eE][-+.\d,\s\[\]]*)*)|[^\W\d_][\w.@+\'-]*')
+_TOKEN = re.compile(
+    r'(?P<string>"(?:[^"\\\n]|\\.)*"?)|(?P<numbers>\d[-+.\d,\s\[\]]*(?:(?<=\d)[eE][-+.\d,\s\[\]]*)*)|[^\W\d_][\w.@+\'-]*'
+)
 
 
 def without_free_text(text: str) -> str:
@@ -44,7 +45,9 @@ def without_free_text(text: str) -> str:
                 pieces.append(token)
                 last_key = inner
                 continue
-            if (inner in _KEPT_WORDS or _UUID.fullmatch(inner)) or (last_key == "classification" and CLASSIFICATION_PATTERN.fullmatch(inner)):
+            if (inner in _KEPT_WORDS or _UUID.fullmatch(inner)) or (
+                last_key == "classification" and CLASSIFICATION_PATTERN.fullmatch(inner)
+            ):
                 pieces.append(token)
             else:
                 pieces.append(f'"<text:{len(inner)}>"')

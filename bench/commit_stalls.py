@@ -22,9 +22,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from bench.ingest import CommitProbe  # noqa: E402
 from tests.conftest import POSTGRES_ADMIN_URL  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 DATABASE = "fabric_commit_stalls"
 BLOB_BYTES = 10_000  # four per row: ~40 KB, about a snapshot with ground truth
@@ -82,8 +83,11 @@ def main() -> None:
     for _ in range(args.rounds):
         for setting in ("", "256kB"):
             r = run(setting, args.duration, args.rows_per_s)
-            print(f"{r['flush_after']:>12} {r['rows_per_s']:>7} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['p99.9_ms']:>9} "
-                  f"{r['max_ms']:>7} {r['over_50ms']:>7}", flush=True)  # fmt: skip
+            print(
+                f"{r['flush_after']:>12} {r['rows_per_s']:>7} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['p99.9_ms']:>9} "
+                f"{r['max_ms']:>7} {r['over_50ms']:>7}",
+                flush=True,
+            )
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
 

@@ -36,21 +36,34 @@ def seed(database_url: str, count: int) -> None:
     from training.synthetic import synthetic_snapshots
 
     templates = synthetic_snapshots(40, seed=11)
-    templates += [fixture_snapshot(name) for name in ("snapshot-with-ground-truth", "snapshot-mono-no-ground-truth",
-                                                       "snapshot-with-corrections-and-nan")]  # fmt: skip
+    templates += [
+        fixture_snapshot(name)
+        for name in ("snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan")
+    ]
     store_copies(database_url, templates, count, np.random.default_rng(1), batch_size=250, progress_every=10_000)
     engine = build_engine(database_url)
     with engine.begin() as connection:
         # Received over the last 90 days, denser lately; a tenth on a second channel.
-        connection.execute(text("UPDATE snapshots SET received_at = now() - (power(random(), 2) * interval '90 days'), "
-                                "channel = CASE WHEN random() < 0.1 THEN 'beta' ELSE channel END"))  # fmt: skip
+        connection.execute(
+            text(
+                "UPDATE snapshots SET received_at = now() - (power(random(), 2) * interval '90 days'), "
+                "channel = CASE WHEN random() < 0.1 THEN 'beta' ELSE channel END"
+            )
+        )
         for index in range(300):
-            connection.execute(text(
-                "INSERT INTO quarantine (fingerprint, channel, http_status, reason_type, reasons, body_size, body_excerpt,"
-                " body_truncated, occurrences, first_seen_at, last_seen_at) VALUES (:f, 'stem-separation', :s, :r,"
-                " '[]', 10, '{}', false, :o, now() - random() * interval '90 days', now())"
-            ), {"f": f"bench-{index}", "s": (400, 422, 413)[index % 3], "r": ("malformed_json", "validation", "too_large")[index % 3],
-                "o": 1 + index % 4})  # fmt: skip
+            connection.execute(
+                text(
+                    "INSERT INTO quarantine (fingerprint, channel, http_status, reason_type, reasons, body_size, body_excerpt,"
+                    " body_truncated, occurrences, first_seen_at, last_seen_at) VALUES (:f, 'stem-separation', :s, :r,"
+                    " '[]', 10, '{}', false, :o, now() - random() * interval '90 days', now())"
+                ),
+                {
+                    "f": f"bench-{index}",
+                    "s": (400, 422, 413)[index % 3],
+                    "r": ("malformed_json", "validation", "too_large")[index % 3],
+                    "o": 1 + index % 4,
+                },
+            )
         assert connection.scalar(select(func.count()).select_from(Snapshot)) == count
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE"))

@@ -40,8 +40,9 @@ def seed(database_url: str, count: int) -> None:
     store_copies(database_url, synthetic_snapshots(40, seed=9), count - have, np.random.default_rng(have))
 
 
-def store_copies(database_url: str, templates: list[dict], count: int, rng: np.random.Generator,
-                 batch_size: int = 100, progress_every: int = 0) -> None:  # fmt: skip
+def store_copies(
+    database_url: str, templates: list[dict], count: int, rng: np.random.Generator, batch_size: int = 100, progress_every: int = 0
+) -> None:
     """Stores `count` snapshots through the ingest service: each a copy of one of `templates`
     with a new id and its own confidence, so every row has distinct content."""
     from app.config import Settings
@@ -69,10 +70,11 @@ def store_copies(database_url: str, templates: list[dict], count: int, rng: np.r
 
 def build_once(database_url: str) -> dict:
     """Runs in its own process, so ru_maxrss is this build's peak alone."""
-    from app.config import Settings  # noqa: F401  (imports before measuring)
-    from app.db.engine import build_engine
-    from app.datasets.service import build_dataset
     from sqlalchemy.orm import Session
+
+    from app.config import Settings  # noqa: F401  (imports before measuring)
+    from app.datasets.service import build_dataset
+    from app.db.engine import build_engine
 
     engine = build_engine(database_url)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -84,8 +86,13 @@ def build_once(database_url: str) -> dict:
         session.commit()
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"snapshots": total, "seconds": round(elapsed, 2), "per_s": round(total / elapsed),
-            "peak_rss_mb": round(peak / 1024, 1), "rss_before_mb": round(baseline / 1024, 1)}  # fmt: skip
+    return {
+        "snapshots": total,
+        "seconds": round(elapsed, 2),
+        "per_s": round(total / elapsed),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "rss_before_mb": round(baseline / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -102,15 +109,19 @@ def main() -> None:
         started = time.perf_counter()
         seed(database_url, size)
         print(f"seeded {size} snapshots in {time.perf_counter() - started:.0f} s", flush=True)
-        output = subprocess.run([sys.executable, __file__, "--build-only", database_url], capture_output=True, text=True, check=True)
+        output = subprocess.run(
+            [sys.executable, __file__, "--build-only", database_url], capture_output=True, text=True, check=True
+        )
         results.append(json.loads(output.stdout.strip().splitlines()[-1]))
         print(results[-1], flush=True)
     print(f"\n{'snapshots':>10} {'seconds':>8} {'per s':>7} {'peak RSS MB':>12}")
     for r in results:
         print(f"{r['snapshots']:>10} {r['seconds']:>8} {r['per_s']:>7} {r['peak_rss_mb']:>12}")
     if len(results) > 1:
-        print(f"peak memory ratio {results[-1]['snapshots']} vs {results[0]['snapshots']}: "
-              f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}x")  # fmt: skip
+        print(
+            f"peak memory ratio {results[-1]['snapshots']} vs {results[0]['snapshots']}: "
+            f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        subprocess.run([str(ROOT / ".venv" / "bin" / "fabric"), "import-stems", str(folder), "--out", out], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "fabric"), "import-stems", str(folder), "--out", out], check=True, capture_output=True
+        )
         wall = time.perf_counter() - started
     reads, streams, whole = [], [], []
     for song_folder in songs:
@@ -56,10 +57,14 @@ def main() -> None:
         song_snapshot(song)
         whole.append(time.perf_counter() - started + reads[-1])
     print(f"{len(songs)} songs of {args.seconds:.0f} s, 44.1 kHz stereo, six stems each")
-    print(f"fabric import-stems --out, end to end: {wall:.1f} s = {60 * len(songs) / wall:.1f} songs a minute "
-          f"(including the command's start-up)")  # fmt: skip
-    print(f"in-process, median per song: read {np.median(reads):.2f} s, Studio's streams {np.median(streams):.3f} s, "
-          f"read + whole snapshot {np.median(whole):.2f} s = {60 / np.median(whole):.0f} songs a minute")  # fmt: skip
+    print(
+        f"fabric import-stems --out, end to end: {wall:.1f} s = {60 * len(songs) / wall:.1f} songs a minute "
+        f"(including the command's start-up)"
+    )
+    print(
+        f"in-process, median per song: read {np.median(reads):.2f} s, Studio's streams {np.median(streams):.3f} s, "
+        f"read + whole snapshot {np.median(whole):.2f} s = {60 / np.median(whole):.0f} songs a minute"
+    )
 
 
 if __name__ == "__main__":

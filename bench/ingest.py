@@ -31,9 +31,9 @@ def fresh_database(name: str) -> str:
     """A new, migrated database on the local Postgres, whose commits must be durable."""
     url = create_postgres_database(name)
     with psycopg.connect(url) as connection:
-        settings = dict(connection.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')"
-        ).fetchall())  # fmt: skip
+        settings = dict(
+            connection.execute("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchall()
+        )
     assert settings == {"fsync": "on", "synchronous_commit": "on"}, f"commits are not durable: {settings}"
     return url
 
@@ -92,9 +92,11 @@ class CommitProbe:
         self._connection.close()
 
     def summary(self) -> dict:
-        return {**{f"p{q:g}_ms": round(percentile_ms(self.latencies_s, q), 1) for q in (50, 99, 99.9)},
-                "max_ms": round(percentile_ms(self.latencies_s, 100), 1),
-                "over_50ms": sum(latency > 0.05 for latency in self.latencies_s)}  # fmt: skip
+        return {
+            **{f"p{q:g}_ms": round(percentile_ms(self.latencies_s, q), 1) for q in (50, 99, 99.9)},
+            "max_ms": round(percentile_ms(self.latencies_s, 100), 1),
+            "over_50ms": sum(latency > 0.05 for latency in self.latencies_s),
+        }
 
 
 def _postgres_processes() -> list[psutil.Process]:
@@ -130,10 +132,13 @@ def checkpoint_counts(url: str) -> dict:
     with psycopg.connect(url) as connection:
         timed, requested, by_backends, wal = connection.execute(
             "SELECT checkpoints_timed, checkpoints_req, buffers_backend, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
-            " FROM pg_stat_bgwriter").fetchone()
-        settings = dict(connection.execute(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('max_wal_size', 'shared_buffers')"
-        ).fetchall())  # fmt: skip
+            " FROM pg_stat_bgwriter"
+        ).fetchone()
+        settings = dict(
+            connection.execute(
+                "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('max_wal_size', 'shared_buffers')"
+            ).fetchall()
+        )
     return {"timed": timed, "requested": requested, "buffers_backend": by_backends, "wal_mb": float(wal) / 2**20, **settings}
 
 
@@ -179,10 +184,17 @@ def main() -> None:
     mean_kb = sum(map(len, bodies)) / len(bodies) / 1024
     database_url = fresh_database("fabric_bench")
     env = {"DATABASE_URL": database_url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_LOG_LEVEL": "warning"}
-    print(f"snapshots: {len(bodies)} fixtures, mean {mean_kb:.0f} KB; Postgres fsync+synchronous_commit on; "
-          f"{args.api_workers} API processes; {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"snapshots: {len(bodies)} fixtures, mean {mean_kb:.0f} KB; Postgres fsync+synchronous_commit on; "
+        f"{args.api_workers} API processes; {os.cpu_count()} CPUs"
+    )
 
-    report = {"host_speed_ms_before": host_speed_ms(), "api_workers": args.api_workers, "mean_snapshot_kb": round(mean_kb, 1), "runs": []}
+    report = {
+        "host_speed_ms_before": host_speed_ms(),
+        "api_workers": args.api_workers,
+        "mean_snapshot_kb": round(mean_kb, 1),
+        "runs": [],
+    }
     with api_process(env, workers=args.api_workers) as base:
         target = f"{base}/stem-separation"
         warmup = run(args.rate, args.warmup, target, make)
@@ -193,8 +205,11 @@ def main() -> None:
         generator_cpu_s = time.process_time() - generator_cpu_s - probe.cpu_s
         main_run["commit_probe"] = probe.summary()
         after = checkpoint_counts(database_url)
-        main_run["postgres"] = {**{k: round(after[k] - before[k]) for k in ("timed", "requested", "buffers_backend", "wal_mb")},
-                                "max_wal_size": after["max_wal_size"], "shared_buffers": after["shared_buffers"]}  # fmt: skip
+        main_run["postgres"] = {
+            **{k: round(after[k] - before[k]) for k in ("timed", "requested", "buffers_backend", "wal_mb")},
+            "max_wal_size": after["max_wal_size"],
+            "shared_buffers": after["shared_buffers"],
+        }
         samples = [rss for _, rss in memory.samples]
         tenth = max(1, len(samples) // 10)
         main_run["rss_mb_first_10pct"] = round(sum(samples[:tenth]) / tenth / 2**20, 1)
@@ -217,25 +232,37 @@ def main() -> None:
     accepted = sum(n for r in [warmup, *report["runs"]] for s, n in r["statuses"].items() if 200 <= int(s) < 300)
     report["stored_rows"] = stored_rows(database_url)
     report["accepted_responses"] = accepted
-    print(f"\n{'rate':>6} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gen lag':>8}  statuses / errors")
+    print(
+        f"\n{'rate':>6} {'achieved':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'gen lag':>8}  statuses / errors"
+    )
     for r in report["runs"]:
-        print(f"{r['rate_target']:>6.0f} {r['rate_achieved']:>9.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
-              f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['generator_lag_p99_ms']:>8.2f}  {r['statuses']} {r['errors'] or ''}")  # fmt: skip
-    print(f"\n{args.rate:.0f}/s run, every {main_run['interval_s']} s: "
-          + "  ".join(f"{i['per_s']:.0f}/s p99 {i['p99_ms']:.0f}" for i in main_run["per_interval"]))
-    print(f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "
-          f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB; "
-          f"per 30 s: {main_run['rss_mb_per_30s']}")  # fmt: skip
+        print(
+            f"{r['rate_target']:>6.0f} {r['rate_achieved']:>9.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
+            f"{r['p99_ms']:>8.2f} {r['max_ms']:>8.2f} {r['generator_lag_p99_ms']:>8.2f}  {r['statuses']} {r['errors'] or ''}"
+        )
+    print(
+        f"\n{args.rate:.0f}/s run, every {main_run['interval_s']} s: "
+        + "  ".join(f"{i['per_s']:.0f}/s p99 {i['p99_ms']:.0f}" for i in main_run["per_interval"])
+    )
+    print(
+        f"\nAPI RSS over the {args.duration:.0f} s run: {main_run['rss_mb_first_10pct']} MB (first 10%) -> "
+        f"{main_run['rss_mb_last_10pct']} MB (last 10%), max {main_run['rss_mb_max']} MB; "
+        f"per 30 s: {main_run['rss_mb_per_30s']}"
+    )
     generator_ms = main_run["load_generator_cpu_ms_per_snapshot"]
-    print(f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
-          f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms, load generator {generator_ms} ms; "
-          # The generator's work per snapshot is fixed, so these ratios cancel most of the host's drift.
-          f"over the generator's: API {main_run['api_cpu_ms_per_snapshot'] / generator_ms:.2f}, "
-          f"Postgres {main_run['postgres_cpu_ms_per_snapshot'] / generator_ms:.2f}")
+    print(
+        f"CPU per snapshot over that run: API {main_run['api_cpu_ms_per_snapshot']} ms, "
+        f"Postgres {main_run['postgres_cpu_ms_per_snapshot']} ms, load generator {generator_ms} ms; "
+        # The generator's work per snapshot is fixed, so these ratios cancel most of the host's drift.
+        f"over the generator's: API {main_run['api_cpu_ms_per_snapshot'] / generator_ms:.2f}, "
+        f"Postgres {main_run['postgres_cpu_ms_per_snapshot'] / generator_ms:.2f}"
+    )
     print(f"Postgres during that run: {main_run['postgres']}")
     print(f"A 1-row durable commit every 20 ms beside it: {main_run['commit_probe']}")
-    print(f"host speed (a fixed Python loop, lower is faster): {report['host_speed_ms_before']} ms before, "
-          f"{report['host_speed_ms_after']} ms after")
+    print(
+        f"host speed (a fixed Python loop, lower is faster): {report['host_speed_ms_before']} ms before, "
+        f"{report['host_speed_ms_after']} ms after"
+    )
     verdict = "every accepted snapshot stored once" if report["stored_rows"] == accepted else "MISMATCH"
     print(f"stored rows {report['stored_rows']}, 2xx answers {accepted} (warm-up included): {verdict}")
     RESULTS_DIR.mkdir(exist_ok=True)

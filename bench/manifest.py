@@ -34,7 +34,9 @@ def publish_two_models(artifacts: Path) -> list[int]:
     model_ids = []
     for epochs in (2, 3):
         with session_scope() as session:
-            run_id = runs.create_run(RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny"), db_session=session).id
+            run_id = runs.create_run(
+                RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny"), db_session=session
+            ).id
         runs.run_all_stages(run_id, artifacts, "bench")
         with session_scope() as session:
             model_ids.append(session.query(StemModel).filter_by(run_id=run_id).one().id)
@@ -83,11 +85,15 @@ def main() -> None:
                     etag = seen.headers["etag"]
 
     print(f"{args.api_workers} API processes; conditional polls answered {dict(result.statuses)} {dict(result.errors) or ''}")
-    print(f"rate {args.rate:.0f}/s for {args.duration:.0f} s: achieved {result.achieved_rate:.0f}/s, "
-          f"p50 {result.percentile_ms(50):.2f} ms, p90 {result.percentile_ms(90):.2f} ms, "
-          f"p99 {result.percentile_ms(99):.2f} ms, max {result.percentile_ms(100):.1f} ms")  # fmt: skip
-    print(f"promotion -> seen by a poll: median {1000 * statistics.median(visibility):.1f} ms, "
-          f"max {1000 * max(visibility):.1f} ms over {len(visibility)} promotions")  # fmt: skip
+    print(
+        f"rate {args.rate:.0f}/s for {args.duration:.0f} s: achieved {result.achieved_rate:.0f}/s, "
+        f"p50 {result.percentile_ms(50):.2f} ms, p90 {result.percentile_ms(90):.2f} ms, "
+        f"p99 {result.percentile_ms(99):.2f} ms, max {result.percentile_ms(100):.1f} ms"
+    )
+    print(
+        f"promotion -> seen by a poll: median {1000 * statistics.median(visibility):.1f} ms, "
+        f"max {1000 * max(visibility):.1f} ms over {len(visibility)} promotions"
+    )
 
 
 if __name__ == "__main__":

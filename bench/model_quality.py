@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,14 +79,18 @@ def main() -> None:
     reference = strongest_baseline(reports)
     margin = paired_margin(reports["model"].per_snapshot, reports[reference].per_snapshot, reference)
 
-    print(f"development songs: {len(folders)} ({', '.join(f'{s} {len(splits[s])}' for s in SPLITS)}); "
-          f"model {args.size}, seed {args.seed}, {result.epochs_run} epochs")  # fmt: skip
+    print(
+        f"development songs: {len(folders)} ({', '.join(f'{s} {len(splits[s])}' for s in SPLITS)}); "
+        f"model {args.size}, seed {args.seed}, {result.epochs_run} epochs"
+    )
     print(f"{'test split':14}{'level error dB':>16}{'present dB':>12}{'presence AUC':>14}{'false activity':>16}")
     for name in ("model", *BASELINES):
         r = reports[name]
         print(f"{name:14}{r.level_error_db:>16.2f}{r.present_error_db:>12.2f}{r.presence_auc:>14.3f}{r.false_activity:>16.3f}")
-    print(f"model - {reference}: {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
-          f"over {margin.snapshots} test songs -> {'published' if margin.significant_win else 'rejected'}")  # fmt: skip
+    print(
+        f"model - {reference}: {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
+        f"over {margin.snapshots} test songs -> {'published' if margin.significant_win else 'rejected'}"
+    )
 
     started = time.perf_counter()
     audio = evaluate_songs(result.model, held_out)
@@ -96,8 +99,13 @@ def main() -> None:
     print(audio.summary())
     print("\n" + "; ".join(f"{name} {value:.2f} s" for name, value in timings.items()))
     if args.json:
-        figures = {"reports": {name: dataclasses.asdict(r) for name, r in reports.items()}, "margin": dataclasses.asdict(margin),
-                   "audio": audio.as_dict(), "timings": timings, "history": result.history}  # fmt: skip
+        figures = {
+            "reports": {name: dataclasses.asdict(r) for name, r in reports.items()},
+            "margin": dataclasses.asdict(margin),
+            "audio": audio.as_dict(),
+            "timings": timings,
+            "history": result.history,
+        }
         args.json.write_text(json.dumps(figures, indent=2, default=float))
 
 

@@ -46,10 +46,14 @@ def outage(database_url: str, rate: float, total_s: float, after_s: float, outag
         via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         with api_process({"DATABASE_URL": via_proxy, "FABRIC_LOG_LEVEL": "error"}) as base:
             exporter = asyncio.run(_stream(f"{base}/stem-separation", bodies, proxy, 1 / rate, after_s, outage_s))
-    return {"sent": len(bodies), "stored": len(exporter.delivered), "dropped": len(exporter.dropped),
-            "answers": {str(k): v for k, v in exporter.statuses.items()},
-            "longest_wait_s": round(max(exporter.latencies_s), 2),
-            "median_wait_ms": round(statistics.median(exporter.latencies_s) * 1000, 1)}  # fmt: skip
+    return {
+        "sent": len(bodies),
+        "stored": len(exporter.delivered),
+        "dropped": len(exporter.dropped),
+        "answers": {str(k): v for k, v in exporter.statuses.items()},
+        "longest_wait_s": round(max(exporter.latencies_s), 2),
+        "median_wait_ms": round(statistics.median(exporter.latencies_s) * 1000, 1),
+    }
 
 
 async def _stream(url, bodies, proxy, every_s, after_s, outage_s) -> StudioExporter:
@@ -90,15 +94,22 @@ def amplification(database_url: str) -> dict:
         sampler = threading.Thread(target=sample)
         sampler.start()
         with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers,
-                                                         timeout=30), range(6)))  # fmt: skip
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers, timeout=30), range(6)
+                )
+            )
         done.set()
         sampler.join()
         after = server.memory_info().rss
-    return {"gzip_bytes": len(AMPLIFIED), "answers": sorted({a.status_code for a in answers}),
-            "alone_median_ms": round(statistics.median(alone), 1),
-            "six_at_once_ms": sorted(round(a.elapsed.total_seconds() * 1000, 1) for a in answers),
-            "rss_peak_growth_mb": round((peak - before) / 2**20, 1), "rss_after_growth_mb": round((after - before) / 2**20, 1)}  # fmt: skip
+    return {
+        "gzip_bytes": len(AMPLIFIED),
+        "answers": sorted({a.status_code for a in answers}),
+        "alone_median_ms": round(statistics.median(alone), 1),
+        "six_at_once_ms": sorted(round(a.elapsed.total_seconds() * 1000, 1) for a in answers),
+        "rss_peak_growth_mb": round((peak - before) / 2**20, 1),
+        "rss_after_growth_mb": round((after - before) / 2**20, 1),
+    }
 
 
 def broker_down(database_url: str) -> dict:
@@ -118,8 +129,9 @@ def broker_down(database_url: str) -> dict:
     with api_process(env) as base:
         for _ in range(5):
             started = time.perf_counter()
-            answer = httpx.post(f"{base}/runs", json={"modelSize": "tiny"}, headers={"Authorization": f"Bearer {token}"},
-                                timeout=60)  # fmt: skip
+            answer = httpx.post(
+                f"{base}/runs", json={"modelSize": "tiny"}, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            )
             times.append(time.perf_counter() - started)
             statuses.add(answer.status_code)
     return {"answers": sorted(statuses), "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3)}

@@ -60,12 +60,16 @@ def main() -> None:
     null_times = epoch_times(null)
 
     full_median, null_median = float(np.median(full_times)), float(np.median(null_times))
-    print(f"backend {keras.backend.backend()}, devices {keras.distribution.list_devices()}, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")  # fmt: skip
+    print(
+        f"backend {keras.backend.backend()}, devices {keras.distribution.list_devices()}, "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    )
     print(f"model: {full.count_params():,} parameters; {args.samples} samples, batch {args.batch_size}")
     print(f"full model:  median epoch {full_median:.2f} s -> {args.samples / full_median:,.0f} samples/s")
-    print(f"input pipeline (null model): median epoch {null_median:.3f} s = "
-          f"{100 * null_median / full_median:.1f}% of the full model's step time")  # fmt: skip
+    print(
+        f"input pipeline (null model): median epoch {null_median:.3f} s = "
+        f"{100 * null_median / full_median:.1f}% of the full model's step time"
+    )
 
 
 if __name__ == "__main__":

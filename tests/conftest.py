@@ -170,8 +170,11 @@ def instrument_songs() -> Path:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda seed: render_song(root, seed, INSTRUMENT_SONG_SECONDS, INSTRUMENT_SAMPLE_RATE),
-                          range(INSTRUMENT_SONGS)))  # fmt: skip
+            list(
+                pool.map(
+                    lambda seed: render_song(root, seed, INSTRUMENT_SONG_SECONDS, INSTRUMENT_SAMPLE_RATE), range(INSTRUMENT_SONGS)
+                )
+            )
         (root / "complete").touch()
     return root
 

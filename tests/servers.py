@@ -52,8 +52,11 @@ def api_process(env: dict[str, str], workers: int = 1, log_path: Path | None = N
     env = {"FABRIC_PUBLIC_BASE_URLS": json.dumps([url]), **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT, env={**os.environ, "FABRIC_LOG_LEVEL": "warning", **env}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**os.environ, "FABRIC_LOG_LEVEL": "warning", **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -85,11 +88,30 @@ def worker_process(env: dict[str, str], queue: str = "cpu", log_path: Path | Non
     """Runs a real Celery worker process (solo pool) until the block ends."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool", "solo",
-         "--queues", queue, "--hostname", f"test-{queue}@%h", "--loglevel", "INFO", "--without-heartbeat",
-         "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            queue,
+            "--hostname",
+            f"test-{queue}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield process
     finally:

@@ -37,8 +37,12 @@ def test_domains_do_not_import_each_other_in_circles():
         parts = module.split(".")
         return parts[1] if len(parts) > 2 else None
 
-    edges = {(domain(m), domain(i)) for m, names in app.items() for i in names
-             if i.startswith("app.") and domain(m) and domain(i) and domain(m) != domain(i)}  # fmt: skip
+    edges = {
+        (domain(m), domain(i))
+        for m, names in app.items()
+        for i in names
+        if i.startswith("app.") and domain(m) and domain(i) and domain(m) != domain(i)
+    }
     assert not {(a, b) for a, b in edges if (b, a) in edges}, edges
 
 
@@ -53,8 +57,10 @@ def test_views_and_the_cli_leave_queries_to_services():
                 name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
                 owner = called.value.id if isinstance(called, ast.Attribute) and isinstance(called.value, ast.Name) else ""
                 statement = isinstance(called, ast.Name) or owner == "sqlalchemy"
-                if statement and name in ("select", "update", "delete", "insert", "text") or (
-                    owner == "session" and name in ("get", "scalar", "scalars", "execute", "query", "add")
+                if (
+                    statement
+                    and name in ("select", "update", "delete", "insert", "text")
+                    or (owner == "session" and name in ("get", "scalar", "scalars", "execute", "query", "add"))
                 ):
                     offenders.setdefault(str(path.relative_to(ROOT)), []).append(f"{owner}.{name} line {node.lineno}")
     assert offenders == {}

@@ -42,8 +42,21 @@ def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tm
     dataset_dir = built["path"]
 
     model_dir = tmp_path / "model"
-    result = invoke("train", "--datasetDir", dataset_dir, "--outputDir", str(model_dir), "--epochs", "3",
-                    "--batchSize", "16", "--learningRate", "0.003", "--modelSize", "tiny")  # fmt: skip
+    result = invoke(
+        "train",
+        "--datasetDir",
+        dataset_dir,
+        "--outputDir",
+        str(model_dir),
+        "--epochs",
+        "3",
+        "--batchSize",
+        "16",
+        "--learningRate",
+        "0.003",
+        "--modelSize",
+        "tiny",
+    )
     assert "3 epochs" in result.output
     result = invoke("evaluate", "--datasetDir", dataset_dir, "--modelDir", str(model_dir))
     assert all(name in result.output for name in ("model", "ridge", "train_median", "mix_copy", "95% interval"))
@@ -62,11 +75,18 @@ def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):
     from tests.servers import ROOT, answers_healthz, free_port, wait_until
 
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/fabric.db", "FABRIC_EMBEDDED_BROKER_DIR": str(tmp_path / "broker")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/fabric.db",
+        "FABRIC_EMBEDDED_BROKER_DIR": str(tmp_path / "broker"),
+    }
     serve = subprocess.Popen(
-        [str(Path(sys.executable).parent / "fabric"), "serve", "--port", str(port)], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [str(Path(sys.executable).parent / "fabric"), "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     children: list[psutil.Process] = []
     try:
         wait_until(lambda: answers_healthz(f"http://127.0.0.1:{port}"), 60, "fabric serve to answer /healthz")

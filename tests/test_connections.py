@@ -17,8 +17,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def api(configure, sqlite_url, tmp_path):
-    env = {"DATABASE_URL": sqlite_url, "FABRIC_REQUEST_HEADER_TIMEOUT_S": "1", "FABRIC_REQUEST_BODY_TIMEOUT_S": "1",
-           "FABRIC_RATE_LIMIT_PER_S": "0"}  # fmt: skip
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "FABRIC_REQUEST_HEADER_TIMEOUT_S": "1",
+        "FABRIC_REQUEST_BODY_TIMEOUT_S": "1",
+        "FABRIC_RATE_LIMIT_PER_S": "0",
+    }
     configure(**env)
     with api_process(env, log_path=tmp_path / "api.log") as base:
         host, port = base.removeprefix("http://").split(":")
@@ -66,8 +70,10 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(api):
 def test_a_slow_body_gets_408(api):
     _, address = api
     with socket.create_connection(address) as connection:
-        connection.sendall(b"POST /stem-separation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           b"X-Prime-Fabric-Channel: stem-separation\r\nContent-Length: 100000\r\n\r\n{\"id\": ")  # fmt: skip
+        connection.sendall(
+            b"POST /stem-separation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'X-Prime-Fabric-Channel: stem-separation\r\nContent-Length: 100000\r\n\r\n{"id": '
+        )
         connection.settimeout(5)
         answer = connection.recv(4096)
     assert answer.startswith(b"HTTP/1.1 408"), answer
@@ -75,12 +81,15 @@ def test_a_slow_body_gets_408(api):
 
 
 @pytest.mark.parametrize("trusted, separate_buckets", [("127.0.0.1", True), ("10.9.9.9", False)])
-def test_forwarded_addresses_are_believed_only_from_trusted_proxies(configure, sqlite_url, tmp_path, trusted,
-                                                                    separate_buckets):  # fmt: skip
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(configure, sqlite_url, tmp_path, trusted, separate_buckets):
     """Behind a trusted proxy each client has its own rate-limit bucket; anyone else's
     X-Forwarded-For is ignored, so a client cannot pick a fresh bucket per request."""
-    env = {"DATABASE_URL": sqlite_url, "FABRIC_TRUSTED_PROXIES": trusted, "FABRIC_RATE_LIMIT_PER_S": "0.001",
-           "FABRIC_RATE_LIMIT_BURST": "2"}  # fmt: skip
+    env = {
+        "DATABASE_URL": sqlite_url,
+        "FABRIC_TRUSTED_PROXIES": trusted,
+        "FABRIC_RATE_LIMIT_PER_S": "0.001",
+        "FABRIC_RATE_LIMIT_BURST": "2",
+    }
     configure(**env)
     with api_process(env, log_path=tmp_path / "api.log") as base:
 

@@ -39,8 +39,10 @@ def test_each_correction_bounds_its_stem_over_its_time_range():
 
 
 def test_a_correction_without_a_time_range_covers_the_track_and_strength_sets_the_bound():
-    snapshot = dataclasses.replace(from_wire(json.loads(fixture_bytes("snapshot-with-corrections-and-nan"))),
-                                   corrections=(Correction("vocals", "boost", None, None, 1.0),))  # fmt: skip
+    snapshot = dataclasses.replace(
+        from_wire(json.loads(fixture_bytes("snapshot-with-corrections-and-nan"))),
+        corrections=(Correction("vocals", "boost", None, None, 1.0),),
+    )
     bounds = encode_bounds(snapshot)
     assert (bounds[0, :4, 0] == -6.0).all() and (bounds[0, 4:, 0] == NO_BOUND[0]).all()
     assert correction_bound("boost", 0.0) == (-20.0, NO_BOUND[1]) and correction_bound("cut", 1.0) == (NO_BOUND[0], -30.0)
@@ -58,16 +60,26 @@ def with_vocals_boosted(split: Split, keep_ground_truth: bool) -> Split:
 # With ground truth kept, the truth (silent vocals are silent) and the users (boost them
 # everywhere) disagree wherever the vocals rest, and the model weighs both: a smaller move.
 @pytest.mark.parametrize(("keep_ground_truth", "more_met", "louder_db"), [(False, 0.2, 3.0), (True, 0.08, 1.0)])
-def test_the_model_moves_the_way_users_corrected_on_held_out_snapshots(instrument_splits, tmp_path, keep_ground_truth,
-                                                                       more_met, louder_db):  # fmt: skip
+def test_the_model_moves_the_way_users_corrected_on_held_out_snapshots(
+    instrument_splits, tmp_path, keep_ground_truth, more_met, louder_db
+):
     train_split, validation, test = (instrument_splits[s] for s in ("train", "validation", "test"))
     half = len(train_split) // 2
-    corrected = with_vocals_boosted(Split(*(a[:half] for a in (train_split.features, train_split.targets,
-                                                               train_split.weights, train_split.bounds))), keep_ground_truth)  # fmt: skip
+    corrected = with_vocals_boosted(
+        Split(*(a[:half] for a in (train_split.features, train_split.targets, train_split.weights, train_split.bounds))),
+        keep_ground_truth,
+    )
     plain = Split(*(a[half:] for a in (train_split.features, train_split.targets, train_split.weights, train_split.bounds)))
-    with_corrections = Split(*(np.concatenate([a, b]) for a, b in zip(
-        (plain.features, plain.targets, plain.weights, plain.bounds),
-        (corrected.features, corrected.targets, corrected.weights, corrected.bounds), strict=True)))  # fmt: skip
+    with_corrections = Split(
+        *(
+            np.concatenate([a, b])
+            for a, b in zip(
+                (plain.features, plain.targets, plain.weights, plain.bounds),
+                (corrected.features, corrected.targets, corrected.weights, corrected.bounds),
+                strict=True,
+            )
+        )
+    )
     config = dataclasses.replace(TINY, epochs=30)
     taught = train(with_corrections, validation, config, tmp_path / "taught", seed=0).model
     untaught = train(plain, validation, config, tmp_path / "untaught", seed=0).model

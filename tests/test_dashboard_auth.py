@@ -62,9 +62,14 @@ def test_the_session_cookie_is_httponly_samesite_and_secure_over_tls(db, tokens)
     assert "Secure" in answer.headers["set-cookie"] and "HttpOnly" in answer.headers["set-cookie"]
 
 
-@pytest.mark.parametrize(("which", "status", "says"), [
-    ("operator", 403, "needs an admin token"), ("revoked", 401, "unknown or revoked"), ("nonsense", 401, "unknown or revoked"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("which", "status", "says"),
+    [
+        ("operator", 403, "needs an admin token"),
+        ("revoked", 401, "unknown or revoked"),
+        ("nonsense", 401, "unknown or revoked"),
+    ],
+)
 def test_only_live_admin_tokens_log_in(browser, tokens, which, status, says):
     answer = log_in(browser, tokens.get(which, "pf_nonsense"))
     assert answer.status_code == status and says in answer.text
@@ -98,7 +103,9 @@ def test_revoking_the_token_ends_its_sessions(browser, tokens):
     log_in(browser, tokens["admin"])
     assert browser.get("/dashboard").status_code == 200
     with session_scope() as session:
-        session_row = session.scalar(select(AdminSession).where(AdminSession.session_hash == hash_token(browser.cookies["pf_session"])))
+        session_row = session.scalar(
+            select(AdminSession).where(AdminSession.session_hash == hash_token(browser.cookies["pf_session"]))
+        )
         revoke_token(session_row.token_id, db_session=session)
     assert browser.get("/dashboard").status_code == 303
 
@@ -106,8 +113,11 @@ def test_revoking_the_token_ends_its_sessions(browser, tokens):
 def test_buttons_need_the_csrf_token_and_this_origin(browser, tokens):
     log_in(browser, tokens["admin"])
     csrf = csrf_of(browser)
-    for data, headers in [({}, ORIGIN), ({"csrf_token": "forged"}, ORIGIN),
-                          ({"csrf_token": csrf}, {"Origin": "https://evil.example"})]:  # fmt: skip
+    for data, headers in [
+        ({}, ORIGIN),
+        ({"csrf_token": "forged"}, ORIGIN),
+        ({"csrf_token": csrf}, {"Origin": "https://evil.example"}),
+    ]:
         for path in ("/dashboard/models/rollback", "/dashboard/models/1/promote", "/dashboard/logout"):
             answer = browser.post(path, data=data, headers=headers)
             assert answer.status_code == 403, (path, data, headers)

@@ -28,8 +28,16 @@ pytestmark = pytest.mark.postgres
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("FABRIC_TEST_CHROMIUM", "/usr/bin/chromium")
 # Headless, and nothing that would reach out of this machine.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--disable-default-apps", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +51,12 @@ def site(tmp_path_factory):
     songs = tmp_path_factory.mktemp("evaluation-songs")
     for seed in (950, 951, 952):
         render_song(songs, seed, 8.0, 16_000)
-    env = {"DATABASE_URL": url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_ARTIFACTS_DIR": str(artifacts),
-           "FABRIC_EVALUATION_SONGS_DIR": str(songs)}  # fmt: skip
+    env = {
+        "DATABASE_URL": url,
+        "FABRIC_RATE_LIMIT_PER_S": "0",
+        "FABRIC_ARTIFACTS_DIR": str(artifacts),
+        "FABRIC_EVALUATION_SONGS_DIR": str(songs),
+    }
     mp = pytest.MonkeyPatch()
     for name, value in env.items():
         mp.setenv(name, value)
@@ -54,7 +66,9 @@ def site(tmp_path_factory):
             _seed(base, url)
             for epochs in (4, 6):
                 with session_scope() as session:
-                    run_id = runs.create_run(RunParameters(run_label=f"tiny-{epochs}", epochs=epochs, model_size="tiny"), db_session=session).id
+                    run_id = runs.create_run(
+                        RunParameters(run_label=f"tiny-{epochs}", epochs=epochs, model_size="tiny"), db_session=session
+                    ).id
                 runs.run_all_stages(run_id, artifacts, "browser-test")
             with session_scope() as session:
                 token, _ = create_token("dashboard-admin", "admin", db_session=session)
@@ -67,8 +81,11 @@ def site(tmp_path_factory):
 
 def _seed(base: str, url: str) -> None:
     snapshots = synthetic_snapshots(60, seed=7)
-    snapshots += [fixture_snapshot(name) for name in ("snapshot-with-ground-truth", "snapshot-mono-no-ground-truth",
-                                                       "snapshot-with-corrections-and-nan") for _ in range(3)]  # fmt: skip
+    snapshots += [
+        fixture_snapshot(name)
+        for name in ("snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan")
+        for _ in range(3)
+    ]
     with httpx.Client(base_url=base, headers=FETCH_HEADERS, timeout=30) as client:
         for snapshot in snapshots:
             assert client.post("/stem-separation", content=json.dumps(snapshot)).status_code == 201
@@ -80,8 +97,10 @@ def _seed(base: str, url: str) -> None:
     # Spread the first third over earlier days, so the per-day chart has a shape.
     with psycopg.connect(_plain(url), autocommit=True) as connection:
         for index, snapshot in enumerate(snapshots[:20]):
-            connection.execute("UPDATE snapshots SET received_at = received_at - make_interval(days => %s) WHERE id = %s",
-                               (1 + index % 5, uuid.UUID(snapshot["id"])))  # fmt: skip
+            connection.execute(
+                "UPDATE snapshots SET received_at = received_at - make_interval(days => %s) WHERE id = %s",
+                (1 + index % 5, uuid.UUID(snapshot["id"])),
+            )
 
 
 def _plain(url: str) -> str:
@@ -113,8 +132,10 @@ def page(chromium, site):
     page = context.new_page()
     errors: list[str] = []
     # A refused login is answered 401 on purpose; anything else the console reports is a fault.
-    page.on("console", lambda message: errors.append(message.text)
-            if message.type == "error" and "status of 401" not in message.text else None)  # fmt: skip
+    page.on(
+        "console",
+        lambda message: errors.append(message.text) if message.type == "error" and "status of 401" not in message.text else None,
+    )
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
@@ -148,9 +169,12 @@ def test_log_in_and_read_the_overview_against_the_database(page, site):
     expect(page.locator("h1")).to_have_text("Overview")
     shot(page, "02-overview")
 
-    (total, with_truth, with_corrections, duplicates), = sql(site, """
+    ((total, with_truth, with_corrections, duplicates),) = sql(
+        site,
+        """
         SELECT count(*), count(*) FILTER (WHERE has_ground_truth), count(*) FILTER (WHERE correction_count > 0),
-               sum(duplicates_absorbed) FROM snapshots""")  # fmt: skip
+               sum(duplicates_absorbed) FROM snapshots""",
+    )
     assert n(page.inner_text("#stat-total")) == total == 69
     assert page.inner_text("#stat-ground-truth") == f"{100 * with_truth / total:.1f}%"
     assert page.inner_text("#stat-corrections") == f"{100 * with_corrections / total:.1f}%"
@@ -160,15 +184,17 @@ def test_log_in_and_read_the_overview_against_the_database(page, site):
     for reason, count in rejected.items():
         assert page.get_attribute(f"#rejections li[data-label='{reason}']", "data-count") == str(count)
     per_day = dict(sql(site, "SELECT to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*) FROM snapshots GROUP BY 1"))
-    shown = {row.get_attribute("data-label"): int(row.get_attribute("data-count"))
-             for row in page.locator("#chart-per-day tr[data-label]").all()}  # fmt: skip
+    shown = {
+        row.get_attribute("data-label"): int(row.get_attribute("data-count"))
+        for row in page.locator("#chart-per-day tr[data-label]").all()
+    }
     assert {day: count for day, count in shown.items() if count} == per_day
     assert len(shown) == 6  # five earlier days and today, each shown even when empty
 
     # The range filter: the last 24 hours leave out the snapshots moved to earlier days.
     page.select_option("select[name=range]", "24h")
     page.click("#filters button[type=submit]")
-    (recent,), = sql(site, "SELECT count(*) FROM snapshots WHERE received_at >= now() - interval '24 hours'")
+    ((recent,),) = sql(site, "SELECT count(*) FROM snapshots WHERE received_at >= now() - interval '24 hours'")
     expect(page.locator("#stat-total")).to_have_text(f"{recent:,}")
     assert recent < total
     shot(page, "03-overview-last-24h")
@@ -186,18 +212,26 @@ def test_data_page_matches_the_database(page, site):
     shot(page, "05-data")
 
     def bars(chart: str) -> dict[str, int]:
-        return {li.get_attribute("data-label"): int(li.get_attribute("data-count"))
-                for li in page.locator(f"#{chart} li[data-label]").all()}  # fmt: skip
+        return {
+            li.get_attribute("data-label"): int(li.get_attribute("data-count"))
+            for li in page.locator(f"#{chart} li[data-label]").all()
+        }
 
     assert bars("chart-classification") == dict(sql(site, "SELECT classification, count(*) FROM snapshots GROUP BY 1"))
-    assert bars("chart-sample-rate") == {str(k): v for k, v in sql(site, "SELECT sample_rate, count(*) FROM snapshots GROUP BY 1")}
-    assert bars("chart-key-mode") == {f"{k} {m or 'unknown'}": c for k, m, c in sql(site, "SELECT key, mode, count(*) FROM snapshots GROUP BY 1, 2")}
-    assert bars("chart-corrections-type") == dict(sql(site, "SELECT correction_type, count(*) FROM snapshot_corrections GROUP BY 1"))
-    (vocals,), = sql(site, "SELECT count(*) FROM snapshots WHERE gt_vocals IS NOT NULL")
+    assert bars("chart-sample-rate") == {
+        str(k): v for k, v in sql(site, "SELECT sample_rate, count(*) FROM snapshots GROUP BY 1")
+    }
+    assert bars("chart-key-mode") == {
+        f"{k} {m or 'unknown'}": c for k, m, c in sql(site, "SELECT key, mode, count(*) FROM snapshots GROUP BY 1, 2")
+    }
+    assert bars("chart-corrections-type") == dict(
+        sql(site, "SELECT correction_type, count(*) FROM snapshot_corrections GROUP BY 1")
+    )
+    ((vocals,),) = sql(site, "SELECT count(*) FROM snapshots WHERE gt_vocals IS NOT NULL")
     assert bars("chart-ground-truth")["vocals"] == vocals
-    (stereo_short,), = sql(site, "SELECT count(*) FROM snapshots WHERE length(stereo) / 4 BETWEEN 1 AND 99")
+    ((stereo_short,),) = sql(site, "SELECT count(*) FROM snapshots WHERE length(stereo) / 4 BETWEEN 1 AND 99")
     assert int(page.inner_text("#stream-lengths tr[data-stream='stereo'] td[data-label='1–99']")) == stereo_short
-    (latest_dataset,), = sql(site, "SELECT max(id) FROM datasets")
+    ((latest_dataset,),) = sql(site, "SELECT max(id) FROM datasets")
     expect(page.locator("#latest-dataset")).to_contain_text(f"Dataset {latest_dataset}")
 
     # On a phone the same page stays readable: nothing wider than the screen but scrolling tables.
@@ -220,10 +254,10 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     page.click(f"#runs-table tr[data-run='{run_id}'] a")
     expect(page.locator("h1")).to_contain_text(f"Run #{run_id}")
     expect(page.locator("#run-status")).to_have_text("succeeded")
-    (history,), = sql(site, "SELECT json_array_length(history::json) FROM training_runs WHERE id = %s", run_id)
+    ((history,),) = sql(site, "SELECT json_array_length(history::json) FROM training_runs WHERE id = %s", run_id)
     assert page.locator("#chart-loss polyline").count() == 2
     assert len(page.get_attribute("#chart-loss polyline.s1", "points").split()) == history
-    (error,), = sql(site, "SELECT (metrics::json #>> '{model,level_error_db}')::float FROM training_runs WHERE id = %s", run_id)
+    ((error,),) = sql(site, "SELECT (metrics::json #>> '{model,level_error_db}')::float FROM training_runs WHERE id = %s", run_id)
     assert page.inner_text("#metrics tr[data-stem='overall'] td[data-baseline='model']") == f"{error:,.2f}"
     for baseline in ("ridge", "train_median", "silence", "mix_copy"):
         assert page.inner_text(f"#metrics tr[data-stem='overall'] td[data-baseline='{baseline}']") != "–"
@@ -231,7 +265,7 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     expect(page.locator("#audio tr[data-stem='vocals']")).to_be_visible()
     expect(page.locator("#audio-headline")).to_contain_text("Over 3 songs")
     shot(page, "08-run")
-    (decision,), = sql(site, "SELECT decision FROM stem_models WHERE id = %s", model_id)
+    ((decision,),) = sql(site, "SELECT decision FROM stem_models WHERE id = %s", model_id)
     if decision == "rejected":  # the gate said no: promoting it needs a reason, kept in the audit
         page.fill(f"input.force-reason[data-model='{model_id}']", "browser test: promote anyway")
     page.click(f"button.promote[data-model='{model_id}']")
@@ -239,7 +273,7 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     expect(page.locator("#champion-badge")).to_be_visible()
     assert _champion(site) == model_id
     # What Studio downloads follows within its recheck interval.
-    (version,), = sql(site, "SELECT version FROM stem_models WHERE id = %s", model_id)
+    ((version,),) = sql(site, "SELECT version FROM stem_models WHERE id = %s", model_id)
     wait_until(lambda: httpx.get(f"{site['base']}/models/latest").json()["version"] == version, 5, "Studio to see the promotion")
     shot(page, "09-run-promoted")
 
@@ -248,7 +282,7 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     page.goto("/dashboard/training")
     if decision == "rejected":
         expect(page.locator("#promotions tr.forced").first).to_contain_text("browser test: promote anyway")
-    (other_decision,), = sql(site, "SELECT decision FROM stem_models WHERE id = %s", other_id)
+    ((other_decision,),) = sql(site, "SELECT decision FROM stem_models WHERE id = %s", other_id)
     if other_decision == "rejected":
         page.fill(f"input.force-reason[data-model='{other_id}']", "browser test: the other one")
     page.click(f"button.promote[data-model='{other_id}']")

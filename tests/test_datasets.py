@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app.db.engine import session_scope
 from app.datasets.service import build_dataset, load_split
+from app.db.engine import session_scope
 from app.main import create_app
 from tests.conftest import FETCH_HEADERS, fixture_snapshot
 

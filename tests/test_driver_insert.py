@@ -27,9 +27,11 @@ def _snapshot_rows() -> tuple[dict, list[dict]]:
 
 def _stored(connection, snapshot_id) -> tuple[dict, list[dict]]:
     snapshot = connection.execute(select(Snapshot.__table__).where(Snapshot.id == snapshot_id)).mappings().one()
-    corrections = connection.execute(
-        select(SnapshotCorrection.__table__).where(SnapshotCorrection.snapshot_id == snapshot_id)
-    ).mappings().all()  # fmt: skip
+    corrections = (
+        connection.execute(select(SnapshotCorrection.__table__).where(SnapshotCorrection.snapshot_id == snapshot_id))
+        .mappings()
+        .all()
+    )
     ignore = {"id", "snapshot_id", "received_at"}
     return {k: v for k, v in snapshot.items() if k not in ignore}, [
         {k: v for k, v in c.items() if k not in ignore} for c in corrections

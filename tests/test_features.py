@@ -71,12 +71,18 @@ def test_a_loud_second_half_shows_in_the_second_half_of_the_steps():
     audio = rng.normal(scale=0.01, size=(2, 20 * RATE)).astype(np.float32)
     audio[:, 10 * RATE :] *= 30
     snapshot = {
-        "id": "00000000-0000-4000-8000-000000000000", "timestamp": 0,
+        "id": "00000000-0000-4000-8000-000000000000",
+        "timestamp": 0,
         "originalAudio": {"duration": 20.0, "sampleRate": RATE, "channels": 2},
         "quantumFeatures": studio_streams(audio),
-        "musicalContext": {"key": "C", "bpm": None, "transients": [], "harmonicContent": {"dominantFrequencies": [], "tensionLevel": 0.5}},
+        "musicalContext": {
+            "key": "C",
+            "bpm": None,
+            "transients": [],
+            "harmonicContent": {"dominantFrequencies": [], "tensionLevel": 0.5},
+        },
         "metadata": {"classification": "full", "confidence": 1.0, "processingTime": 1.0},
-    }  # fmt: skip
+    }
     power = column(encode_features(from_wire(snapshot)), "spectral_log_power")
     # 30x louder = +2.95 in log10 power
     assert power[5:10].mean() - power[:5].mean() == pytest.approx(2 * math.log10(30), abs=0.2)

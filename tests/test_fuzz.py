@@ -22,8 +22,9 @@ def operator_headers(db, configure, tmp_path) -> dict:
     from app.auth.service import create_token
     from app.db.engine import session_scope
 
-    configure(CELERY_BROKER_URL="filesystem://", FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
-              FABRIC_ARTIFACTS_DIR=str(tmp_path))  # fmt: skip
+    configure(
+        CELERY_BROKER_URL="filesystem://", FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"), FABRIC_ARTIFACTS_DIR=str(tmp_path)
+    )
     with session_scope() as session:
         token, _ = create_token("fuzzer", "admin", db_session=session)
     return {"Authorization": f"Bearer {token}"}

@@ -131,8 +131,9 @@ def test_a_body_cut_at_the_size_limit_is_marked_truncated(configure, sqlite_url,
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)
     with api_process(env, log_path=tmp_path / "api.log") as base:
-        answer = httpx.post(f"{base}/stem-separation", content=b"[" + b"1," * (20 * 1024 * 1024) + b"1]",
-                            headers=FETCH_HEADERS, timeout=60)  # fmt: skip
+        answer = httpx.post(
+            f"{base}/stem-separation", content=b"[" + b"1," * (20 * 1024 * 1024) + b"1]", headers=FETCH_HEADERS, timeout=60
+        )
     assert answer.status_code == 413
     with session_scope() as session:
         row = session.get(QuarantinedItem, answer.json()["quarantineId"])
@@ -152,8 +153,10 @@ def test_a_client_that_leaves_mid_body_costs_one_log_line(configure, sqlite_url,
     with api_process(env, log_path=log_path) as base:
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as connection:
-            connection.sendall(b"POST /stem-separation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                               b"X-Prime-Fabric-Channel: stem-separation\r\nContent-Length: 100000\r\n\r\n{\"id\": ")  # fmt: skip
+            connection.sendall(
+                b"POST /stem-separation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'X-Prime-Fabric-Channel: stem-separation\r\nContent-Length: 100000\r\n\r\n{"id": '
+            )
             time.sleep(0.3)
         time.sleep(0.5)
     log = log_path.read_text()
@@ -161,8 +164,16 @@ def test_a_client_that_leaves_mid_body_costs_one_log_line(configure, sqlite_url,
     assert log.count("went away after") == 1, log
 
 
-PERSONAL = ["Jane Doe", "+1 (555) 867-5309", "12 Main Street, Springfield", "Bohemian Rhapsody (Remastered)",
-            "jane.doe@example.com", "Rue de Rivoli 5, Paris", "555-0199", "Dr. Jane Q. Public"]  # fmt: skip
+PERSONAL = [
+    "Jane Doe",
+    "+1 (555) 867-5309",
+    "12 Main Street, Springfield",
+    "Bohemian Rhapsody (Remastered)",
+    "jane.doe@example.com",
+    "Rue de Rivoli 5, Paris",
+    "555-0199",
+    "Dr. Jane Q. Public",
+]
 
 
 def test_quarantine_keeps_no_free_text_in_any_string_position(client):
@@ -193,11 +204,14 @@ def test_quarantine_keeps_no_free_text_in_any_string_position(client):
     assert kept["id"] == snapshot["id"]
 
 
-@pytest.mark.parametrize("body", [
-    b'{"classification": "Jane Doe", "phone": "+1 (555) 867-5309"',  # cut off
-    b'Jane Doe lives at 12 Main Street {"oops": true}',  # not JSON at all
-    gzip.compress(b'[{"title": "Bohemian Rhapsody (Remastered)", "by": "Jane Doe"}, oops]'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"classification": "Jane Doe", "phone": "+1 (555) 867-5309"',  # cut off
+        b'Jane Doe lives at 12 Main Street {"oops": true}',  # not JSON at all
+        gzip.compress(b'[{"title": "Bohemian Rhapsody (Remastered)", "by": "Jane Doe"}, oops]'),
+    ],
+)
 def test_malformed_bodies_keep_no_free_text_either(client, body):
     headers = {"Content-Encoding": "gzip"} if body[:2] == b"\x1f\x8b" else {}
     assert post(client, body, **headers).status_code == 400
@@ -237,12 +251,19 @@ def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configur
         sampler = threading.Thread(target=sample)
         sampler.start()
         with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers,
-                                                         timeout=30), range(6)))  # fmt: skip
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers, timeout=30), range(6)
+                )
+            )
         done.set()
         sampler.join()
-    print(f"RSS {before / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB;",
-          "answers in", sorted(round(a.elapsed.total_seconds() * 1000) for a in answers), "ms")  # fmt: skip
+    print(
+        f"RSS {before / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB;",
+        "answers in",
+        sorted(round(a.elapsed.total_seconds() * 1000) for a in answers),
+        "ms",
+    )
     assert [a.status_code for a in answers] == [413] * 6
     assert {a.json()["detail"] for a in answers} == {"the body holds more than 1500000 JSON values"}
     assert peak - before < 50 * 2**20

@@ -34,7 +34,9 @@ def test_bss_eval_with_filters_agrees_with_explicit_least_squares_projections():
     # the delayed copies of every reference as columns, whole (as BSS-Eval's Toeplitz Gram matrix
     # sees them), with the estimates zero-padded to the same length
     length = references.shape[1] + taps - 1
-    delayed = np.concatenate([[np.concatenate([np.zeros(d), r, np.zeros(taps - 1 - d)]) for d in range(taps)] for r in references]).T
+    delayed = np.concatenate(
+        [[np.concatenate([np.zeros(d), r, np.zeros(taps - 1 - d)]) for d in range(taps)] for r in references]
+    ).T
     padded = np.concatenate([estimates, np.zeros((3, taps - 1))], axis=1)
     assert delayed.shape[0] == length
     for j in range(3):

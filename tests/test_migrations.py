@@ -9,7 +9,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from app.db.base import Base
-
 from app.db.engine import build_engine
 from app.models import load_all_models
 

@@ -18,9 +18,9 @@ from sqlalchemy import delete
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.auth.service import create_token, revoke_token
-from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
+from app.db.engine import session_scope
 from app.main import create_app
 from app.snapshots.models import Snapshot
 from app.stem_models.models import ModelPromotion, StemModel
@@ -59,7 +59,9 @@ def registry(postgres_url, tmp_path_factory):
     run_ids = []
     for epochs in (6, 8):
         with session_scope() as session:
-            run_id = runs.create_run(RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny"), db_session=session).id
+            run_id = runs.create_run(
+                RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny"), db_session=session
+            ).id
         runs.run_all_stages(run_id, artifacts, "test")
         run_ids.append(run_id)
     with session_scope() as session:
@@ -73,8 +75,15 @@ def registry(postgres_url, tmp_path_factory):
         from app.stem_models.service import promote
 
         promote(models[run_ids[0]][0], "test", "baseline for these tests", force=True, db_session=session)
-    yield {"client": client, "artifacts": artifacts, "runs": run_ids, "models": models, "operator": operator,
-           "admin": admin, "revoked": revoked}  # fmt: skip
+    yield {
+        "client": client,
+        "artifacts": artifacts,
+        "runs": run_ids,
+        "models": models,
+        "operator": operator,
+        "admin": admin,
+        "revoked": revoked,
+    }
     mp.undo()
     reset_caches()
 
@@ -83,8 +92,10 @@ def auth(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/models"), ("POST", "/models/1/promote"),
-                                              ("POST", "/models/rollback"), ("GET", "/models/promotions")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/models"), ("POST", "/models/1/promote"), ("POST", "/models/rollback"), ("GET", "/models/promotions")],
+)
 def test_operator_routes_refuse_missing_wrong_and_revoked_tokens(registry, method, path):
     client = registry["client"]
     for headers in ({}, auth("pf_not-a-token"), auth(registry["revoked"]), {"Authorization": "Basic eDp5"}):
@@ -192,14 +203,25 @@ def test_files_are_immutable_and_only_listed_ones_are_served(registry):
         assert "immutable" in response.headers["cache-control"]
         assert len(response.content) == file["size"]
     version = manifest["version"]
-    for trick in ["../manifest.json", "..%2fmanifest.json", "float32/../model.keras", "model.keras", "manifest.json",
-                  "%2e%2e/%2e%2e/alembic.ini", "/etc/passwd", "float32/model.json%00", "float32/"]:  # fmt: skip
+    for trick in [
+        "../manifest.json",
+        "..%2fmanifest.json",
+        "float32/../model.keras",
+        "model.keras",
+        "manifest.json",
+        "%2e%2e/%2e%2e/alembic.ini",
+        "/etc/passwd",
+        "float32/model.json%00",
+        "float32/",
+    ]:
         assert client.get(f"/models/{version}/files/{trick}").status_code == 404, trick
     assert client.get("/models/no-such-version/files/float32/model.json").status_code == 404
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not (JS_DIR / "node_modules" / "@tensorflow" / "tfjs").exists(),
-                    reason="needs Node and `npm ci --prefix tests/js` (make test does it)")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (JS_DIR / "node_modules" / "@tensorflow" / "tfjs").exists(),
+    reason="needs Node and `npm ci --prefix tests/js` (make test does it)",
+)
 def test_studio_follows_promotion_and_rollback_through_the_running_server(registry, postgres_url, tmp_path):
     (first_id, first_version), (second_id, second_version) = (registry["models"][r] for r in registry["runs"])
     env = {"DATABASE_URL": postgres_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
@@ -211,8 +233,14 @@ def test_studio_follows_promotion_and_rollback_through_the_running_server(regist
 
     def studio(base: str) -> dict:
         out = tmp_path / "out.json"
-        subprocess.run(["node", str(JS_DIR / "studio.mjs"), f"{base}/models/latest", str(inputs), str(out)],
-                       check=True, cwd=JS_DIR, capture_output=True, text=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            ["node", str(JS_DIR / "studio.mjs"), f"{base}/models/latest", str(inputs), str(out)],
+            check=True,
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return json.loads(out.read_text())
 
     def keras_predictions(run_id: int) -> np.ndarray:
@@ -224,8 +252,11 @@ def test_studio_follows_promotion_and_rollback_through_the_running_server(regist
         got = np.array(seen["data"], dtype=np.float32).reshape(seen["shape"])
         assert np.abs(got - keras_predictions(registry["runs"][0])).max() < 1e-3
 
-        promoted = httpx.post(f"{base}/models/{second_id}/promote", headers=auth(registry["operator"]),
-                              json={"reason": "test promotion", "force": True})  # fmt: skip
+        promoted = httpx.post(
+            f"{base}/models/{second_id}/promote",
+            headers=auth(registry["operator"]),
+            json={"reason": "test promotion", "force": True},
+        )
         assert promoted.status_code == 200 and promoted.json()["promotedBy"].endswith(":ops")
         time.sleep(LATEST_RECHECK_S)  # the longest a poll may still see the previous model
         seen = studio(base)

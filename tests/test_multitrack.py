@@ -57,8 +57,14 @@ def test_import_stems_writes_studio_snapshots_and_skips_only_what_is_bad(songs, 
     result = run("import-stems", str(songs), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert "3 songs imported, 5 skipped" in result.output
-    for reason in ("different sample rates", "different lengths", "cannot read vocals.wav", "the mix is silent",
-                   "no-stems: no stem files", "two-stems: no file for drums, bass, perc, sub: imported as unknown"):  # fmt: skip
+    for reason in (
+        "different sample rates",
+        "different lengths",
+        "cannot read vocals.wav",
+        "the mix is silent",
+        "no-stems: no stem files",
+        "two-stems: no file for drums, bass, perc, sub: imported as unknown",
+    ):
         assert reason in result.output, reason
     written = sorted((tmp_path / "out").glob("*.json"))
     assert len(written) == 3
@@ -158,8 +164,11 @@ def test_streams_equal_studios_own_loops(tmp_path, seconds, channels):
     stems = [soundfile.read(path, dtype="float32", always_2d=True)[0].T for path in sorted(song.glob("*.wav"))]
     audio = (4 * sum(stems))[:channels].astype(np.float32)  # louder than a mix needs to be: peaks over 0.1
     audio.tofile(tmp_path / "audio.f32")
-    subprocess.run(["node", str(JS_DIR / "studio_streams.mjs"), str(tmp_path / "audio.f32"), str(channels), str(tmp_path / "js.json")],
-                   check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        ["node", str(JS_DIR / "studio_streams.mjs"), str(tmp_path / "audio.f32"), str(channels), str(tmp_path / "js.json")],
+        check=True,
+        timeout=300,
+    )
     studio = json.loads((tmp_path / "js.json").read_text())
     ours = studio_streams(audio)
     for stream in ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy"):

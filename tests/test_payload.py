@@ -123,8 +123,9 @@ def test_a_small_gzip_body_of_millions_of_values_is_refused_while_inflating():
     tracemalloc.start()
     try:
         with pytest.raises(payload.PayloadError) as refused:
-            payload.decode_body(AMPLIFIED, "application/json", "gzip", max_decoded_bytes=16 * 1024 * 1024 + 1,
-                                max_values=1_500_000)  # fmt: skip
+            payload.decode_body(
+                AMPLIFIED, "application/json", "gzip", max_decoded_bytes=16 * 1024 * 1024 + 1, max_values=1_500_000
+            )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -137,8 +138,7 @@ def test_the_value_bound_counts_plain_bodies_and_leaves_studio_snapshots_alone()
         payload.decode_body(b"[" + b"1," * 1001 + b"1]", "application/json", None, max_decoded_bytes=10**6, max_values=1000)
     for name in FIXTURE_NAMES:
         body = fixture_bytes(name)
-        assert payload.decode_body(gzip.compress(body), "text/plain", "gzip", max_decoded_bytes=10**6,
-                                   max_values=10_000) == body  # fmt: skip
+        assert payload.decode_body(gzip.compress(body), "text/plain", "gzip", max_decoded_bytes=10**6, max_values=10_000) == body
 
 
 def test_a_long_top_level_array_is_refused_without_converting_its_items():

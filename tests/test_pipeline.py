@@ -10,22 +10,22 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from sqlalchemy import select
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
+from app.db.engine import session_scope
+from app.main import create_app
 from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.service import current_champion
-from app.main import create_app
+from app.training_runs.flows import start_run
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from app.training_runs.flows import start_run
 from tests.conftest import FETCH_HEADERS
 from tests.servers import worker_process
-from tests.tfjs import serve_directory, tfjs_predict
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
+from tests.tfjs import serve_directory, tfjs_predict
 from training.contract import STEMS
 from training.model import predict
 from training.synthetic import synthetic_snapshots

@@ -12,15 +12,15 @@ from sqlalchemy import delete
 
 from app.auth.service import create_token
 from app.broker import send_run
-from app.db.engine import session_scope
+from app.config import get_settings
 from app.datasets.models import Dataset
+from app.db.engine import session_scope
 from app.main import create_app
 from app.snapshots.models import Snapshot
 from app.stem_models.models import ModelPromotion, StemModel
 from app.training_runs.flows import redispatch_lost_runs, start_run
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from app.config import get_settings
 from tests.conftest import FETCH_HEADERS
 from tests.servers import TcpProxy, worker_process
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
@@ -35,8 +35,13 @@ def _empty_runs() -> None:
 
 def test_a_run_no_worker_takes_is_sent_again_then_failed_with_the_reason(configure, sqlite_url, tmp_path):
     """No worker at all: the API's sweep sends the run again, then fails it, and the slot is free."""
-    configure(DATABASE_URL=sqlite_url, FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
-              FABRIC_RUN_SWEEP_INTERVAL_S="0.2", FABRIC_RUN_DISPATCH_TIMEOUT_S="0.5", FABRIC_RUN_MAX_DISPATCHES="2")  # fmt: skip
+    configure(
+        DATABASE_URL=sqlite_url,
+        FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
+        FABRIC_RUN_SWEEP_INTERVAL_S="0.2",
+        FABRIC_RUN_DISPATCH_TIMEOUT_S="0.5",
+        FABRIC_RUN_MAX_DISPATCHES="2",
+    )
     _empty_runs()
     with session_scope() as session:
         run_id = start_run(RunParameters(run_label="orphan", model_size="tiny"), db_session=session).id
@@ -64,9 +69,14 @@ def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_ur
     url = make_url(redis_url)  # the same URL grammar: redis://host:port/db
     with TcpProxy(target_port=url.port) as proxy:
         broker = url.set(host="127.0.0.1", port=proxy.port).render_as_string()
-        env = {"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker,
-               "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "FABRIC_RATE_LIMIT_PER_S": "0",
-               "FABRIC_RUN_DISPATCH_TIMEOUT_S": "0.1"}  # fmt: skip
+        env = {
+            "DATABASE_URL": postgres_url,
+            "CELERY_BROKER_URL": broker,
+            "CELERY_RESULT_BACKEND": broker,
+            "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+            "FABRIC_RATE_LIMIT_PER_S": "0",
+            "FABRIC_RUN_DISPATCH_TIMEOUT_S": "0.1",
+        }
         configure(**env)
         _empty_runs()
         with session_scope() as session:

@@ -10,8 +10,8 @@ from sqlalchemy import delete
 
 from app.auth.models import ApiToken
 from app.auth.service import create_token
-from app.db.engine import session_scope
 from app.datasets.models import Dataset
+from app.db.engine import session_scope
 from app.main import create_app
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
@@ -27,8 +27,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture
 def operator_client(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
-    env = {"DATABASE_URL": postgres_url, "CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": redis_url,
-           "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "FABRIC_RATE_LIMIT_PER_S": "0"}  # fmt: skip
+    env = {
+        "DATABASE_URL": postgres_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "FABRIC_RATE_LIMIT_PER_S": "0",
+    }
     configure(**env)
     with session_scope() as session:
         for table in (ModelPromotion, StemModel, TrainingRun, Dataset, Snapshot, QuarantinedItem, ApiToken):
@@ -49,8 +54,19 @@ def follow(client, run_id: int, timeout_s: float = 300) -> dict:
     raise TimeoutError(run)
 
 
-@pytest.mark.parametrize("body", [{"epochs": 0}, {"testShare": 0.6}, {"trainRatio": 0.8}, {"modelSize": "huge"}, {"learningRate": -1},
-                                  {"runLabel": "../../etc"}, {"unknown": 1}, {"batchSize": "32"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"epochs": 0},
+        {"testShare": 0.6},
+        {"trainRatio": 0.8},
+        {"modelSize": "huge"},
+        {"learningRate": -1},
+        {"runLabel": "../../etc"},
+        {"unknown": 1},
+        {"batchSize": "32"},
+    ],
+)
 def test_run_parameters_are_validated(operator_client, body):
     client, _ = operator_client
     response = client.post("/runs", json=body)

@@ -40,8 +40,9 @@ def _seed(client) -> list[dict]:
         assert answer.status_code in (200, 201), answer.text
         received_at = NOW - timedelta(hours=hours_ago)
         with session_scope() as session:
-            session.execute(update(Snapshot).where(Snapshot.id == uuid.UUID(snapshot["id"]))
-                            .values(received_at=received_at, channel=channel))  # fmt: skip
+            session.execute(
+                update(Snapshot).where(Snapshot.id == uuid.UUID(snapshot["id"])).values(received_at=received_at, channel=channel)
+            )
         seeded.append({"snapshot": snapshot, "received_at": received_at, "channel": channel})
     # One retry of the first: absorbed, not stored again.
     again = client.post("/stem-separation", content=json.dumps(seeded[0]["snapshot"]), headers=FETCH_HEADERS)
@@ -61,9 +62,11 @@ def seeded(client):
 
 
 def _in(window, item) -> bool:
-    return ((window.since is None or item["received_at"] >= window.since)
-            and (window.until is None or item["received_at"] < window.until)
-            and (window.channel is None or item["channel"] == window.channel))  # fmt: skip
+    return (
+        (window.since is None or item["received_at"] >= window.since)
+        and (window.until is None or item["received_at"] < window.until)
+        and (window.channel is None or item["channel"] == window.channel)
+    )
 
 
 WINDOWS = {
@@ -91,12 +94,17 @@ def test_overview_counts_what_was_seeded(seeded, name):
     labels = [d.label for d in figures.per_day]
     assert labels == sorted(labels) and len(labels) == len(set(labels))  # every day once, in order
     assert len(figures.per_hour) == 24
-    hour_end = (window.until - timedelta(microseconds=1) if window.until else NOW).replace(minute=0, second=0) + timedelta(hours=1)
+    hour_end = (window.until - timedelta(microseconds=1) if window.until else NOW).replace(minute=0, second=0) + timedelta(
+        hours=1
+    )
     last_day = [s for s in chosen if hour_end - timedelta(hours=24) <= s["received_at"] < hour_end]
     assert sum(h.count for h in figures.per_hour) == len(last_day)
     # The rate "now" ignores the range but keeps the channel.
-    recent = [s for s in seeded if s["received_at"] >= NOW - timedelta(minutes=1)
-              and (window.channel is None or s["channel"] == window.channel)]  # fmt: skip
+    recent = [
+        s
+        for s in seeded
+        if s["received_at"] >= NOW - timedelta(minutes=1) and (window.channel is None or s["channel"] == window.channel)
+    ]
     assert figures.ingest_per_s_last_minute == round(len(recent) / 60, 2)
 
 
@@ -128,7 +136,9 @@ def test_distributions_count_what_was_seeded(seeded, name):
 
     assert figures.total == len(chosen)
     assert as_dict(figures.classification) == tally(s["metadata"]["classification"] for s in chosen)
-    assert as_dict(figures.key_mode) == tally(f"{s['musicalContext']['key']} {s['musicalContext'].get('mode') or 'unknown'}" for s in chosen)
+    assert as_dict(figures.key_mode) == tally(
+        f"{s['musicalContext']['key']} {s['musicalContext'].get('mode') or 'unknown'}" for s in chosen
+    )
     assert as_dict(figures.sample_rate) == tally(s["originalAudio"]["sampleRate"] for s in chosen)
     assert as_dict(figures.audio_channels) == tally(s["originalAudio"]["channels"] for s in chosen)
     bpms = [s["musicalContext"]["bpm"] for s in chosen]
@@ -144,8 +154,22 @@ def test_distributions_count_what_was_seeded(seeded, name):
     lengths = {s.stream: as_dict(s.buckets) for s in figures.stream_lengths}
 
     def bucket(n: int) -> str:
-        return next(label for upper, label in [(1, "0"), (100, "1–99"), (250, "100–249"), (500, "250–499"),
-                                               (750, "500–749"), (1000, "750–999")] if n < upper) if n < 1000 else "≥1000"  # fmt: skip
+        return (
+            next(
+                label
+                for upper, label in [
+                    (1, "0"),
+                    (100, "1–99"),
+                    (250, "100–249"),
+                    (500, "250–499"),
+                    (750, "500–749"),
+                    (1000, "750–999"),
+                ]
+                if n < upper
+            )
+            if n < 1000
+            else "≥1000"
+        )
 
     for stream in ("spectral", "stereo", "energy"):
         assert lengths[stream] == tally(bucket(len(s["quantumFeatures"][stream])) for s in chosen)

@@ -78,7 +78,9 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(instrument_splits, tmp
     train_split, validation = instrument_splits["train"], instrument_splits["validation"]
     config = dataclasses.replace(TINY, epochs=6, early_stopping_patience=100)
     seen = []
-    first = train(train_split, validation, config, tmp_path, on_epoch=lambda p: seen.append(p.epoch), should_stop=lambda: len(seen) >= 3)
+    first = train(
+        train_split, validation, config, tmp_path, on_epoch=lambda p: seen.append(p.epoch), should_stop=lambda: len(seen) >= 3
+    )
     assert first.epochs_run == 3 and seen == [0, 1, 2]
     assert json.loads((tmp_path / STATE_FILE).read_text())["epoch"] == 2
 
@@ -112,7 +114,8 @@ def test_same_model_code_trains_on_other_backends(tmp_path, backend):
                        dataclasses.replace(TINY, epochs=2), pathlib.Path({str(tmp_path)!r}))
         print(keras.backend.backend(), result.epochs_run, result.history[-1]["loss"] < result.history[0]["loss"])
     """)
-    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "KERAS_BACKEND": backend})  # fmt: skip
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": backend}
+    )
     assert output.returncode == 0, output.stderr[-2000:]
     assert output.stdout.split()[-3:] == [backend, "2", "True"]

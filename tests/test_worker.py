@@ -7,9 +7,9 @@ import uuid
 import pytest
 import redis
 
+from app.broker import create_celery
 from app.config import Settings
 from tests.servers import worker_process
-from app.broker import create_celery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

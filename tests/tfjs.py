@@ -31,7 +31,13 @@ def tfjs_predict(model_json_url: str, features: np.ndarray, workdir: Path) -> tu
     """Predictions of the graph model at `model_json_url`, computed by tfjs in Node."""
     inputs, outputs = workdir / "inputs.json", workdir / "outputs.json"
     inputs.write_text(json.dumps({"shape": list(features.shape), "data": features.ravel().tolist()}))
-    subprocess.run(["node", str(JS_DIR / "predict.mjs"), model_json_url, str(inputs), str(outputs)],
-                   check=True, cwd=JS_DIR, capture_output=True, text=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        ["node", str(JS_DIR / "predict.mjs"), model_json_url, str(inputs), str(outputs)],
+        check=True,
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     result = json.loads(outputs.read_text())
     return np.array(result["data"], dtype=np.float32).reshape(result["shape"]), result

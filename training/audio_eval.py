@@ -99,8 +99,10 @@ class AudioEvaluation:
         if len(self.songs) < 2:
             return float("nan"), float("nan")
         rng = np.random.default_rng(seed)
-        samples = [self.oracle_share([self.songs[i] for i in rng.integers(0, len(self.songs), len(self.songs))])
-                   for _ in range(resamples)]  # fmt: skip
+        samples = [
+            self.oracle_share([self.songs[i] for i in rng.integers(0, len(self.songs), len(self.songs))])
+            for _ in range(resamples)
+        ]
         low, high = np.nanpercentile(samples, [2.5, 97.5])
         return float(low), float(high)
 
@@ -122,19 +124,28 @@ class AudioEvaluation:
         }
 
     def as_dict(self) -> dict:
-        return {"headline": self.headline, "per_stem": self.per_stem(), "songs": [asdict(s) for s in self.songs],
-                "skipped": self.skipped}  # fmt: skip
+        return {
+            "headline": self.headline,
+            "per_stem": self.per_stem(),
+            "songs": [asdict(s) for s in self.songs],
+            "skipped": self.skipped,
+        }
 
     def summary(self) -> str:
         lines = [f"{'stem':9}{'songs':>6}" + "".join(f"{s + ' SDR':>13}{s + ' SIR':>13}" for s in SYSTEMS) + f"{'SIR share':>11}"]
         for stem, f in self.per_stem().items():
-            lines.append(f"{stem:9}{f['songs']:>6}" + "".join(f"{f[f'{s}_sdr']:>13.2f}{f[f'{s}_sir']:>13.2f}" for s in SYSTEMS)
-                         + f"{f['sir_oracle_share']:>11.2f}")  # fmt: skip
+            lines.append(
+                f"{stem:9}{f['songs']:>6}"
+                + "".join(f"{f[f'{s}_sdr']:>13.2f}{f[f'{s}_sir']:>13.2f}" for s in SYSTEMS)
+                + f"{f['sir_oracle_share']:>11.2f}"
+            )
         h = self.headline
-        lines.append(f"{h['songs']} songs: SIR over filters alone, median over stems: model {h['model_sir_gain_db']:+.2f} dB, "
-                     f"oracle {h['oracle_sir_gain_db']:+.2f} dB; the model recovers {h['sir_oracle_share']:.2f} of the oracle's "
-                     f"improvement (median of per-stem shares; 95% interval over songs [{h['sir_oracle_share_low']:.2f}, "
-                     f"{h['sir_oracle_share_high']:.2f}])")  # fmt: skip
+        lines.append(
+            f"{h['songs']} songs: SIR over filters alone, median over stems: model {h['model_sir_gain_db']:+.2f} dB, "
+            f"oracle {h['oracle_sir_gain_db']:+.2f} dB; the model recovers {h['sir_oracle_share']:.2f} of the oracle's "
+            f"improvement (median of per-stem shares; 95% interval over songs [{h['sir_oracle_share_low']:.2f}, "
+            f"{h['sir_oracle_share_high']:.2f}])"
+        )
         return "\n".join(lines)
 
 
@@ -164,8 +175,10 @@ def evaluate_song(song: Song, predict_levels: Callable[[np.ndarray], np.ndarray]
     result = SongResult(song.name)
     for position, system in enumerate(SYSTEMS):
         rows = slice(position * len(scored), (position + 1) * len(scored))
-        result.scores[system] = {stem: {"sdr": float(sdr), "sir": float(sir)}
-                                 for stem, sdr, sir in zip(scored, metrics["sdr"][rows], metrics["sir"][rows], strict=True)}  # fmt: skip
+        result.scores[system] = {
+            stem: {"sdr": float(sdr), "sir": float(sir)}
+            for stem, sdr, sir in zip(scored, metrics["sdr"][rows], metrics["sir"][rows], strict=True)
+        }
     return result
 
 

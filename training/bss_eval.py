@@ -41,7 +41,9 @@ def _correlations(a: np.ndarray, b: np.ndarray, taps: int, block: int = 8192) ->
     return np.fft.irfft(spectrum, block)[..., :taps]
 
 
-def bss_eval(references: np.ndarray, estimates: np.ndarray, taps: int = TAPS, reference_of: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def bss_eval(
+    references: np.ndarray, estimates: np.ndarray, taps: int = TAPS, reference_of: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """SDR, SIR and SAR (dB) of estimates [m, samples] against references [n, samples]; estimate
     j is scored against reference `reference_of[j]` (by default j). Several sets of estimates of
     the same references go in one call: the Gram matrix is built once."""

@@ -51,8 +51,13 @@ def export_graph_model(model: keras.Model, out_dir: Path, float16: bool = False)
             "feature_version": FEATURE_VERSION,
             "step_seconds": STEP_SECONDS,
         },
-        "output": {"name": output_name, "shape": [None, len(STEMS), MAX_STEPS], "stem_axis": 1,
-                   "unit": "dB relative to the mix", "range": [LEVEL_FLOOR_DB, LEVEL_CEILING_DB]},
+        "output": {
+            "name": output_name,
+            "shape": [None, len(STEMS), MAX_STEPS],
+            "stem_axis": 1,
+            "unit": "dB relative to the mix",
+            "range": [LEVEL_FLOOR_DB, LEVEL_CEILING_DB],
+        },
         "stems": list(STEMS),
         "weights": "float16" if float16 else "float32",
     }

@@ -104,10 +104,22 @@ STEP_COLUMNS = (
 )
 CONTEXT_COLUMNS = (
     *(f"key_{key}" for key in KEYS),
-    "mode_major", "mode_minor", "mode_missing", "bpm", "bpm_missing", "transient_density", "tension",
-    "energy_mean", "energy_variance", "energy_max", "energy_min", "energy_missing",
-    "duration", "stereo", "confidence",
-)  # fmt: skip
+    "mode_major",
+    "mode_minor",
+    "mode_missing",
+    "bpm",
+    "bpm_missing",
+    "transient_density",
+    "tension",
+    "energy_mean",
+    "energy_variance",
+    "energy_max",
+    "energy_min",
+    "energy_missing",
+    "duration",
+    "stereo",
+    "confidence",
+)
 COLUMNS = STEP_COLUMNS + CONTEXT_COLUMNS
 FEATURE_DIM = len(COLUMNS)
 VALID_COLUMN = STEP_COLUMNS.index("step_valid")
@@ -347,9 +359,10 @@ def encode_targets(snapshot: SnapshotArrays) -> tuple[np.ndarray, np.ndarray]:
     targets = np.full((len(STEMS), MAX_STEPS), LEVEL_FLOOR_DB, dtype=np.float32)
     weights = np.zeros((len(STEMS), MAX_STEPS), dtype=np.float32)
     given = [
-        i for i, stem in enumerate(STEMS)
+        i
+        for i, stem in enumerate(STEMS)
         if (v := snapshot.ground_truth.get(stem)) is not None and len(v) > 0 and np.isfinite(v).any()
-    ]  # fmt: skip
+    ]
     if not given:
         return targets, weights
     length = min(len(snapshot.ground_truth[STEMS[i]]) for i in given)
@@ -405,8 +418,10 @@ def build_splits(snapshots: Iterable[Mapping]) -> dict[str, Split]:
     for snapshot in snapshots:
         arrays = from_wire(snapshot)
         rows[split_of(snapshot["id"])].append((encode_features(arrays), *encode_targets(arrays), encode_bounds(arrays)))
-    return {split: Split(*(np.stack(column) for column in zip(*rows[split], strict=True))) if rows[split] else Split.empty()
-            for split in SPLITS}  # fmt: skip
+    return {
+        split: Split(*(np.stack(column) for column in zip(*rows[split], strict=True))) if rows[split] else Split.empty()
+        for split in SPLITS
+    }
 
 
 def split_of(snapshot_id: str, validation_share: float = 0.15, test_share: float = 0.15) -> str:

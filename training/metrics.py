@@ -91,11 +91,13 @@ def evaluate(split: Split, predictions: np.ndarray) -> Report:
             continue
         truth, guess, e = present[:, index][cells], predicted_present[:, index][cells], error[:, index][cells]
         per_stem[stem] = StemFigures(
-            level_error_db=_mean(e), present_error_db=_mean(e[truth]),
+            level_error_db=_mean(e),
+            present_error_db=_mean(e[truth]),
             presence_auc=presence_auc(predictions[:, index][cells], truth),
-            false_activity=_mean(guess[~truth].astype(float)), missed=_mean((~guess[truth]).astype(float)),
+            false_activity=_mean(guess[~truth].astype(float)),
+            missed=_mean((~guess[truth]).astype(float)),
             cells=int(cells.sum()),
-        )  # fmt: skip
+        )
     aucs = [f.presence_auc for f in per_stem.values() if np.isfinite(f.presence_auc)]
     bounded = split.bounded
     obeyed = (predictions >= split.bounds[..., 0]) & (predictions <= split.bounds[..., 1])
@@ -166,8 +168,9 @@ def baseline_predictions(train: Split, validation: Split, test: Split) -> dict[s
     known = train.weights > 0
     count = np.maximum(known.sum(axis=(0, 2)), 1)
     mean_db = np.where(known.any(axis=(0, 2)), (train.targets * known).sum(axis=(0, 2)) / count, LEVEL_FLOOR_DB)
-    median_db = np.array([np.median(train.targets[:, i][known[:, i]]) if known[:, i].any() else LEVEL_FLOOR_DB
-                          for i in range(len(STEMS))])  # fmt: skip
+    median_db = np.array(
+        [np.median(train.targets[:, i][known[:, i]]) if known[:, i].any() else LEVEL_FLOOR_DB for i in range(len(STEMS))]
+    )
     mean_share = (10 ** (train.targets / 10) * known).sum(axis=(0, 2)) / count
     share_db = np.clip(10 * np.log10(np.maximum(mean_share, 1e-12)), LEVEL_FLOOR_DB, LEVEL_CEILING_DB)
     return {
@@ -199,7 +202,9 @@ class Margin:
         return self.high_db < 0
 
 
-def paired_margin(candidate: Sequence[float], reference: Sequence[float], name: str, resamples: int = 4000, seed: int = 0) -> Margin:
+def paired_margin(
+    candidate: Sequence[float], reference: Sequence[float], name: str, resamples: int = 4000, seed: int = 0
+) -> Margin:
     a, b = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     both = np.isfinite(a) & np.isfinite(b)
     differences = a[both] - b[both]

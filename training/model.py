@@ -169,9 +169,11 @@ def build_model(config: ModelConfig, train_features: np.ndarray, start_levels: n
     for index in range(config.blocks):
         x = encoder_block(x, mask, config, index)
     heads = layers.Dense(
-        len(STEMS), kernel_initializer=keras.initializers.GlorotUniform(), name="stem_heads",
+        len(STEMS),
+        kernel_initializer=keras.initializers.GlorotUniform(),
+        name="stem_heads",
         bias_initializer=keras.initializers.Constant(np.asarray(start_levels, dtype=np.float64) / DB_UNIT),
-    )(x)  # fmt: skip
+    )(x)
     linear = layers.Dense(len(STEMS), use_bias=False, kernel_initializer="zeros", name="linear_path")(normalised)
     levels = layers.Rescaling(DB_UNIT, name="to_db")(layers.Add(name="sum")([heads, linear]))
     outputs = layers.Permute((2, 1), name=OUTPUT_NAME)(levels)  # [batch, stems, steps]

@@ -85,7 +85,9 @@ def read_song(folder: Path) -> Song:
         stems[stem], rates[stem] = audio.T[:2].copy(), rate
     if not stems:
         names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        raise SongError(f"{folder.name}: no stem files (expected {', '.join(STEMS)} or other, .wav or .flac; found {', '.join(names[:6])})")
+        raise SongError(
+            f"{folder.name}: no stem files (expected {', '.join(STEMS)} or other, .wav or .flac; found {', '.join(names[:6])})"
+        )
     if len(set(rates.values())) > 1:
         raise SongError(f"{folder.name}: stems have different sample rates: {rates}")
     lengths = {stem: audio.shape[1] for stem, audio in stems.items()}
@@ -116,16 +118,20 @@ def song_snapshot(song: Song) -> dict:
     mix = song.mix
     streams = studio_streams(mix)
     channels = mix.shape[0]
-    ground_truth = {stem: ground_truth_values(np.broadcast_to(audio, (channels, audio.shape[1]))) for stem, audio in song.stems.items()}
+    ground_truth = {
+        stem: ground_truth_values(np.broadcast_to(audio, (channels, audio.shape[1]))) for stem, audio in song.stems.items()
+    }
     return {
         "id": snapshot_id(song),
         "timestamp": song.modified_ms,
         "originalAudio": {"duration": song.duration_s, "sampleRate": song.sample_rate, "channels": channels},
         "quantumFeatures": streams,
         "musicalContext": {
-            "key": "C", "bpm": None, "transients": [],
+            "key": "C",
+            "bpm": None,
+            "transients": [],
             "harmonicContent": {"dominantFrequencies": [], "tensionLevel": 0.5},
-        },  # fmt: skip
+        },
         "groundTruthStems": ground_truth,
         "metadata": {"classification": "full", "confidence": 1.0, "processingTime": 0.0},
     }

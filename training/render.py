@@ -143,8 +143,12 @@ def render_song(out_dir: Path, seed: int, seconds: float = 30.0, sample_rate: in
             midi, wav = Path(scratch) / f"{stem}.mid", Path(scratch) / f"{stem}.wav"
             program = None if stem in ("drums", "perc") else programs[stem]
             _midi_file(notes[stem], bpm, program, pans[stem], midi)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav),
-                            str(SOUNDFONT), str(midi)], check=True, capture_output=True, timeout=300)  # fmt: skip
+            subprocess.run(
+                ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav), str(SOUNDFONT), str(midi)],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
             audio, _ = soundfile.read(wav, dtype="float32", always_2d=True)
             out = np.zeros((length, 2), np.float32)
             out[: min(length, len(audio))] = audio[:length]
@@ -155,4 +159,3 @@ def render_song(out_dir: Path, seed: int, seconds: float = 30.0, sample_rate: in
     for stem, audio in stems.items():
         soundfile.write(song / f"{stem}.{audio_format}", audio, sample_rate)
     return song
-

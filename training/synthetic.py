@@ -75,8 +75,7 @@ def synthesize_stems(rng: np.random.Generator, duration_s: float, bpm: float, ke
         length = min(4 * beat, n - bar_start)
         degree = scale[rng.integers(0, 7)]
         chord = sum(
-            np.sin(2 * np.pi * root * 4 * 2 ** ((degree + step) / 12) * np.arange(length) / SAMPLE_RATE)
-            for step in (0, 4, 7)
+            np.sin(2 * np.pi * root * 4 * 2 ** ((degree + step) / 12) * np.arange(length) / SAMPLE_RATE) for step in (0, 4, 7)
         )
         attack = np.minimum(1.0, np.arange(length) / (0.2 * SAMPLE_RATE))
         stems["harmonic"][bar_start : bar_start + length] = 0.25 * chord * attack

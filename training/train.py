@@ -62,8 +62,10 @@ def check_not_collapsed(predictions: np.ndarray, split: Split) -> None:
             continue
         spread, target_spread = predictions[:, index][known].std(), split.targets[:, index][known].std()
         if spread < COLLAPSE_SPREAD_DB and target_spread > COLLAPSE_TARGET_SPREAD_DB:
-            collapsed.append(f"{stem} (always {predictions[:, index][known].mean():.1f} dB, spread {spread:.3f} dB "
-                             f"where the targets spread {target_spread:.1f} dB)")  # fmt: skip
+            collapsed.append(
+                f"{stem} (always {predictions[:, index][known].mean():.1f} dB, spread {spread:.3f} dB "
+                f"where the targets spread {target_spread:.1f} dB)"
+            )
     if collapsed:
         raise CollapsedOutputError("the model's output collapsed to a constant for " + "; ".join(collapsed))
 
@@ -137,8 +139,15 @@ def train(
         resumed_from = state["epoch"]
     else:
         _deterministic(seed)
-        state = {"epoch": -1, "best_val_loss": math.inf, "best_epoch": -1, "wait": 0, "plateau_wait": 0,
-                 "stopped_early": False, "history": []}  # fmt: skip
+        state = {
+            "epoch": -1,
+            "best_val_loss": math.inf,
+            "best_epoch": -1,
+            "wait": 0,
+            "plateau_wait": 0,
+            "stopped_early": False,
+            "history": [],
+        }
         model = build_model(config, train_split.features, mean_levels(train_split.targets, train_split.weights))
 
     if not state["stopped_early"] and state["epoch"] + 1 < config.epochs:
@@ -154,8 +163,10 @@ def train(
         )
     if (run_dir / BEST_WEIGHTS).exists():
         model.load_weights(run_dir / BEST_WEIGHTS)
-    check_not_collapsed(predict(model, validation.features if len(validation) else train_split.features),
-                        validation if len(validation) else train_split)  # fmt: skip
+    check_not_collapsed(
+        predict(model, validation.features if len(validation) else train_split.features),
+        validation if len(validation) else train_split,
+    )
     return TrainingResult(model, state["history"], state["epoch"] + 1, state["stopped_early"], resumed_from)
 
 

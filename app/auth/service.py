@@ -57,8 +57,12 @@ def start_session(token: ApiToken, ttl_s: int, *, db_session: Session) -> tuple[
     now = datetime.now(UTC)
     db_session.execute(delete(AdminSession).where(AdminSession.expires_at < now))
     cookie = secrets.token_urlsafe(32)
-    row = AdminSession(session_hash=hash_token(cookie), token_id=token.id, csrf_token=secrets.token_urlsafe(32),
-                       expires_at=now + timedelta(seconds=ttl_s))  # fmt: skip
+    row = AdminSession(
+        session_hash=hash_token(cookie),
+        token_id=token.id,
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
     db_session.add(row)
     db_session.commit()
     return cookie, row

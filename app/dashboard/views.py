@@ -17,21 +17,22 @@ from app.auth.dependencies import SESSION_COOKIE, dashboard_session
 from app.auth.models import AdminSession, ApiToken
 from app.auth.service import allows, authenticate, end_session, start_session
 from app.dashboard import charts
+from app.datasets import service as datasets
 from app.db.base import RowId
 from app.db.engine import session_scope
-from app.datasets import service as datasets
 from app.quarantine.service import list_quarantined
 from app.stats import service as stats
 from app.stem_models import service as stem_models
 from app.stem_models.models import StemModel
 from app.training_runs import service as runs
-from training.contract import STEMS
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
+from training.contract import STEMS
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.globals.update(peak=charts.peak, share=charts.share, polyline=charts.polyline,
-                             bounds=charts.bounds, number=charts.number, stems=STEMS)  # fmt: skip
+templates.env.globals.update(
+    peak=charts.peak, share=charts.share, polyline=charts.polyline, bounds=charts.bounds, number=charts.number, stems=STEMS
+)
 static_files = StaticFiles(directory=HERE / "static")
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -63,8 +64,9 @@ def admin(request: Request) -> tuple[AdminSession, ApiToken]:
     return found
 
 
-def checked_form(request: Request, csrf_token: str = Form("", max_length=128),
-                 login: tuple[AdminSession, ApiToken] = Depends(admin)) -> tuple[AdminSession, ApiToken]:  # fmt: skip
+def checked_form(
+    request: Request, csrf_token: str = Form("", max_length=128), login: tuple[AdminSession, ApiToken] = Depends(admin)
+) -> tuple[AdminSession, ApiToken]:
     """A form post from this origin carrying this session's CSRF token."""
     if not _same_origin(request) or not hmac.compare_digest(csrf_token, login[0].csrf_token):
         raise CsrfRejected()
@@ -76,8 +78,12 @@ async def login_redirect(_request: Request, error: LoginRequired) -> Response:
 
 
 async def csrf_rejected(request: Request, _error: CsrfRejected) -> Response:
-    return _page(request, "message.html", {"title": "Form expired", "message":
-                 "This form is from another page or an older login. Go back, reload and try again."}, status_code=403)  # fmt: skip
+    return _page(
+        request,
+        "message.html",
+        {"title": "Form expired", "message": "This form is from another page or an older login. Go back, reload and try again."},
+        status_code=403,
+    )
 
 
 def install(app) -> None:
@@ -97,9 +103,11 @@ def login_form(request: Request, next_path: str = Query("/dashboard", alias="nex
 
 
 @router.post("/login")
-def login(request: Request, token: str = Form("", max_length=256), next_path: str = Form("/dashboard", alias="next", max_length=2048)):  # fmt: skip
+def login(
+    request: Request, token: str = Form("", max_length=256), next_path: str = Form("/dashboard", alias="next", max_length=2048)
+):
     if not _same_origin(request):
-        return _page(request, "login.html", {"next": "/dashboard", "error": "Log in from this site's own page."}, status_code=403)  # fmt: skip
+        return _page(request, "login.html", {"next": "/dashboard", "error": "Log in from this site's own page."}, status_code=403)
     settings = request.app.state.settings
     with session_scope() as session:
         row = authenticate(token.strip(), db_session=session) if token.strip() else None
@@ -110,8 +118,15 @@ def login(request: Request, token: str = Form("", max_length=256), next_path: st
         else:
             cookie, _ = start_session(row, settings.dashboard_session_ttl_s, db_session=session)
             answer = RedirectResponse(_safe_next(next_path), status_code=303)
-            answer.set_cookie(SESSION_COOKIE, cookie, max_age=settings.dashboard_session_ttl_s, path="/", httponly=True,
-                              samesite="lax", secure=request.url.scheme == "https" or settings.dashboard_cookie_secure)  # fmt: skip
+            answer.set_cookie(
+                SESSION_COOKIE,
+                cookie,
+                max_age=settings.dashboard_session_ttl_s,
+                path="/",
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https" or settings.dashboard_cookie_secure,
+            )
             return answer
     return _page(request, "login.html", {"next": _safe_next(next_path), "error": error}, status_code=status)
 
@@ -157,8 +172,12 @@ def filters(
         errors.append(f"Dates must fall between 2000 and 2100 ({error}); they are ignored.")
         first = last = None
         window = stats.window_for(range_name, channel=channel)
-    raw = {"range": range_name, "since": first.isoformat() if first else "",
-           "until": last.isoformat() if last else "", "channel": channel}  # fmt: skip
+    raw = {
+        "range": range_name,
+        "since": first.isoformat() if first else "",
+        "until": last.isoformat() if last else "",
+        "channel": channel,
+    }
     return {"window": window, "raw": raw, "errors": errors, "query": urlencode({k: v for k, v in raw.items() if v})}
 
 
@@ -199,8 +218,11 @@ def run_page(request: Request, run_id: RowId, login=Depends(admin)):
     with session_scope() as session:
         run = _run_or_404(run_id, session)
         produced = stem_models.get_all(run_id=run_id, db_session=session)
-        context = {**_progress_context(run), **_models_context(session, produced),
-                   "dataset": datasets.get(run.dataset_id, db_session=session) if run.dataset_id else None}  # fmt: skip
+        context = {
+            **_progress_context(run),
+            **_models_context(session, produced),
+            "dataset": datasets.get(run.dataset_id, db_session=session) if run.dataset_id else None,
+        }
     return _page(request, "run.html", context, login)
 
 
@@ -213,11 +235,18 @@ def run_live(request: Request, run_id: RowId, login=Depends(admin)):
 
 
 @router.post("/models/{model_id}/promote")
-def promote(model_id: RowId, login=Depends(checked_form), back: str = Form("/dashboard/training", max_length=2048),
-            force: bool = Form(False), reason: str = Form("", max_length=1000)):  # fmt: skip
+def promote(
+    model_id: RowId,
+    login=Depends(checked_form),
+    back: str = Form("/dashboard/training", max_length=2048),
+    force: bool = Form(False),
+    reason: str = Form("", max_length=1000),
+):
     with session_scope() as session:
         try:
-            stem_models.promote(model_id, _who(login), reason.strip() or "promoted from the dashboard", force=force, db_session=session)
+            stem_models.promote(
+                model_id, _who(login), reason.strip() or "promoted from the dashboard", force=force, db_session=session
+            )
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
         except stem_models.GateRejected as error:
@@ -237,8 +266,12 @@ def rollback(login=Depends(checked_form), back: str = Form("/dashboard/training"
 
 
 @router.get("/quarantine")
-def quarantine(request: Request, reason: str | None = Query(None, max_length=64),
-               channel: str | None = Query(None, max_length=64), login=Depends(admin)):  # fmt: skip
+def quarantine(
+    request: Request,
+    reason: str | None = Query(None, max_length=64),
+    channel: str | None = Query(None, max_length=64),
+    login=Depends(admin),
+):
     with session_scope() as session:
         items = list_quarantined(reason_type=reason, channel=channel, limit=200, db_session=session)
     return _page(request, "quarantine.html", {"items": items, "reason": reason, "channel": channel}, login)
@@ -261,8 +294,13 @@ def _run_or_404(run_id: int, session) -> TrainingRun:
 
 def _progress_context(run: TrainingRun) -> dict:
     history = run.history or []
-    return {"run": run, "active": run.status in ACTIVE_STATUSES, "epochs": run.parameters.get("epochs"),
-            "loss": [h.get("loss") for h in history], "val_loss": [h.get("val_loss") for h in history]}  # fmt: skip
+    return {
+        "run": run,
+        "active": run.status in ACTIVE_STATUSES,
+        "epochs": run.parameters.get("epochs"),
+        "loss": [h.get("loss") for h in history],
+        "val_loss": [h.get("val_loss") for h in history],
+    }
 
 
 def _models_context(session, stored: list[StemModel]) -> dict:
@@ -272,10 +310,16 @@ def _models_context(session, stored: list[StemModel]) -> dict:
     return {"models": rows, "champion_id": champion.id if champion else None, "promotions": promotions}
 
 
-def _page(request: Request, template: str, context: dict, login: tuple[AdminSession, ApiToken] | None = None,
-          status_code: int = 200) -> HTMLResponse:  # fmt: skip
-    context = {"login": login[1] if login else None, "csrf": login[0].csrf_token if login else "",
-               "notice": request.query_params.get("notice"), "path": request.url.path, **context}  # fmt: skip
+def _page(
+    request: Request, template: str, context: dict, login: tuple[AdminSession, ApiToken] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    context = {
+        "login": login[1] if login else None,
+        "csrf": login[0].csrf_token if login else "",
+        "notice": request.query_params.get("notice"),
+        "path": request.url.path,
+        **context,
+    }
     answer = templates.TemplateResponse(request, template, context, status_code=status_code)
     answer.headers.update(SECURITY_HEADERS)
     return answer

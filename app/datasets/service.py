@@ -22,15 +22,14 @@ from sqlalchemy.orm import Session
 
 from app.datasets.models import Dataset
 from app.snapshots import arrays
-from app.snapshots.models import Snapshot
-from app.snapshots.models import SnapshotCorrection
+from app.snapshots.models import Snapshot, SnapshotCorrection
 from training.contract import STEMS, STREAMS
 from training.features import (
     FEATURE_DIM,
     FEATURE_VERSION,
     MAX_STEPS,
-    SPLITS,
     NO_BOUND,
+    SPLITS,
     Correction,
     SnapshotArrays,
     Split,
@@ -43,11 +42,22 @@ from training.features import (
 SHARD_SIZE = 256  # 256 x 150 x 84 float32 features (~13 MB) plus targets, weights and bounds a shard
 STREAM_BATCH = 256
 _COLUMNS = [
-    Snapshot.id, Snapshot.content_hash, Snapshot.classification, Snapshot.key, Snapshot.mode, Snapshot.bpm,
-    Snapshot.transient_density, Snapshot.tension, Snapshot.duration_s, Snapshot.sample_rate, Snapshot.channels,
+    Snapshot.id,
+    Snapshot.content_hash,
+    Snapshot.classification,
+    Snapshot.key,
+    Snapshot.mode,
+    Snapshot.bpm,
+    Snapshot.transient_density,
+    Snapshot.tension,
+    Snapshot.duration_s,
+    Snapshot.sample_rate,
+    Snapshot.channels,
     Snapshot.confidence,
-    Snapshot.energy, *(getattr(Snapshot, s) for s in STREAMS), *(getattr(Snapshot, f"gt_{s}") for s in STEMS),
-]  # fmt: skip
+    Snapshot.energy,
+    *(getattr(Snapshot, s) for s in STREAMS),
+    *(getattr(Snapshot, f"gt_{s}") for s in STEMS),
+]
 
 
 @dataclass
@@ -70,9 +80,14 @@ class _ShardWriter:
         features, targets, weights, bounds, ids = zip(*self.rows, strict=True)
         name = f"{self.split}-{len(self.files):05d}.npz"
         # ids as [n, 16] bytes: a fixed-width bytes array would drop an id's trailing NULs.
-        np.savez(self.directory / name, features=np.stack(features), targets=np.stack(targets),
-                 weights=np.stack(weights), bounds=np.stack(bounds),
-                 ids=np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16))  # fmt: skip
+        np.savez(
+            self.directory / name,
+            features=np.stack(features),
+            targets=np.stack(targets),
+            weights=np.stack(weights),
+            bounds=np.stack(bounds),
+            ids=np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16),
+        )
         self.files.append(name)
         self.rows.clear()
 
@@ -116,7 +131,9 @@ def _corrections(session: Session) -> dict:
     found: dict = {}
     rows = session.execute(query).scalars()
     for c in rows:
-        found.setdefault(c.snapshot_id, []).append(Correction(c.stem, c.correction_type, c.time_start_s, c.time_end_s, c.strength))
+        found.setdefault(c.snapshot_id, []).append(
+            Correction(c.stem, c.correction_type, c.time_start_s, c.time_end_s, c.strength)
+        )
     return found
 
 
@@ -129,8 +146,9 @@ def get_all(*, db_session: Session, limit: int = 50) -> list[Dataset]:
     return list(db_session.scalars(select(Dataset).order_by(Dataset.id.desc()).limit(limit)))
 
 
-def build_dataset(output_root: Path, run_label: str, validation_share: float = 0.15,
-                  test_share: float = 0.15, *, db_session: Session) -> Dataset:  # fmt: skip
+def build_dataset(
+    output_root: Path, run_label: str, validation_share: float = 0.15, test_share: float = 0.15, *, db_session: Session
+) -> Dataset:
     """Builds (or finds, when the same one exists) the dataset of every snapshot with ground
     truth. Returns the stored Dataset row; commits it."""
     if not (0.0 < validation_share < 0.5 and 0.0 < test_share < 0.5 and validation_share + test_share < 0.9):
@@ -162,11 +180,20 @@ def build_dataset(output_root: Path, run_label: str, validation_share: float = 0
         truth = {stem: (arrays.unpack(blob) if (blob := getattr(row, f"gt_{stem}")) is not None else None) for stem in STEMS}
         audit.check(streams, truth)
         snapshot = SnapshotArrays(
-            streams=streams, energy=arrays.unpack(row.energy), key=row.key, mode=row.mode, bpm=row.bpm,
-            transient_density=row.transient_density, tension=row.tension, duration_s=row.duration_s,
-            sample_rate=row.sample_rate, channels=row.channels, confidence=row.confidence, ground_truth=truth,
+            streams=streams,
+            energy=arrays.unpack(row.energy),
+            key=row.key,
+            mode=row.mode,
+            bpm=row.bpm,
+            transient_density=row.transient_density,
+            tension=row.tension,
+            duration_s=row.duration_s,
+            sample_rate=row.sample_rate,
+            channels=row.channels,
+            confidence=row.confidence,
+            ground_truth=truth,
             corrections=tuple(corrections_of.get(row.id, ())),
-        )  # fmt: skip
+        )
         targets, weights = encode_targets(snapshot)
         bounds = encode_bounds(snapshot)
         if not weights.any() and not (bounds[..., 0] > NO_BOUND[0]).any() and not (bounds[..., 1] < NO_BOUND[1]).any():
@@ -205,11 +232,16 @@ def build_dataset(output_root: Path, run_label: str, validation_share: float = 0
         shutil.rmtree(directory)
     staging.rename(directory)
     dataset = Dataset(
-        content_hash=content_hash, run_label=run_label, feature_version=FEATURE_VERSION, train_ratio=train_ratio,
-        train_count=writers["train"].count, validation_count=writers["validation"].count,
-        test_count=writers["test"].count, path=str(directory),
+        content_hash=content_hash,
+        run_label=run_label,
+        feature_version=FEATURE_VERSION,
+        train_ratio=train_ratio,
+        train_count=writers["train"].count,
+        validation_count=writers["validation"].count,
+        test_count=writers["test"].count,
+        path=str(directory),
         manifest=manifest,
-    )  # fmt: skip
+    )
     db_session.add(dataset)
     db_session.commit()
     return dataset
@@ -222,4 +254,3 @@ def load_split(directory: Path, split: str) -> Split:
     if not shards:
         return Split.empty()
     return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "weights", "bounds")))
-

@@ -3,10 +3,10 @@
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from app.auth.dependencies import require
-from app.db.base import RowId
-from app.db.engine import session_scope
 from app.datasets import service
 from app.datasets.schemas import DatasetView
+from app.db.base import RowId
+from app.db.engine import session_scope
 
 router = APIRouter(tags=["datasets"], dependencies=[Depends(require("operator"))])
 

@@ -43,9 +43,7 @@ def build_engine(url: str, pool_size: int = 10, backend_flush_after: str = "") -
     connect_args: dict = {"connect_timeout": 3}
     if backend_flush_after:  # see Settings.postgres_backend_flush_after
         connect_args["options"] = f"-c backend_flush_after={backend_flush_after}"
-    engine = create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, connect_args=connect_args
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5, connect_args=connect_args)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
     return engine

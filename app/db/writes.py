@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+
 def dialect_insert(dialect_name: str, table: Table):
     """The dialect's INSERT, which has `on_conflict_do_nothing`/`on_conflict_do_update`."""
     return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table)

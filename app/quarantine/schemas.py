@@ -16,15 +16,31 @@ class Reason(BaseModel):
 
 
 class QuarantineView(CamelModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={
-        "examples": [{"id": 17, "firstSeenAt": "2026-11-21T06:00:00Z", "lastSeenAt": "2026-11-21T06:00:08Z",
-                      "occurrences": 5, "channel": "stem-separation", "origin": "https://studio.example",
-                      "contentType": "application/json", "contentEncoding": None, "httpStatus": 422,
-                      "reasonType": "literal_error",
-                      "reasons": [{"loc": "musicalContext.key", "type": "literal_error", "msg": "Input should be 'C', 'C#', ..."}],
-                      "snapshotId": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2", "itemIndex": 0, "bodySize": 130134,
-                      "bodyExcerpt": "{\"id\": \"c3ee5cb1-...", "bodyTruncated": False}]
-    })  # fmt: skip
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 17,
+                    "firstSeenAt": "2026-11-21T06:00:00Z",
+                    "lastSeenAt": "2026-11-21T06:00:08Z",
+                    "occurrences": 5,
+                    "channel": "stem-separation",
+                    "origin": "https://studio.example",
+                    "contentType": "application/json",
+                    "contentEncoding": None,
+                    "httpStatus": 422,
+                    "reasonType": "literal_error",
+                    "reasons": [{"loc": "musicalContext.key", "type": "literal_error", "msg": "Input should be 'C', 'C#', ..."}],
+                    "snapshotId": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2",
+                    "itemIndex": 0,
+                    "bodySize": 130134,
+                    "bodyExcerpt": '{"id": "c3ee5cb1-...',
+                    "bodyTruncated": False,
+                }
+            ]
+        },
+    )
 
     id: int
     first_seen_at: datetime

@@ -8,8 +8,8 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from app.db.writes import dialect_insert
-from app.quarantine.models import QuarantinedItem
 from app.privacy import without_free_text
+from app.quarantine.models import QuarantinedItem
 from app.quarantine.schemas import Reason
 
 
@@ -40,9 +40,7 @@ def quarantine(
     was received (or a prefix of it); received_whole=False when the request was cut off before
     its end (too large), so the excerpt is marked truncated however short it is."""
     excerpt = body[:max_bytes]
-    fingerprint = hashlib.sha256(
-        f"{context.channel}|{http_status}|{reasons[0].type}|{item_index}|".encode() + body
-    ).hexdigest()
+    fingerprint = hashlib.sha256(f"{context.channel}|{http_status}|{reasons[0].type}|{item_index}|".encode() + body).hexdigest()
     values = {
         "fingerprint": fingerprint,
         "channel": context.channel,

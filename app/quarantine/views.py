@@ -22,8 +22,14 @@ def list_items(
 ):
     """Each item's body is cut to its first 2,000 characters here; GET one for all of it."""
     with session_scope() as session:
-        items = service.list_quarantined(reason_type=reason_type, http_status=http_status, channel=channel,
-                                 limit=limit, before_id=before_id, db_session=session)  # fmt: skip
+        items = service.list_quarantined(
+            reason_type=reason_type,
+            http_status=http_status,
+            channel=channel,
+            limit=limit,
+            before_id=before_id,
+            db_session=session,
+        )
         views = [QuarantineView.model_validate(item) for item in items]
     return [v.model_copy(update={"body_excerpt": v.body_excerpt[:PREVIEW_CHARS]}) for v in views]
 

@@ -29,9 +29,7 @@ class Snapshot(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     channel: Mapped[str] = mapped_column(String(64))  # indexed by ix_snapshots_channel_received_at
-    received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
-    )
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     # The Studio deployment that sent it (scheme://host[:port] of the Origin header).
     origin: Mapped[str | None] = mapped_column(String(255))
     # SHA-256 over everything stored except the id: same id + same hash = a retry. Read by id,
@@ -88,9 +86,7 @@ class SnapshotCorrection(Base):
 
     __tablename__ = "snapshot_corrections"
 
-    snapshot_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
-    )
+    snapshot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     stem: Mapped[str] = mapped_column(String(16), index=True)
     correction_type: Mapped[str] = mapped_column(String(16), index=True)

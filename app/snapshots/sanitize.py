@@ -117,9 +117,7 @@ def sanitise(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> Sanitised
         # Each value over the count, then summed: a plain mean of large finite strengths
         # (validation bounds them below, not above) overflows to inf (found by the fuzzer).
         "transient_mean_strength": float(np.sum(np.divide(strengths, len(strengths)))) if strengths else None,
-        "dominant_frequencies": arrays.pack(
-            arrays.to_float32(context.harmonic_content.dominant_frequencies)
-        ),
+        "dominant_frequencies": arrays.pack(arrays.to_float32(context.harmonic_content.dominant_frequencies)),
         **blobs,
         "has_ground_truth": any(blobs[f"gt_{stem}"] is not None for stem in STEMS),
         "correction_count": len(corrections),

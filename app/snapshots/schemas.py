@@ -182,20 +182,38 @@ class SnapshotResult(CamelModel):
 
 
 class IngestResponse(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "channel": "stem-separation",
-        "results": [{"index": 0, "id": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2", "status": "stored", "httpStatus": 201,
-                     "reasons": [], "rulesFired": {"transients_summarised": 200}}],
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel": "stem-separation",
+                    "results": [
+                        {
+                            "index": 0,
+                            "id": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2",
+                            "status": "stored",
+                            "httpStatus": 201,
+                            "reasons": [],
+                            "rulesFired": {"transients_summarised": 200},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     channel: str
     results: list[SnapshotResult]
 
 
 class ErrorResponse(CamelModel):
-    model_config = ConfigDict(json_schema_extra={
-        "examples": [{"detail": "body is not valid JSON: unexpected end of data: line 1 column 6 (char 5)", "quarantineId": 17}]
-    })  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"detail": "body is not valid JSON: unexpected end of data: line 1 column 6 (char 5)", "quarantineId": 17}
+            ]
+        }
+    )
 
     detail: str
     quarantine_id: int | None = None

@@ -20,11 +20,11 @@ from sqlalchemy import Connection, Dialect, insert, select, update
 
 from app.config import Settings
 from app.db.writes import DriverInsert, atomic, dialect_insert
+from app.quarantine.schemas import Reason
 from app.quarantine.service import RequestContext, quarantine
 from app.snapshots import models
 from app.snapshots.payload import PayloadError, decode_body, parse_snapshots, readable_prefix
 from app.snapshots.sanitize import SanitisedSnapshot, sanitise
-from app.quarantine.schemas import Reason
 from app.snapshots.schemas import ErrorResponse, IngestResponse, Snapshot, SnapshotResult
 
 MAX_REASONS = 50
@@ -125,9 +125,7 @@ def reject_request(
     )
 
 
-def _store_item(
-    connection: Connection, item: Accepted | Rejected, context: RequestContext, settings: Settings
-) -> SnapshotResult:
+def _store_item(connection: Connection, item: Accepted | Rejected, context: RequestContext, settings: Settings) -> SnapshotResult:
     if isinstance(item, Rejected):
         return _quarantine_item(connection, item, 422, "rejected", context, settings)
 
@@ -141,18 +139,14 @@ def _store_item(
         if stored and correction_rows:
             correction_insert.execute(connection, correction_rows)
     if stored:
-        return SnapshotResult(
-            index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired
-        )
+        return SnapshotResult(index=item.index, id=snapshot_id, status="stored", http_status=201, rules_fired=clean.rules_fired)
 
     # The id is taken: a retry of the same snapshot, or different content under its id.
     table = models.Snapshot.__table__
     stored_hash = connection.scalar(select(table.c.content_hash).where(table.c.id == item.snapshot_id))
     if stored_hash == clean.content_hash:
         connection.execute(
-            update(table)
-            .where(table.c.id == item.snapshot_id)
-            .values(duplicates_absorbed=table.c.duplicates_absorbed + 1)
+            update(table).where(table.c.id == item.snapshot_id).values(duplicates_absorbed=table.c.duplicates_absorbed + 1)
         )
         return SnapshotResult(index=item.index, id=snapshot_id, status="duplicate", http_status=200)
     reason = Reason(
@@ -168,8 +162,13 @@ def stored_rows(
     clean: SanitisedSnapshot, snapshot_id: uuid.UUID, context: RequestContext
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The snapshot's row and its corrections' rows, as they are stored."""
-    row = {**clean.row, "id": snapshot_id, "channel": context.channel, "origin": context.origin,
-           "content_hash": clean.content_hash}  # fmt: skip
+    row = {
+        **clean.row,
+        "id": snapshot_id,
+        "channel": context.channel,
+        "origin": context.origin,
+        "content_hash": clean.content_hash,
+    }
     return row, [{"snapshot_id": snapshot_id, **correction} for correction in clean.corrections]
 
 

@@ -1,15 +1,15 @@
 """POST endpoints Studio sends snapshots to. Thin: read the body within limits, work out the
 channel, prepare the snapshots (service.prepare_request) and hand them to the ingest writer."""
 
+import logging
 from functools import cache
 from urllib.parse import urlsplit
-
-import logging
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
+
 from app.config import Settings
 from app.limits import BodyTooLarge, refund_rate_limit
 from app.quarantine.service import RequestContext
@@ -28,16 +28,33 @@ EXAMPLE_SNAPSHOT = {
     "id": "c3ee5cb1-2d51-4e81-9318-1e718ea322c2",
     "timestamp": 1765014836687,
     "originalAudio": {"duration": 10.0, "sampleRate": 48000, "channels": 2},
-    "quantumFeatures": {"spectral": [0.0001, 0.0055, 0.0222], "temporal": [0.505, 0.0137, 10.0],
-                        "harmonic": [576.0, 0.41], "percussive": [0.415, 0.57, 1.0, 0.39],
-                        "stereo": [0.992, 0.0007, -0.082], "energy": [0.494, 0.0016, 0.569, 0.405]},
-    "musicalContext": {"key": "D", "mode": "major", "bpm": 116.73, "transients": [{"time": 0.0107, "strength": 0.415}],
-                       "harmonicContent": {"dominantFrequencies": [614.27, 848.32], "tensionLevel": 0.57}},
+    "quantumFeatures": {
+        "spectral": [0.0001, 0.0055, 0.0222],
+        "temporal": [0.505, 0.0137, 10.0],
+        "harmonic": [576.0, 0.41],
+        "percussive": [0.415, 0.57, 1.0, 0.39],
+        "stereo": [0.992, 0.0007, -0.082],
+        "energy": [0.494, 0.0016, 0.569, 0.405],
+    },
+    "musicalContext": {
+        "key": "D",
+        "mode": "major",
+        "bpm": 116.73,
+        "transients": [{"time": 0.0107, "strength": 0.415}],
+        "harmonicContent": {"dominantFrequencies": [614.27, 848.32], "tensionLevel": 0.57},
+    },
     "groundTruthStems": {"vocals": [0.143, -0.343, None], "bass": [0.3, 0.3, -0.3]},
-    "userCorrections": [{"correctedStem": "harmonic", "correctionType": "masking", "frequencyRange": [1904.1, 14938.3],
-                         "timeRange": [4.8, 7.79], "strength": 0.13}],
+    "userCorrections": [
+        {
+            "correctedStem": "harmonic",
+            "correctionType": "masking",
+            "frequencyRange": [1904.1, 14938.3],
+            "timeRange": [4.8, 7.79],
+            "strength": 0.13,
+        }
+    ],
     "metadata": {"classification": "full", "confidence": 0.52, "processingTime": 1787.5},
-}  # fmt: skip
+}
 _body_schema = {
     "oneOf": [
         {"$ref": "#/components/schemas/StemSeparationSnapshot"},
@@ -162,9 +179,7 @@ def _origin(value: str | None) -> str | None:
 
 
 def _answer(status: int, model) -> Response:
-    return Response(
-        model.model_dump_json(by_alias=True, exclude_none=True), status_code=status, media_type="application/json"
-    )
+    return Response(model.model_dump_json(by_alias=True, exclude_none=True), status_code=status, media_type="application/json")
 
 
 @router.post(

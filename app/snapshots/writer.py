@@ -41,7 +41,6 @@ from typing import Any
 from sqlalchemy import Connection
 
 from app.db.engine import UNAVAILABLE_ERRORS, get_engine
-
 from app.db.writes import atomic
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,9 @@ class IngestWriter:
                 else:
                     _answer(job, outcome)
             if waiting and self._unavailable is None:
-                log.warning("database unreachable; %d+ requests wait for it (up to %g s each)", len(waiting),
-                            self.database_wait_s)  # fmt: skip
+                log.warning(
+                    "database unreachable; %d+ requests wait for it (up to %g s each)", len(waiting), self.database_wait_s
+                )
             self._unavailable = next((v for ok, v in outcomes if not ok and isinstance(v, UNAVAILABLE_ERRORS)), None)
             self._unavailable_at = time.monotonic()
             if waiting:
@@ -154,7 +154,7 @@ class IngestWriter:
             connection = self._checked_out_connection()
             # SQLAlchemy's begin() is bookkeeping only here (no BEGIN in autocommit); atomic()
             # sends BEGIN and COMMIT around a batch of several.
-            with connection.begin(), (atomic(connection) if len(batch) > 1 else nullcontext()):
+            with connection.begin(), atomic(connection) if len(batch) > 1 else nullcontext():
                 outcomes = [(True, job.function(connection, *job.args)) for job in batch]
             self.group_commits += len(batch) > 1
             return outcomes

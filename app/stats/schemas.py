@@ -27,15 +27,29 @@ class RejectionCount(CamelModel):
 
 
 class Overview(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "window": {"since": "2026-11-14T08:00:00Z", "until": None, "channel": None}, "total": 1830,
-        "withGroundTruth": 412, "withCorrections": 97, "duplicatesAbsorbed": 14, "rejectedItems": 3,
-        "rejectedOccurrences": 11, "rejectedByReason": [{"reasonType": "validation", "items": 2, "occurrences": 10},
-                                                         {"reasonType": "malformed_json", "items": 1, "occurrences": 1}],
-        "perDay": [{"label": "2026-11-20", "count": 260}, {"label": "2026-11-21", "count": 181}],
-        "perHour": [{"label": "2026-11-21 07", "count": 22}, {"label": "2026-11-21 08", "count": 9}],
-        "ingestPerSLastMinute": 0.35, "ingestPerSLast5Minutes": 0.31,
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "window": {"since": "2026-11-14T08:00:00Z", "until": None, "channel": None},
+                    "total": 1830,
+                    "withGroundTruth": 412,
+                    "withCorrections": 97,
+                    "duplicatesAbsorbed": 14,
+                    "rejectedItems": 3,
+                    "rejectedOccurrences": 11,
+                    "rejectedByReason": [
+                        {"reasonType": "validation", "items": 2, "occurrences": 10},
+                        {"reasonType": "malformed_json", "items": 1, "occurrences": 1},
+                    ],
+                    "perDay": [{"label": "2026-11-20", "count": 260}, {"label": "2026-11-21", "count": 181}],
+                    "perHour": [{"label": "2026-11-21 07", "count": 22}, {"label": "2026-11-21 08", "count": 9}],
+                    "ingestPerSLastMinute": 0.35,
+                    "ingestPerSLast5Minutes": 0.31,
+                }
+            ]
+        }
+    )
 
     window: StatsWindow
     total: int
@@ -66,19 +80,37 @@ class DatasetAudit(CamelModel):
 
 
 class Distributions(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "window": {"since": None, "until": None, "channel": "stem-separation"}, "total": 3,
-        "classification": [{"label": "full", "count": 2}, {"label": "twotrack", "count": 1}],
-        "keyMode": [{"label": "D major", "count": 1}, {"label": "A# minor", "count": 2}],
-        "bpm": [{"label": "110–120", "count": 1}, {"label": "120–130", "count": 1}, {"label": "none", "count": 1}],
-        "durationS": [{"label": "0–15", "count": 3}], "sampleRate": [{"label": "48000", "count": 3}],
-        "audioChannels": [{"label": "1", "count": 1}, {"label": "2", "count": 2}],
-        "streamLengths": [{"stream": "stereo", "buckets": [{"label": "1–99", "count": 1}, {"label": "500–749", "count": 2}]}],
-        "withGroundTruth": 2, "groundTruthByStem": [{"label": "vocals", "count": 2}],
-        "correctionsByStem": [{"label": "perc", "count": 1}], "correctionsByType": [{"label": "isolation", "count": 1}],
-        "latestDataset": {"id": 4, "runLabel": "weekly", "createdAt": "2026-11-21T06:00:02Z", "trainCount": 1620,
-                          "validationCount": 395, "audit": {"duplicate_content_skipped": 3}},
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "window": {"since": None, "until": None, "channel": "stem-separation"},
+                    "total": 3,
+                    "classification": [{"label": "full", "count": 2}, {"label": "twotrack", "count": 1}],
+                    "keyMode": [{"label": "D major", "count": 1}, {"label": "A# minor", "count": 2}],
+                    "bpm": [{"label": "110–120", "count": 1}, {"label": "120–130", "count": 1}, {"label": "none", "count": 1}],
+                    "durationS": [{"label": "0–15", "count": 3}],
+                    "sampleRate": [{"label": "48000", "count": 3}],
+                    "audioChannels": [{"label": "1", "count": 1}, {"label": "2", "count": 2}],
+                    "streamLengths": [
+                        {"stream": "stereo", "buckets": [{"label": "1–99", "count": 1}, {"label": "500–749", "count": 2}]}
+                    ],
+                    "withGroundTruth": 2,
+                    "groundTruthByStem": [{"label": "vocals", "count": 2}],
+                    "correctionsByStem": [{"label": "perc", "count": 1}],
+                    "correctionsByType": [{"label": "isolation", "count": 1}],
+                    "latestDataset": {
+                        "id": 4,
+                        "runLabel": "weekly",
+                        "createdAt": "2026-11-21T06:00:02Z",
+                        "trainCount": 1620,
+                        "validationCount": 395,
+                        "audit": {"duplicate_content_skipped": 3},
+                    },
+                }
+            ]
+        }
+    )
 
     window: StatsWindow
     total: int

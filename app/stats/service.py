@@ -9,11 +9,10 @@ from typing import Literal
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from app.db.base import as_utc
 from app.datasets.models import Dataset
+from app.db.base import as_utc
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection
-from training.contract import FEATURE_STREAMS, KEYS, STEMS
 from app.stats.schemas import (
     Count,
     DatasetAudit,
@@ -23,12 +22,16 @@ from app.stats.schemas import (
     StatsWindow,
     StreamLengths,
 )
+from training.contract import FEATURE_STREAMS, KEYS, STEMS
 
 RangeName = Literal["24h", "7d", "30d", "90d", "all"]
 RANGES: dict[str, timedelta | None] = {
-    "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
     "all": None,
-}  # fmt: skip
+}
 MAX_DAYS = 366
 # Windows are bounded to dates a snapshot can have (and date arithmetic cannot overflow).
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -39,8 +42,13 @@ DURATION_EDGES_S = (0, 15, 30, 60, 120, 180, 240, 300, 420, 600, 1200)
 STREAM_LENGTH_EDGES = (0, 1, 100, 250, 500, 750, 1000)
 
 
-def window_for(range_name: RangeName = "all", since: datetime | None = None, until: datetime | None = None,
-               channel: str | None = None, now: datetime | None = None) -> StatsWindow:  # fmt: skip
+def window_for(
+    range_name: RangeName = "all",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> StatsWindow:
     """Explicit `since`/`until` win over the named range, which ends now. A bound outside
     2000-2100 is a ValueError."""
     now = now or datetime.now(UTC)
@@ -63,7 +71,9 @@ def overview(window: StatsWindow, now: datetime | None = None, *, db_session: Se
             func.count().filter(Snapshot.has_ground_truth.is_(True)),
             func.count().filter(Snapshot.correction_count > 0),
             func.coalesce(func.sum(Snapshot.duplicates_absorbed), 0),
-        ).select_from(Snapshot).where(*where)
+        )
+        .select_from(Snapshot)
+        .where(*where)
     ).one()
     rejected = [
         RejectionCount(reason_type=reason, items=items, occurrences=int(occurrences))
@@ -79,15 +89,24 @@ def overview(window: StatsWindow, now: datetime | None = None, *, db_session: Se
         select(
             func.count().filter(Snapshot.received_at >= now - timedelta(minutes=1)),
             func.count().filter(Snapshot.received_at >= now - timedelta(minutes=5)),
-        ).select_from(Snapshot).where(Snapshot.received_at >= now - timedelta(minutes=5), *recent)
+        )
+        .select_from(Snapshot)
+        .where(Snapshot.received_at >= now - timedelta(minutes=5), *recent)
     ).one()
     return Overview(
-        window=window, total=total, with_ground_truth=with_truth, with_corrections=with_corrections,
-        duplicates_absorbed=duplicates, rejected_items=sum(r.items for r in rejected),
-        rejected_occurrences=sum(r.occurrences for r in rejected), rejected_by_reason=rejected,
-        per_day=_per_day(db_session, window, now), per_hour=_per_hour(db_session, window, now),
-        ingest_per_s_last_minute=round(last_minute / 60, 2), ingest_per_s_last_5_minutes=round(last_5_minutes / 300, 2),
-    )  # fmt: skip
+        window=window,
+        total=total,
+        with_ground_truth=with_truth,
+        with_corrections=with_corrections,
+        duplicates_absorbed=duplicates,
+        rejected_items=sum(r.items for r in rejected),
+        rejected_occurrences=sum(r.occurrences for r in rejected),
+        rejected_by_reason=rejected,
+        per_day=_per_day(db_session, window, now),
+        per_hour=_per_hour(db_session, window, now),
+        ingest_per_s_last_minute=round(last_minute / 60, 2),
+        ingest_per_s_last_5_minutes=round(last_5_minutes / 300, 2),
+    )
 
 
 def distributions(window: StatsWindow, *, db_session: Session) -> Distributions:
@@ -99,9 +118,13 @@ def distributions(window: StatsWindow, *, db_session: Session) -> Distributions:
 
     # One scan: how many snapshots, how many with ground truth, and with each stem of it.
     total, with_truth, *per_stem = db_session.execute(
-        select(func.count(), func.count().filter(Snapshot.has_ground_truth.is_(True)),
-               *[func.count().filter(getattr(Snapshot, f"gt_{stem}").is_not(None)) for stem in STEMS])
-        .select_from(Snapshot).where(*where)  # fmt: skip
+        select(
+            func.count(),
+            func.count().filter(Snapshot.has_ground_truth.is_(True)),
+            *[func.count().filter(getattr(Snapshot, f"gt_{stem}").is_not(None)) for stem in STEMS],
+        )
+        .select_from(Snapshot)
+        .where(*where)
     ).one()
 
     corrections = select(SnapshotCorrection).join(Snapshot).where(*where).subquery()
@@ -172,8 +195,11 @@ def _per_hour(session: Session, window: StatsWindow, now: datetime) -> list[Coun
     end = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=24)
     hour = _time_bucket(session, Snapshot.received_at, "hour")
-    last_day = StatsWindow(since=max(start, window.since) if window.since else start,
-                           until=min(end, window.until) if window.until else end, channel=window.channel)  # fmt: skip
+    last_day = StatsWindow(
+        since=max(start, window.since) if window.since else start,
+        until=min(end, window.until) if window.until else end,
+        channel=window.channel,
+    )
     counts = dict(session.execute(select(hour, func.count()).where(*_snapshot_conditions(last_day)).group_by(hour)).all())
     hours = [(start + timedelta(hours=i)).strftime("%Y-%m-%d %H") for i in range(24)]
     return [Count(label=h, count=counts.get(h, 0)) for h in hours]
@@ -188,8 +214,13 @@ def _bin_index(column: ColumnElement, edges: Sequence[float]) -> ColumnElement[i
     return case(*[(column < upper, index) for index, upper in enumerate(edges[1:])], else_=len(edges) - 1)
 
 
-def _histogram(session: Session, column: ColumnElement, edges: Sequence[float],
-               where: list[ColumnElement[bool]], none_label: str | None = None) -> list[Count]:  # fmt: skip
+def _histogram(
+    session: Session,
+    column: ColumnElement,
+    edges: Sequence[float],
+    where: list[ColumnElement[bool]],
+    none_label: str | None = None,
+) -> list[Count]:
     """Counts per bin, from the first bin with data to the last (empty bins between kept)."""
     index = case((column.is_(None), -1), else_=_bin_index(column, edges))
     counts = dict(session.execute(select(index, func.count()).where(*where).group_by(index)).all())
@@ -224,8 +255,9 @@ def _stream_lengths(session: Session, where: list[ColumnElement[bool]]) -> list[
     ]
 
 
-def _grouped(session: Session, column: ColumnElement, where: Sequence[ColumnElement[bool]] = (),
-             by_count: bool = True) -> list[Count]:  # fmt: skip
+def _grouped(
+    session: Session, column: ColumnElement, where: Sequence[ColumnElement[bool]] = (), by_count: bool = True
+) -> list[Count]:
     """Counts per value, most frequent first (or in the values' own order)."""
     query = select(column, func.count()).where(*where).group_by(column)
     query = query.order_by(func.count().desc(), column) if by_count else query.order_by(column)
@@ -236,6 +268,11 @@ def _latest_dataset(session: Session) -> DatasetAudit | None:
     dataset = session.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1))
     if dataset is None:
         return None
-    return DatasetAudit(id=dataset.id, run_label=dataset.run_label, created_at=dataset.created_at,
-                        train_count=dataset.train_count, validation_count=dataset.validation_count,
-                        audit=dataset.manifest.get("audit", {}))  # fmt: skip
+    return DatasetAudit(
+        id=dataset.id,
+        run_label=dataset.run_label,
+        created_at=dataset.created_at,
+        train_count=dataset.train_count,
+        validation_count=dataset.validation_count,
+        audit=dataset.manifest.get("audit", {}),
+    )

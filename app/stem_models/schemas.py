@@ -6,9 +6,17 @@ from pydantic import ConfigDict, Field
 
 from app.wire import CamelModel
 
-
-EXAMPLE_METRICS = {"levelErrorDb": 8.9, "presenceAuc": 0.74, "falseActivity": 0.31, "baseline": "ridge",
-                   "baselineErrorDb": 9.6, "marginDb": -0.7, "marginLowDb": -0.9, "marginHighDb": -0.5, "testSnapshots": 48}
+EXAMPLE_METRICS = {
+    "levelErrorDb": 8.9,
+    "presenceAuc": 0.74,
+    "falseActivity": 0.31,
+    "baseline": "ridge",
+    "baselineErrorDb": 9.6,
+    "marginDb": -0.7,
+    "marginLowDb": -0.9,
+    "marginHighDb": -0.5,
+    "testSnapshots": 48,
+}
 
 
 class WeightFile(CamelModel):
@@ -22,18 +30,39 @@ class WeightFile(CamelModel):
 class LatestManifest(CamelModel):
     """Everything Studio needs to fetch, check and run the latest model."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "channel": "stem-separation", "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z",
-        "modelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
-        "float16ModelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float16/model.json",
-        "files": [{"path": "float32/model.json", "url": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
-                   "size": 61234, "sha256": "5d41...", "integrity": "sha256-XUFAKrxLKna5cZ2REBfFkg=="}],
-        "stems": ["vocals", "drums", "bass", "harmonic", "perc", "sub"],
-        "input": {"name": "stem_features:0", "shape": [None, 150, 84], "dtype": "float32", "feature_version": "fe-2",
-                  "step_seconds": 2.0},
-        "output": {"name": "Identity:0", "shape": [None, 6, 150], "stem_axis": 1, "unit": "dB relative to the mix"},
-        "featureVersion": "fe-2", "metrics": EXAMPLE_METRICS,
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel": "stem-separation",
+                    "version": "r12-9f2c41e1",
+                    "createdAt": "2026-11-21T06:10:00Z",
+                    "modelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
+                    "float16ModelJsonUrl": "https://fabric.example/models/r12-9f2c41e1/files/float16/model.json",
+                    "files": [
+                        {
+                            "path": "float32/model.json",
+                            "url": "https://fabric.example/models/r12-9f2c41e1/files/float32/model.json",
+                            "size": 61234,
+                            "sha256": "5d41...",
+                            "integrity": "sha256-XUFAKrxLKna5cZ2REBfFkg==",
+                        }
+                    ],
+                    "stems": ["vocals", "drums", "bass", "harmonic", "perc", "sub"],
+                    "input": {
+                        "name": "stem_features:0",
+                        "shape": [None, 150, 84],
+                        "dtype": "float32",
+                        "feature_version": "fe-2",
+                        "step_seconds": 2.0,
+                    },
+                    "output": {"name": "Identity:0", "shape": [None, 6, 150], "stem_axis": 1, "unit": "dB relative to the mix"},
+                    "featureVersion": "fe-2",
+                    "metrics": EXAMPLE_METRICS,
+                }
+            ]
+        }
+    )
 
     channel: str
     version: str
@@ -49,11 +78,22 @@ class LatestManifest(CamelModel):
 
 
 class ModelSummary(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": 3, "version": "r12-9f2c41e1", "createdAt": "2026-11-21T06:10:00Z", "runId": 12, "decision": "published",
-        "reason": "beats the strongest baseline (ridge): ...; no champion yet", "isLatest": True,
-        "metrics": EXAMPLE_METRICS,
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 3,
+                    "version": "r12-9f2c41e1",
+                    "createdAt": "2026-11-21T06:10:00Z",
+                    "runId": 12,
+                    "decision": "published",
+                    "reason": "beats the strongest baseline (ridge): ...; no champion yet",
+                    "isLatest": True,
+                    "metrics": EXAMPLE_METRICS,
+                }
+            ]
+        }
+    )
 
     id: int
     version: str
@@ -66,9 +106,18 @@ class ModelSummary(CamelModel):
 
 
 class PromotionRecord(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "modelId": 3, "promotedAt": "2026-11-21T06:20:00Z", "promotedBy": "token:2:alice", "reason": "rollback from model 4",
-    }]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "modelId": 3,
+                    "promotedAt": "2026-11-21T06:20:00Z",
+                    "promotedBy": "token:2:alice",
+                    "reason": "rollback from model 4",
+                }
+            ]
+        }
+    )
 
     model_id: int
     promoted_at: datetime
@@ -78,8 +127,11 @@ class PromotionRecord(CamelModel):
 
 
 class PromoteRequest(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "better on last week's data"},
-                                                              {"force": True, "reason": "A/B test in one region"}]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"reason": "better on last week's data"}, {"force": True, "reason": "A/B test in one region"}]
+        }
+    )
 
     reason: str = Field(default="promoted by an operator", max_length=1000)
     force: bool = Field(default=False, description="Needed (with a reason of your own) to promote a model the gate rejected")

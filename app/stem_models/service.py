@@ -48,13 +48,18 @@ def latest_manifest(base_url: str, channel: str, *, db_session: Session) -> Late
     manifest, version = champion.manifest, champion.version
     base = f"{base_url}/models/{version}/files/"
     return LatestManifest(
-        channel=channel, version=version, created_at=champion.created_at,
+        channel=channel,
+        version=version,
+        created_at=champion.created_at,
         model_json_url=base + manifest["model_json"]["float32"],
         float16_model_json_url=base + manifest["model_json"]["float16"],
         files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
-        stems=manifest["stems"], input=manifest["input"], output=manifest["output"],
-        feature_version=manifest["feature_version"], metrics=headline(manifest["metrics"]),
-    )  # fmt: skip
+        stems=manifest["stems"],
+        input=manifest["input"],
+        output=manifest["output"],
+        feature_version=manifest["feature_version"],
+        metrics=headline(manifest["metrics"]),
+    )
 
 
 def latest_promotion_id(*, db_session: Session) -> int | None:
@@ -102,8 +107,19 @@ def headline(metrics: dict) -> dict[str, float | str | None]:
     }
 
 
-HEADLINE_KEYS = ("levelErrorDb", "presenceAuc", "falseActivity", "baseline", "baselineErrorDb", "marginDb", "marginLowDb",
-                 "marginHighDb", "testSnapshots", "correctionsMet", "sirOracleShare")  # fmt: skip
+HEADLINE_KEYS = (
+    "levelErrorDb",
+    "presenceAuc",
+    "falseActivity",
+    "baseline",
+    "baselineErrorDb",
+    "marginDb",
+    "marginLowDb",
+    "marginHighDb",
+    "testSnapshots",
+    "correctionsMet",
+    "sirOracleShare",
+)
 
 
 def judge(reports: dict[str, Report]) -> dict:
@@ -114,24 +130,30 @@ def judge(reports: dict[str, Report]) -> dict:
     return json_safe({name: report.as_dict() for name, report in reports.items()} | {"margin": asdict(margin)})
 
 
-
-def gate(metrics: dict, candidate_on_champion_data: Report | None = None, champion_on_its_data: Report | None = None) -> tuple[bool, str]:
+def gate(
+    metrics: dict, candidate_on_champion_data: Report | None = None, champion_on_its_data: Report | None = None
+) -> tuple[bool, str]:
     """(publish?, why), from a run's judged metrics and, when there is a champion, both models'
     reports on the champion's test data."""
     margin = Margin(**{key: float("nan") if value is None else value for key, value in metrics["margin"].items()})
     model_error = metrics["model"][PRIMARY]
     if not np.isfinite(margin.difference_db):
         return False, "no test snapshot had a known stem level: nothing to judge on"
-    figures = (f"level error {model_error:.2f} dB vs {metrics[margin.reference][PRIMARY]:.2f} dB for {margin.reference}, "
-               f"difference {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
-               f"over {margin.snapshots} test snapshots")  # fmt: skip
+    figures = (
+        f"level error {model_error:.2f} dB vs {metrics[margin.reference][PRIMARY]:.2f} dB for {margin.reference}, "
+        f"difference {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
+        f"over {margin.snapshots} test snapshots"
+    )
     if not margin.significant_win:
         return False, f"does not beat the strongest baseline ({margin.reference}) with a margin above 0: {figures}"
     if candidate_on_champion_data is None:
         return True, f"beats the strongest baseline ({margin.reference}): {figures}; no champion yet"
     candidate, champion = candidate_on_champion_data.level_error_db, champion_on_its_data.level_error_db
     if candidate <= champion:
-        return True, f"beats the strongest baseline: {figures}; and the champion on its test data ({candidate:.2f} vs {champion:.2f} dB)"
+        return (
+            True,
+            f"beats the strongest baseline: {figures}; and the champion on its test data ({candidate:.2f} vs {champion:.2f} dB)",
+        )
     return False, f"beats the baselines ({figures}) but not the champion on its test data: {candidate:.2f} vs {champion:.2f} dB"
 
 
@@ -184,8 +206,15 @@ def publish_run(run, model, artifacts_dir: Path, metrics: dict, *, db_session: S
     }
     manifest["files"] = _file_digests(directory)
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    stem_model = StemModel(version=version, run_id=run.id, dataset_id=dataset.id, path=str(directory),
-                           manifest=manifest, decision="published" if publish else "rejected", reason=reason)  # fmt: skip
+    stem_model = StemModel(
+        version=version,
+        run_id=run.id,
+        dataset_id=dataset.id,
+        path=str(directory),
+        manifest=manifest,
+        decision="published" if publish else "rejected",
+        reason=reason,
+    )
     db_session.add(stem_model)
     db_session.flush()
     if publish:
@@ -199,8 +228,14 @@ def _file_digests(directory: Path) -> list[dict]:
     files = []
     for path in sorted(directory.glob("float*/*")):
         digest = hashlib.sha256(path.read_bytes()).digest()
-        files.append({"path": path.relative_to(directory).as_posix(), "size": path.stat().st_size,
-                      "sha256": digest.hex(), "integrity": "sha256-" + base64.b64encode(digest).decode()})  # fmt: skip
+        files.append(
+            {
+                "path": path.relative_to(directory).as_posix(),
+                "size": path.stat().st_size,
+                "sha256": digest.hex(),
+                "integrity": "sha256-" + base64.b64encode(digest).decode(),
+            }
+        )
     return files
 
 
@@ -212,8 +247,7 @@ def promote(model_id: int, promoted_by: str, reason: str, force: bool = False, *
         raise LookupError(f"no model {model_id}")
     forced = model.decision != "published"
     if forced and not (force and reason.strip()):
-        raise GateRejected(f"model {model_id} was rejected by the gate ({model.reason}); promoting it needs force "
-                           f"and a reason")  # fmt: skip
+        raise GateRejected(f"model {model_id} was rejected by the gate ({model.reason}); promoting it needs force and a reason")
     promotion = ModelPromotion(model_id=model_id, promoted_by=promoted_by, reason=reason, forced=forced)
     db_session.add(promotion)
     db_session.commit()

@@ -25,8 +25,12 @@ router = APIRouter(tags=["models"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-@router.get("/models/latest", response_model=LatestManifest, summary="The latest weights for Studio",
-            responses={304: {"description": "Not modified (If-None-Match)"}, 404: {"description": "Nothing published"}})  # fmt: skip
+@router.get(
+    "/models/latest",
+    response_model=LatestManifest,
+    summary="The latest weights for Studio",
+    responses={304: {"description": "Not modified (If-None-Match)"}, 404: {"description": "Nothing published"}},
+)
 async def latest(request: Request, channel: str = "stem-separation"):
     if channel not in request.app.state.settings.channels:
         raise HTTPException(404, f"unknown channel {channel[:64]!r}")
@@ -97,6 +101,8 @@ def _public_base_url(request: Request) -> str:
     configured = [url.rstrip("/") for url in request.app.state.settings.public_base_urls]
     asked = str(request.base_url).rstrip("/")
     return asked if asked in configured else configured[0]
+
+
 _refreshing: dict[tuple[str, str], asyncio.Future] = {}
 
 
@@ -106,10 +112,17 @@ def _latest_answer(manifest: LatestManifest) -> tuple[str, str]:
     return payload, '"' + hashlib.sha256(payload.encode()).hexdigest()[:32] + '"'
 
 
-@router.get("/models/{version}/files/{path:path}", summary="A published file (immutable)",
-            responses={200: {"description": "model.json or a weight shard",
-                             "content": {"application/octet-stream": {"example": "(binary float32 weights)"}}},
-                       404: {"description": "No such model or file"}})  # fmt: skip
+@router.get(
+    "/models/{version}/files/{path:path}",
+    summary="A published file (immutable)",
+    responses={
+        200: {
+            "description": "model.json or a weight shard",
+            "content": {"application/octet-stream": {"example": "(binary float32 weights)"}},
+        },
+        404: {"description": "No such model or file"},
+    },
+)
 def model_file(version: str, path: str):
     with session_scope() as session:
         model = service.get_by_version(version, db_session=session)
@@ -120,8 +133,7 @@ def model_file(version: str, path: str):
         raise HTTPException(404, "no such file")
     file = listed[path]
     media = "application/json" if path.endswith(".json") else "application/octet-stream"
-    return FileResponse(directory / path, media_type=media,
-                        headers={"Cache-Control": IMMUTABLE, "ETag": f'"{file["sha256"]}"'})  # fmt: skip
+    return FileResponse(directory / path, media_type=media, headers={"Cache-Control": IMMUTABLE, "ETag": f'"{file["sha256"]}"'})
 
 
 @router.get("/models", response_model=list[ModelSummary], summary="Every model, published and rejected")
@@ -129,9 +141,16 @@ def list_models(_: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
         champion = service.current_champion(db_session=session)
         return [
-            ModelSummary(id=m.id, version=m.version, created_at=m.created_at, run_id=m.run_id, decision=m.decision,
-                         reason=m.reason, is_latest=champion is not None and m.id == champion.id,
-                         metrics=service.headline(m.manifest["metrics"]))  # fmt: skip
+            ModelSummary(
+                id=m.id,
+                version=m.version,
+                created_at=m.created_at,
+                run_id=m.run_id,
+                decision=m.decision,
+                reason=m.reason,
+                is_latest=champion is not None and m.id == champion.id,
+                metrics=service.headline(m.manifest["metrics"]),
+            )
             for m in service.get_all(db_session=session)
         ]
 
@@ -141,7 +160,9 @@ def promote(model_id: RowId, body: PromoteRequest | None = None, token: ApiToken
     with session_scope() as session:
         body = body or PromoteRequest()
         try:
-            promotion = service.promote(model_id, f"token:{token.id}:{token.name}", body.reason, force=body.force, db_session=session)
+            promotion = service.promote(
+                model_id, f"token:{token.id}:{token.name}", body.reason, force=body.force, db_session=session
+            )
         except LookupError as error:
             raise HTTPException(404, str(error)) from None
         except service.GateRejected as error:

@@ -59,8 +59,10 @@ def redispatch_lost_runs(settings: Settings, *, db_session: Session) -> list[str
     done = []
     for run in lost:
         if run.dispatches >= settings.run_max_dispatches:
-            reason = (f"no worker started it after {run.dispatches} sendings, {settings.run_dispatch_timeout_s:g} s "
-                      f"apart: is a worker listening on the 'cpu' queue?")  # fmt: skip
+            reason = (
+                f"no worker started it after {run.dispatches} sendings, {settings.run_dispatch_timeout_s:g} s "
+                f"apart: is a worker listening on the 'cpu' queue?"
+            )
             if service.fail(run.id, reason, db_session=db_session, only_if_queued=True):
                 done.append(f"run {run.id} failed: {reason}")
             continue

@@ -9,7 +9,9 @@ from app.wire import CamelModel
 
 
 class RunParameters(CamelModel):
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"runLabel": "weekly", "epochs": 50, "modelSize": "full"}]})  # fmt: skip
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"runLabel": "weekly", "epochs": 50, "modelSize": "full"}]}
+    )
 
     run_label: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     # Shares of the dataset held out for model selection and for the report and the gate.
@@ -23,7 +25,9 @@ class RunParameters(CamelModel):
 
 
 class RunStarted(CamelModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 12, "url": "https://fabric.example/runs/12", "status": "queued"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"id": 12, "url": "https://fabric.example/runs/12", "status": "queued"}]}
+    )
 
     id: int
     url: str
@@ -31,13 +35,32 @@ class RunStarted(CamelModel):
 
 
 class RunView(CamelModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={
-        "examples": [{"id": 12, "label": "weekly", "status": "running", "stage": "training",
-                      "parameters": {"run_label": "weekly", "epochs": 50}, "datasetId": 4, "epoch": 3,
-                      "history": [{"epoch": 2, "loss": 0.0049, "val_loss": 0.0067, "learning_rate": 0.001}],
-                      "resumedFromEpoch": None, "metrics": None, "worker": "cpu@worker-1", "error": None,
-                      "dispatches": 1, "dispatchedAt": "2026-11-21T06:00:00Z", "createdAt": "2026-11-21T06:00:00Z", "startedAt": "2026-11-21T06:00:01Z", "finishedAt": None}]
-    })  # fmt: skip
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 12,
+                    "label": "weekly",
+                    "status": "running",
+                    "stage": "training",
+                    "parameters": {"run_label": "weekly", "epochs": 50},
+                    "datasetId": 4,
+                    "epoch": 3,
+                    "history": [{"epoch": 2, "loss": 0.0049, "val_loss": 0.0067, "learning_rate": 0.001}],
+                    "resumedFromEpoch": None,
+                    "metrics": None,
+                    "worker": "cpu@worker-1",
+                    "error": None,
+                    "dispatches": 1,
+                    "dispatchedAt": "2026-11-21T06:00:00Z",
+                    "createdAt": "2026-11-21T06:00:00Z",
+                    "startedAt": "2026-11-21T06:00:01Z",
+                    "finishedAt": None,
+                }
+            ]
+        },
+    )
 
     id: int
     label: str

@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.engine import session_scope
 from app.datasets.models import Dataset
 from app.datasets.service import build_dataset, load_split
+from app.db.engine import session_scope
 from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
 from app.training_runs.schemas import RunParameters
 
@@ -29,8 +29,7 @@ class StaleDispatch(Exception):
 
 
 def create_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
-    run = TrainingRun(label=parameters.run_label, status="queued", stage="queued",
-                      parameters=parameters.model_dump(), history=[])  # fmt: skip
+    run = TrainingRun(label=parameters.run_label, status="queued", stage="queued", parameters=parameters.model_dump(), history=[])
     db_session.add(run)
     db_session.commit()
     return run
@@ -87,16 +86,24 @@ def record_dispatch(run_id: int, *, db_session: Session, seen: int | None = None
 
 def get_unstarted(*, db_session: Session, dispatched_before: datetime) -> list[TrainingRun]:
     """Queued runs that no worker has started since they were last sent, before the moment given."""
-    return list(db_session.scalars(select(TrainingRun).where(
-        TrainingRun.status == "queued", TrainingRun.dispatched_at < dispatched_before).order_by(TrainingRun.id)))  # fmt: skip
+    return list(
+        db_session.scalars(
+            select(TrainingRun)
+            .where(TrainingRun.status == "queued", TrainingRun.dispatched_at < dispatched_before)
+            .order_by(TrainingRun.id)
+        )
+    )
 
 
 def fail(run_id: int, reason: str, *, db_session: Session, only_if_queued: bool = False) -> bool:
     """Ends a queued or running run as failed, with the reason; False if it had ended (or, with
     `only_if_queued`, had started) meanwhile."""
     statuses = ("queued",) if only_if_queued else ACTIVE_STATUSES
-    result = db_session.execute(update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status.in_(statuses))
-                                .values(status="failed", error=reason, finished_at=datetime.now(UTC)))  # fmt: skip
+    result = db_session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.status.in_(statuses))
+        .values(status="failed", error=reason, finished_at=datetime.now(UTC))
+    )
     db_session.commit()
     return result.rowcount == 1
 
@@ -113,15 +120,18 @@ def _enter_stage(run_id: int, stage: str, worker: str, dispatch: int | None) -> 
         if dispatch is not None:
             claim = claim.where(TrainingRun.dispatches == dispatch)
         now = datetime.now(UTC)
-        claimed = session.execute(claim.values(status="running", stage=stage, worker=worker,
-                                               started_at=func.coalesce(TrainingRun.started_at, now))).rowcount  # fmt: skip
+        claimed = session.execute(
+            claim.values(status="running", stage=stage, worker=worker, started_at=func.coalesce(TrainingRun.started_at, now))
+        ).rowcount
         run = session.get(TrainingRun, run_id)
         if run is None:
             raise LookupError(f"no training run {run_id}")
         if run.status == "cancelled":
             raise RunCancelled(f"run {run_id} was cancelled")
         if not claimed:
-            raise StaleDispatch(f"run {run_id} is {run.status} at dispatch {run.dispatches}; this message was dispatch {dispatch}")
+            raise StaleDispatch(
+                f"run {run_id} is {run.status} at dispatch {run.dispatches}; this message was dispatch {dispatch}"
+            )
         session.expunge(run)
         return run
 
@@ -132,8 +142,13 @@ def dataset_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int |
         return run.dataset_id
     parameters = RunParameters(**run.parameters)
     with session_scope() as session:
-        dataset = build_dataset(artifacts_dir / "datasets", parameters.run_label,
-                                parameters.validation_share, parameters.test_share, db_session=session)  # fmt: skip
+        dataset = build_dataset(
+            artifacts_dir / "datasets",
+            parameters.run_label,
+            parameters.validation_share,
+            parameters.test_share,
+            db_session=session,
+        )
         if min(dataset.train_count, dataset.validation_count, dataset.test_count) == 0:
             raise ValueError(
                 f"dataset {dataset.content_hash[:16]} has {dataset.train_count} training, {dataset.validation_count} "
@@ -161,8 +176,14 @@ def training_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int 
         with session_scope() as session:
             return session.scalar(select(TrainingRun.status).where(TrainingRun.id == run_id)) == "cancelled"
 
-    result = train(load_split(directory, "train"), load_split(directory, "validation"), config,
-                   run_directory(artifacts_dir, run_id), on_epoch=on_epoch, should_stop=cancelled)  # fmt: skip
+    result = train(
+        load_split(directory, "train"),
+        load_split(directory, "validation"),
+        config,
+        run_directory(artifacts_dir, run_id),
+        on_epoch=on_epoch,
+        should_stop=cancelled,
+    )
     with session_scope() as session:
         current = session.get(TrainingRun, run_id)
         if result.resumed_from_epoch is not None:
@@ -177,8 +198,12 @@ def model_config(parameters: RunParameters):
     """The model configuration a run's parameters ask for."""
     from training.model import SIZES
 
-    return dataclasses.replace(SIZES[parameters.model_size], epochs=parameters.epochs,
-                               batch_size=parameters.batch_size, learning_rate=parameters.learning_rate)  # fmt: skip
+    return dataclasses.replace(
+        SIZES[parameters.model_size],
+        epochs=parameters.epochs,
+        batch_size=parameters.batch_size,
+        learning_rate=parameters.learning_rate,
+    )
 
 
 def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> dict:
@@ -199,8 +224,12 @@ def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: in
         from training.audio_eval import evaluate_songs
 
         audio = json_safe(evaluate_songs(model, songs).as_dict())
-        metrics["audio"] = {"headline": audio["headline"], "per_stem": audio["per_stem"], "skipped": audio["skipped"],
-                            "songs_dir": str(songs)}  # fmt: skip
+        metrics["audio"] = {
+            "headline": audio["headline"],
+            "per_stem": audio["per_stem"],
+            "skipped": audio["skipped"],
+            "songs_dir": str(songs),
+        }
     with session_scope() as session:
         session.get(TrainingRun, run_id).metrics = metrics
     return metrics

@@ -12,9 +12,16 @@ from app.training_runs.schemas import RunParameters, RunStarted, RunView
 router = APIRouter(tags=["training runs"], dependencies=[Depends(require("operator"))])
 
 
-@router.post("/runs", status_code=202, response_model=RunStarted, summary="Start a training run",
-             responses={409: {"description": "A run is already queued or running"},
-                        503: {"description": "The task broker is unavailable: the run was not started"}})  # fmt: skip
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=RunStarted,
+    summary="Start a training run",
+    responses={
+        409: {"description": "A run is already queued or running"},
+        503: {"description": "The task broker is unavailable: the run was not started"},
+    },
+)
 def start_run(parameters: RunParameters, request: Request, response: Response):
     """One run at a time: a request while another is queued or running is refused (409, with
     that run's id) rather than queued behind it, so two runs never race to become champion."""

@@ -16,9 +16,20 @@ branch_labels = None
 depends_on = None
 
 BLOB_COLUMNS = [
-    "dominant_frequencies", "spectral", "temporal", "harmonic", "percussive", "stereo", "energy",
-    "gt_vocals", "gt_drums", "gt_bass", "gt_harmonic", "gt_perc", "gt_sub",
-]  # fmt: skip
+    "dominant_frequencies",
+    "spectral",
+    "temporal",
+    "harmonic",
+    "percussive",
+    "stereo",
+    "energy",
+    "gt_vocals",
+    "gt_drums",
+    "gt_bass",
+    "gt_harmonic",
+    "gt_perc",
+    "gt_sub",
+]
 
 
 def _set_storage(storage: str) -> None:
