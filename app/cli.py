@@ -226,8 +226,8 @@ def sanitize(
 
 @cli.command()
 def dataset(
-    output_dir: Annotated[Path, typer.Option("--outputDir")] = Path("var/artifacts/datasets"),
-    run_label: Annotated[str, typer.Option("--runLabel")] = "manual",
+    output_dir: Annotated[Path, typer.Option("--output-dir", "--outputDir")] = Path("var/artifacts/datasets"),
+    run_label: Annotated[str, typer.Option("--run-label", "--runLabel")] = "manual",
     validation_share: Annotated[float, typer.Option("--validation-share")] = 0.15,
     test_share: Annotated[float, typer.Option("--test-share")] = 0.15,
 ) -> None:
@@ -247,12 +247,12 @@ def dataset(
 
 @cli.command()
 def train(
-    dataset_dir: Annotated[Path, typer.Option("--datasetDir")],
-    output_dir: Annotated[Path, typer.Option("--outputDir")],
+    dataset_dir: Annotated[Path, typer.Option("--dataset-dir", "--datasetDir")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "--outputDir")],
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
-    batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
-    learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
-    model_size: Annotated[str, typer.Option("--modelSize", help="full, small or tiny")] = "full",
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batchSize")] = 32,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learningRate")] = 1e-3,
+    model_size: Annotated[str, typer.Option("--model-size", "--modelSize", help="full, small or tiny")] = "full",
     seed: int = 0,
 ) -> None:
     """Train on a built dataset; resumes if --outputDir holds a checkpoint."""
@@ -310,8 +310,12 @@ def _load_model(path: Path):
 
 @cli.command()
 def evaluate(
-    model_dir: Annotated[Path, typer.Option("--modelDir", help="A run's checkpoint folder or a published model's folder")],
-    dataset_dir: Annotated[Path | None, typer.Option("--datasetDir", help="Judge on this dataset's test split")] = None,
+    model_dir: Annotated[
+        Path, typer.Option("--model-dir", "--modelDir", help="A run's checkpoint folder or a published model's folder")
+    ],
+    dataset_dir: Annotated[
+        Path | None, typer.Option("--dataset-dir", "--datasetDir", help="Judge on this dataset's test split")
+    ] = None,
     audio: Annotated[Path | None, typer.Option("--audio", help="Judge on these multitrack songs' audio")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the figures as JSON here")] = None,
 ) -> None:
@@ -341,11 +345,11 @@ def evaluate(
 
 @cli.command()
 def run(
-    run_label: Annotated[str, typer.Option("--runLabel")] = "run",
+    run_label: Annotated[str, typer.Option("--run-label", "--runLabel")] = "run",
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
-    batch_size: Annotated[int, typer.Option("--batchSize")] = 32,
-    learning_rate: Annotated[float, typer.Option("--learningRate")] = 1e-3,
-    model_size: Annotated[str, typer.Option("--modelSize")] = "full",
+    batch_size: Annotated[int, typer.Option("--batch-size", "--batchSize")] = 32,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learningRate")] = 1e-3,
+    model_size: Annotated[str, typer.Option("--model-size", "--modelSize")] = "full",
     wait: Annotated[bool, typer.Option(help="Follow the run until it ends")] = True,
 ) -> None:
     """All of it: create a run and have the workers build, train and evaluate."""

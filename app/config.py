@@ -30,9 +30,9 @@ class Settings(BaseSettings):
     ingest_database_wait_s: float = Field(default=15.0, ge=0)
     ingest_max_waiting: int = Field(default=1000, ge=1)
     # Postgres' backend_flush_after for our connections: a backend asks the kernel to write
-    # what it wrote every this much, so ingest's steady ~10 MB/s of rows goes to disk as it
-    # comes rather than in bursts of ~350 MB every 30 s (the kernel's dirty expiry), which
-    # stalled commits for 100-250 ms (bench/commit_stalls.py). "" leaves the server's setting.
+    # what it wrote every this much, so ingest's rows go to disk as they come rather than in
+    # the kernel's periodic bursts, which stalled commits (docs/decisions/backend-flush-after.md).
+    # "" leaves the server's setting.
     postgres_backend_flush_after: str = Field(default="256kB", pattern=r"^(\d+(kB|MB)?)?$")
 
     # The embedded broker is a folder on disk (kombu's filesystem transport).

@@ -45,16 +45,12 @@ Studio's export URL is **`https://<this host>/stem-separation`**: POST one snaps
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    # Everything imported so far lives as long as the process: freezing it keeps full garbage
-    # collections from walking ~100k objects each time (measured: 31 ms pauses -> 0.2 ms).
+    # Everything imported so far lives as long as the process: frozen, full collections do not
+    # walk it. A snapshot's parsed objects live until its commit, so with the default young
+    # threshold they were promoted and full collections paused the process every second or so;
+    # cyclic garbage is still collected, after 20,000 net new objects (docs/decisions/gc-settings.md).
     gc.collect()
     gc.freeze()
-    # With the default threshold (700 net new container objects) a young collection ran about
-    # once per request under load: a snapshot's ~1,000 parsed objects are alive while it waits
-    # for its commit, so they were promoted, and full collections followed every ~1.5 s, each
-    # pausing the process 10-80 ms. Measured per API process over 40 s at 500/s: ~3,400
-    # collections taking 1.2-1.7 s, against ~12 taking 0.15 s with this threshold. Memory stays
-    # bounded: cyclic garbage is still collected, after 20,000 net new objects.
     gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     sweeper = asyncio.create_task(_redispatch_lost_runs_every(app.state.settings.run_sweep_interval_s))
     yield

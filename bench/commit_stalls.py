@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.ingest import CommitProbe  # noqa: E402
-from tests.conftest import POSTGRES_ADMIN_URL  # noqa: E402
+from tests.support import POSTGRES_ADMIN_URL
 
 DATABASE = "fabric_commit_stalls"
 BLOB_BYTES = 10_000  # four per row: ~40 KB, about a snapshot with ground truth

@@ -32,7 +32,7 @@ def seed(database_url: str, count: int) -> None:
 
     from app.db.engine import build_engine
     from app.snapshots.models import Snapshot
-    from tests.conftest import fixture_snapshot
+    from tests.support import fixture_snapshot
     from training.synthetic import synthetic_snapshots
 
     templates = synthetic_snapshots(40, seed=11)
@@ -92,7 +92,7 @@ def measure(database_url: str, repeats: int) -> dict:
     from app.main import create_app
     from app.snapshots.models import Snapshot
     from app.stats import service
-    from tests.conftest import reset_caches
+    from tests.support import reset_caches
 
     reset_caches()  # settings were read at import, before DATABASE_URL pointed here
 
@@ -129,7 +129,7 @@ def main() -> None:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from tests.conftest import POSTGRES_ADMIN_URL
+    from tests.support import POSTGRES_ADMIN_URL
 
     url = make_url(POSTGRES_ADMIN_URL).set(database=DATABASE).render_as_string(hide_password=False)
     try:

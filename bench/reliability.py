@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.ingest import fresh_database  # noqa: E402
 from tests.servers import TcpProxy, api_process, api_processes, free_port  # noqa: E402
 from tests.studio_client import StudioExporter  # noqa: E402
-from tests.test_payload import AMPLIFIED  # noqa: E402
+from tests.support import amplified_gzip_body  # noqa: E402
 
+AMPLIFIED = amplified_gzip_body()
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "snapshot-with-corrections-and-nan.json"
 FETCH_HEADERS = {"Content-Type": "application/json", "X-Prime-Fabric-Channel": "stem-separation"}
 
@@ -115,7 +116,7 @@ def amplification(database_url: str) -> dict:
 def broker_down(database_url: str) -> dict:
     from app.auth.service import create_token
     from app.db.engine import session_scope
-    from tests.conftest import reset_caches
+    from tests.support import reset_caches
 
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     env = {"DATABASE_URL": database_url, "CELERY_BROKER_URL": closed, "CELERY_RESULT_BACKEND": closed}

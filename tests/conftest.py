@@ -2,10 +2,8 @@
 and an app client bound to either. Postgres tests run against 127.0.0.1:5432 (CI has it);
 on a machine without Postgres they are skipped, except under CI where that is a failure."""
 
-import copy
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,39 +11,19 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
-from sqlalchemy.engine import make_url
 
-from app.config import get_settings
-from app.db.engine import get_engine, get_sessionmaker, session_scope
+from app.db.engine import session_scope
 from app.db.migrate import upgrade_database
 from app.main import create_app
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection
-
-FIXTURES = Path(__file__).parent / "fixtures"
-FIXTURE_NAMES = ["snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan"]
-POSTGRES_ADMIN_URL = os.environ.get("FABRIC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-STUDIO_ORIGIN = "http://localhost:5173"
-
-# Exactly what Studio's exporter sends with fetch(), and what navigator.sendBeacon() sends.
-FETCH_HEADERS = {
-    "Content-Type": "application/json",
-    "X-Prime-Fabric-Channel": "stem-separation",
-    "Origin": STUDIO_ORIGIN,
-}
-BEACON_HEADERS = {"Content-Type": "text/plain;charset=UTF-8", "Origin": STUDIO_ORIGIN}
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / f"{name}.json").read_bytes()
-
-
-def fixture_snapshot(name: str = "snapshot-with-ground-truth", **changes) -> dict:
-    """A fixture as a dict with a fresh id (so tests do not collide), plus changes."""
-    snapshot = copy.deepcopy(json.loads(fixture_bytes(name)))
-    snapshot["id"] = str(uuid.uuid4())
-    snapshot.update(changes)
-    return snapshot
+from tests.support import (
+    POSTGRES_ADMIN_URL,
+    STUDIO_ORIGIN,
+    create_postgres_database,
+    drop_postgres_database,
+    reset_caches,
+)
 
 
 def _postgres_available() -> bool:
@@ -63,24 +41,9 @@ def require_postgres() -> None:
         pytest.skip(f"Postgres is not reachable at {POSTGRES_ADMIN_URL}")
 
 
-def create_postgres_database(name: str) -> str:
-    """A new, migrated database on the test Postgres server; returns its URL."""
-    require_postgres()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {name}")
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url)
-    return url
-
-
-def drop_postgres_database(url: str) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)")
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
+    require_postgres()
     url = create_postgres_database(f"fabric_test_{os.getpid()}")
     yield url
     reset_caches()
@@ -97,16 +60,6 @@ def sqlite_url(tmp_path_factory) -> str:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request) -> str:
     return request.getfixturevalue(f"{request.param}_url")
-
-
-def reset_caches() -> None:
-    """Drops cached settings, engines and the Celery sender, so the next use reads the environment."""
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()
-    from app.broker import get_celery
-
-    for cached in (get_settings, get_engine, get_sessionmaker, get_celery):
-        cached.cache_clear()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.main import create_app
-from tests.conftest import FETCH_HEADERS
+from tests.support import FETCH_HEADERS
 
 runner = CliRunner()
 
@@ -37,28 +37,28 @@ def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tm
         assert client.post("/stem-separation", content=line, headers=FETCH_HEADERS).status_code in (200, 201)
 
     datasets = tmp_path / "datasets"
-    built = json.loads(invoke("dataset", "--outputDir", str(datasets), "--runLabel", "cli", "--test-share", "0.2").output)
+    built = json.loads(invoke("dataset", "--output-dir", str(datasets), "--runLabel", "cli", "--test-share", "0.2").output)
     assert built["total"] >= 60 and built["train"] > built["test"] > 0 and built["validation"] > 0
     dataset_dir = built["path"]
 
     model_dir = tmp_path / "model"
     result = invoke(
         "train",
-        "--datasetDir",
+        "--dataset-dir",
         dataset_dir,
-        "--outputDir",
+        "--output-dir",
         str(model_dir),
         "--epochs",
         "3",
-        "--batchSize",
+        "--batch-size",
         "16",
-        "--learningRate",
+        "--learning-rate",
         "0.003",
-        "--modelSize",
+        "--model-size",
         "tiny",
     )
     assert "3 epochs" in result.output
-    result = invoke("evaluate", "--datasetDir", dataset_dir, "--modelDir", str(model_dir))
+    result = invoke("evaluate", "--dataset-dir", dataset_dir, "--model-dir", str(model_dir))
     assert all(name in result.output for name in ("model", "ridge", "train_median", "mix_copy", "95% interval"))
 
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import fixture_bytes
+from tests.support import fixture_bytes
 from training.contract import STEMS
 from training.features import (
     NO_BOUND,

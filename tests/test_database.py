@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import exc, text
 
 from app.db import engine as database
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.support import POSTGRES_ADMIN_URL
 
 pytestmark = pytest.mark.postgres
 

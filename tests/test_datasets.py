@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.datasets.service import build_dataset, load_split
 from app.db.engine import session_scope
 from app.main import create_app
-from tests.conftest import FETCH_HEADERS, fixture_snapshot
+from tests.support import FETCH_HEADERS, fixture_snapshot
 
 
 def test_ids_round_trip_and_correction_only_snapshots_are_members(configure, sqlite_url, tmp_path):

@@ -13,7 +13,7 @@ from app.db.writes import DriverInsert
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.models import Snapshot, SnapshotCorrection
-from tests.conftest import POSTGRES_ADMIN_URL, fixture_bytes
+from tests.support import POSTGRES_ADMIN_URL, fixture_bytes
 
 
 def _snapshot_rows() -> tuple[dict, list[dict]]:

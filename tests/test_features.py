@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.snapshots.schemas import Snapshot
-from tests.conftest import FIXTURE_NAMES, fixture_bytes
+from tests.support import FIXTURE_NAMES, fixture_bytes
 from training.contract import STEMS
 from training.features import (
     COLUMNS,

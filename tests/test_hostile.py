@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from app.db.engine import session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
-from tests.conftest import FETCH_HEADERS, fixture_snapshot
+from tests.support import FETCH_HEADERS, fixture_snapshot
 
 
 def post(client, body: bytes, **headers):
@@ -230,7 +230,9 @@ def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configur
     import httpx
 
     from tests.servers import api_process, api_processes
-    from tests.test_payload import AMPLIFIED
+    from tests.support import amplified_gzip_body
+
+    AMPLIFIED = amplified_gzip_body()
 
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)

@@ -14,7 +14,7 @@ from app.db.engine import get_engine, session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots import arrays
 from app.snapshots.models import Snapshot, SnapshotCorrection
-from tests.conftest import BEACON_HEADERS, FETCH_HEADERS, FIXTURE_NAMES, STUDIO_ORIGIN, fixture_bytes, fixture_snapshot
+from tests.support import BEACON_HEADERS, FETCH_HEADERS, FIXTURE_NAMES, STUDIO_ORIGIN, fixture_bytes, fixture_snapshot
 from training.contract import FEATURE_STREAMS, STEMS
 
 

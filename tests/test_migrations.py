@@ -28,7 +28,7 @@ def test_downgrade_to_base_and_upgrade_again():
     from alembic.config import Config
 
     from app.db.migrate import upgrade_database
-    from tests.conftest import create_postgres_database, drop_postgres_database
+    from tests.support import create_postgres_database, drop_postgres_database
 
     postgres_url = create_postgres_database(f"fabric_migrations_{os.getpid()}")
     config = Config("alembic.ini")

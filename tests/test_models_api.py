@@ -28,8 +28,8 @@ from app.stem_models.views import LATEST_RECHECK_S
 from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from tests.conftest import FETCH_HEADERS, STUDIO_ORIGIN
 from tests.servers import api_process
+from tests.support import FETCH_HEADERS, STUDIO_ORIGIN
 from tests.tfjs import JS_DIR
 from training.contract import STEMS
 from training.model import predict
@@ -47,7 +47,7 @@ def registry(postgres_url, tmp_path_factory):
     mp.setenv("DATABASE_URL", postgres_url)
     mp.setenv("FABRIC_RATE_LIMIT_PER_S", "0")
     mp.setenv("FABRIC_CORS_ALLOWED_ORIGINS", json.dumps([STUDIO_ORIGIN]))
-    from tests.conftest import reset_caches
+    from tests.support import reset_caches
 
     reset_caches()
     with session_scope() as session:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.snapshots.schemas import Snapshot
-from tests.conftest import FIXTURE_NAMES, FIXTURES
+from tests.support import FIXTURE_NAMES, FIXTURES
 from training.contract import STEMS
 from training.features import encode_features, encode_targets, from_wire
 from training.render import render_song

@@ -38,10 +38,20 @@ def test_security_scheme_is_documented_for_operator_routes():
 
 
 def test_request_examples_are_valid_requests():
+    """The examples the documentation shows are accepted as they are, and what they say is kept."""
     from app.snapshots.schemas import Snapshot
     from app.snapshots.views import EXAMPLE_SNAPSHOT
     from app.training_runs.schemas import RunParameters
 
-    Snapshot.model_validate(EXAMPLE_SNAPSHOT)
-    for example in RunParameters.model_config["json_schema_extra"]["examples"]:
-        RunParameters.model_validate(example)
+    snapshot = Snapshot.model_validate(EXAMPLE_SNAPSHOT)
+    assert str(snapshot.id) == EXAMPLE_SNAPSHOT["id"]
+    assert snapshot.musical_context.bpm == EXAMPLE_SNAPSHOT["musicalContext"]["bpm"]
+    examples = RunParameters.model_config["json_schema_extra"]["examples"]
+    assert examples
+    for example in examples:
+        parameters = RunParameters.model_validate(example)
+        assert parameters.model_dump(by_alias=True, include={alias_to_name(k) for k in example}) == example
+
+
+def alias_to_name(alias: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in alias)

@@ -12,7 +12,7 @@ import pytest
 
 from app.snapshots import payload
 from app.snapshots.service import Accepted, Rejected, prepare_snapshot
-from tests.conftest import FIXTURE_NAMES, fixture_bytes, fixture_snapshot
+from tests.support import FIXTURE_NAMES, amplified_gzip_body, fixture_bytes, fixture_snapshot
 
 
 def _prepared_both_ways(body: bytes, monkeypatch) -> tuple[Accepted | Rejected, Accepted | Rejected]:
@@ -113,7 +113,7 @@ def test_each_thread_parses_with_its_own_parser():
     assert [np.asarray(g, dtype=np.float64).tolist() for g in got] == expected
 
 
-AMPLIFIED = gzip.compress(b"[" + b"0," * (8 * 1024 * 1024 - 1) + b"0]", compresslevel=9)  # 16 MiB of zeros
+AMPLIFIED = amplified_gzip_body()
 
 
 def test_a_small_gzip_body_of_millions_of_values_is_refused_while_inflating():

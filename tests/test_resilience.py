@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 from app.db.engine import session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
-from tests.conftest import fixture_bytes
 from tests.servers import TcpProxy, api_process
 from tests.studio_client import StudioExporter
+from tests.support import fixture_bytes
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

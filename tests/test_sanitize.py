@@ -6,7 +6,7 @@ import pytest
 from app.snapshots import arrays
 from app.snapshots.sanitize import sanitise
 from app.snapshots.schemas import Snapshot
-from tests.conftest import fixture_snapshot
+from tests.support import fixture_snapshot
 
 
 def clean(raw: dict):

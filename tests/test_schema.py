@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.snapshots.schemas import Snapshot
-from tests.conftest import FIXTURE_NAMES, fixture_snapshot
+from tests.support import FIXTURE_NAMES, fixture_snapshot
 
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "snapshot.schema.json"

@@ -12,7 +12,7 @@ from app.auth.service import create_token
 from app.db.engine import session_scope
 from app.snapshots.models import Snapshot
 from app.stats import service
-from tests.conftest import FETCH_HEADERS, fixture_snapshot
+from tests.support import FETCH_HEADERS, fixture_snapshot
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -50,9 +50,8 @@ def build_engine(url: str, pool_size: int = 10, backend_flush_after: str = "") -
 
 
 # A connection that sat idle this long is pinged before use, so one broken by a Postgres restart
-# or an idle timeout is replaced, not handed out. Pinging every checkout (pool_pre_ping) cost a
-# round trip per request: 0.07-0.08 ms of the API's CPU per ingested snapshot (measured). A
-# connection in steady use needs no ping: if Postgres went away meanwhile, the statement fails,
+# or an idle timeout is replaced, not handed out. Pinging every checkout (pool_pre_ping) would
+# cost a round trip per request. A connection in steady use needs no ping: if Postgres went away meanwhile, the statement fails,
 # SQLAlchemy invalidates the pool, and the request answers 503 (which Studio retries).
 PING_IF_IDLE_S = 5.0
 

@@ -44,9 +44,9 @@ class DriverInsert:
     """An INSERT that SQLAlchemy compiles once for a dialect and that then runs on the
     connection's DBAPI cursor, in the connection's transaction.
 
-    Why: Core's work per execution (building parameters, an execution context, a result) cost
-    ~0.1 ms of CPU for a snapshot's 35-column row, and more under load, where the ingest
-    writer's Python work also holds the GIL the event loop needs (measured; see the README).
+    Why (docs/decisions/driver-insert.md): Core's work per execution (building parameters, an
+    execution context, a result) was a large part of ingest's CPU per snapshot, and the ingest
+    writer's Python work also holds the GIL the event loop needs.
     What reaches the driver is what Core would send: the SQL Core compiles (placeholders and
     casts), the scalar Python defaults Core would fill in, and each column type's bind
     processor. Driver errors are raised as SQLAlchemy's, and a lost connection is invalidated,

@@ -180,7 +180,7 @@ def parse_with_float_arrays(body: bytes, max_items: int | None = None) -> list[A
 
 
 def _count_byte(body: bytes, byte: bytes) -> int:
-    # numpy compares 16 bytes at a time: 4x faster than bytes.count on a 100 KB body (9 vs 36 us).
+    # numpy compares 16 bytes at a time, several times faster than bytes.count.
     return int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == byte[0]))
 
 

@@ -89,8 +89,8 @@ INGEST_RESPONSES = {
 }
 
 
-# Studio's snapshots (~100 KB) are decoded, validated and sanitised right on the event loop
-# (0.3-0.6 ms): a worker thread would cost a hop and GIL contention with the writer thread.
+# Studio's snapshots (~100 KB) are decoded, validated and sanitised right on the event loop (a
+# fraction of a millisecond): a worker thread would cost a hop and GIL contention with the writer.
 # Larger or gzipped bodies (batches, up to 16 MiB inflated) go to a thread, so the loop is
 # never held for long.
 INLINE_PREPARE_MAX_BYTES = 256 * 1024

@@ -2,9 +2,9 @@
 autocommit. A request waiting alone is stored in autocommit; requests waiting together are
 stored in one transaction (group commit).
 
-Why one thread: each request doing its own transaction in its own thread cost a thread hop per
-request, and under load dozens of threads contended for the GIL and Postgres, so the CPU per
-snapshot rose with the rate until 500/s collapsed to ~370/s.
+Why one thread (docs/decisions/ingest-writer-thread.md): with a transaction per request on its
+own thread, dozens of threads contended for the GIL and Postgres under load, and CPU per
+snapshot rose with the rate.
 
 Why autocommit alone: a new snapshot is one INSERT, so it needs no transaction of its own; in
 autocommit it is one round trip to Postgres where BEGIN, INSERT and COMMIT were three. What
@@ -23,7 +23,7 @@ API answers 503). At most `max_waiting` requests wait; more are refused at once
 retried one request at a time, so one bad request cannot fail the others.
 
 The thread keeps its connection while requests keep coming (a pool check-out and check-in per
-transaction cost ~0.1 ms of CPU, measured) and hands it back to the pool after a second without
+transaction costs CPU on every request) and hands it back to the pool after a second without
 one, so a connection that sat idle is checked by the pool's ping (app/db/engine.py: PING_IF_IDLE_S)
 before it is used again.
 """

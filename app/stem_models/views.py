@@ -40,7 +40,7 @@ async def latest(request: Request, channel: str = "stem-separation"):
     # indexed query) so that no answer is older than LATEST_RECHECK_S. The look starts in the
     # background at half that age, one at a time, while polls go on being answered from memory;
     # a poll waits for it only past the full age (after a quiet spell). Each poll starting or
-    # awaiting its own look made ~400 ms stalls at 2,000 polls/s (p99 51 ms; now ~2 ms).
+    # awaiting its own look made stalls under load (docs/decisions/latest-manifest-from-memory.md).
     age = time.monotonic() - cached[0] if cached is not None else float("inf")
     if age > LATEST_RECHECK_S / 2:
         refresh = _refreshing.get(key)
