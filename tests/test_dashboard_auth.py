@@ -5,7 +5,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.auth.models import AdminSession
 from app.auth.service import create_token, hash_token, revoke_token
@@ -17,6 +17,7 @@ from app.stem_models.models import ModelPromotion
 @pytest.fixture
 def tokens(db):
     with session_scope() as session:
+        session.execute(delete(ModelPromotion))  # "nothing to roll back to" whatever ran before
         admin, _ = create_token("root", "admin", db_session=session)
         operator, _ = create_token("ops", "operator", db_session=session)
         revoked, row = create_token("old", "admin", db_session=session)

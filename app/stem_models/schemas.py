@@ -19,6 +19,25 @@ EXAMPLE_METRICS = {
 }
 
 
+class Headline(CamelModel):
+    """A model's deciding figures on its test split (all None for a model judged by an earlier
+    feature version's metrics)."""
+
+    level_error_db: float | None = Field(None, description="Mean absolute level error, dB (lower is better)")
+    presence_auc: float | None = None
+    false_activity: float | None = None
+    baseline: str | None = Field(None, description="The strongest baseline on the same data")
+    baseline_error_db: float | None = None
+    margin_db: float | None = Field(None, description="Model minus baseline error, dB; the gate wants its interval below 0")
+    margin_low_db: float | None = None
+    margin_high_db: float | None = None
+    test_snapshots: int | None = None
+    corrections_met: float | None = None
+    sir_oracle_share: float | None = Field(
+        None, description="Share of the oracle gains' SIR improvement the model's gains recover"
+    )
+
+
 class WeightFile(CamelModel):
     path: str
     url: str
@@ -74,7 +93,9 @@ class LatestManifest(CamelModel):
     input: dict
     output: dict
     feature_version: str
-    metrics: dict = Field(description="Test-split figures: level error (dB), presence AUC, the strongest baseline and the margin")
+    metrics: Headline = Field(
+        description="Test-split figures: level error (dB), presence AUC, the strongest baseline and the margin"
+    )
 
 
 class ModelSummary(CamelModel):
@@ -102,7 +123,7 @@ class ModelSummary(CamelModel):
     decision: str
     reason: str
     is_latest: bool
-    metrics: dict
+    metrics: Headline
 
 
 class PromotionRecord(CamelModel):

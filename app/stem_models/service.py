@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel
-from app.stem_models.schemas import LatestManifest
+from app.stem_models.schemas import Headline, LatestManifest
 from app.wire import json_safe
 from training.features import FEATURE_VERSION
 from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
@@ -84,42 +84,26 @@ def get_promotions(*, db_session: Session, limit: int | None = None) -> list[Mod
     return list(db_session.scalars(select(ModelPromotion).order_by(ModelPromotion.id.desc()).limit(limit)))
 
 
-def headline(metrics: dict) -> dict[str, float | str | None]:
+def headline(metrics: dict) -> Headline:
     """The figures that decide and that Studio and the dashboard show: the model's test level
     error and presence AUC, the strongest baseline's error, and the margin's interval."""
     if "margin" not in metrics:  # judged by an earlier feature version's metrics: nothing comparable
-        return dict.fromkeys(HEADLINE_KEYS)
-    model = metrics["model"]
-    margin = metrics["margin"]
-    return {
-        "levelErrorDb": model[PRIMARY],
-        "presenceAuc": model["presence_auc"],
-        "falseActivity": model["false_activity"],
-        "baseline": margin.get("reference"),
-        "baselineErrorDb": metrics[margin["reference"]][PRIMARY] if margin.get("reference") in metrics else None,
-        "marginDb": margin.get("difference_db"),
-        "marginLowDb": margin.get("low_db"),
-        "marginHighDb": margin.get("high_db"),
-        "testSnapshots": model["snapshots"],
-        "correctionsMet": model.get("corrections_met"),
-        # Studio's stems with the model's gains: the share of the oracle gains' SIR improvement
-        "sirOracleShare": (metrics.get("audio") or {}).get("headline", {}).get("sir_oracle_share"),
-    }
-
-
-HEADLINE_KEYS = (
-    "levelErrorDb",
-    "presenceAuc",
-    "falseActivity",
-    "baseline",
-    "baselineErrorDb",
-    "marginDb",
-    "marginLowDb",
-    "marginHighDb",
-    "testSnapshots",
-    "correctionsMet",
-    "sirOracleShare",
-)
+        return Headline()
+    model, margin = metrics["model"], metrics["margin"]
+    reference = margin.get("reference")
+    return Headline(
+        level_error_db=model[PRIMARY],
+        presence_auc=model["presence_auc"],
+        false_activity=model["false_activity"],
+        baseline=reference,
+        baseline_error_db=metrics[reference][PRIMARY] if reference in metrics else None,
+        margin_db=margin.get("difference_db"),
+        margin_low_db=margin.get("low_db"),
+        margin_high_db=margin.get("high_db"),
+        test_snapshots=model["snapshots"],
+        corrections_met=model.get("corrections_met"),
+        sir_oracle_share=(metrics.get("audio") or {}).get("headline", {}).get("sir_oracle_share"),
+    )
 
 
 def judge(reports: dict[str, Report]) -> dict:
