@@ -21,8 +21,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import percentile_ms, run_open_loop, snapshot_requests  # noqa: E402
-from tests.servers import api_process, api_processes  # noqa: E402
 from tests.support import FIXTURE_NAMES, create_postgres_database, fixture_bytes
+from tests.support.servers import api_process, api_processes  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.dataset import seed  # noqa: E402
 from bench.ingest import fresh_database  # noqa: E402
 from bench.loadgen import fixed_requests, run_open_loop  # noqa: E402
-from tests.servers import api_process  # noqa: E402
 from tests.support import reset_caches
+from tests.support.servers import api_process  # noqa: E402
 
 
 def publish_two_models(artifacts: Path) -> list[int]:

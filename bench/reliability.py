@@ -27,9 +27,9 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import fresh_database  # noqa: E402
-from tests.servers import TcpProxy, api_process, api_processes, free_port  # noqa: E402
-from tests.studio_client import StudioExporter  # noqa: E402
 from tests.support import amplified_gzip_body  # noqa: E402
+from tests.support.servers import TcpProxy, api_process, api_processes, free_port  # noqa: E402
+from tests.support.studio_client import StudioExporter  # noqa: E402
 
 AMPLIFIED = amplified_gzip_body()
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "snapshot-with-corrections-and-nan.json"

@@ -72,7 +72,7 @@ def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):
 
     import psutil
 
-    from tests.servers import ROOT, answers_healthz, free_port, wait_until
+    from tests.support.servers import ROOT, answers_healthz, free_port, wait_until
 
     port = free_port()
     env = {
@@ -101,3 +101,27 @@ def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):
             if process.is_running():
                 process.kill()
         serve.kill()
+
+
+def test_fabric_run_refuses_a_second_active_run_like_the_api(configure, sqlite_url, tmp_path):
+    """One run at a time, whichever way a run is started: `fabric run` and `POST /runs` share
+    training_runs/flows.start_run (no worker here: the first run stays queued)."""
+    from sqlalchemy import delete, func, select
+
+    from app.auth.service import create_token
+    from app.db.engine import session_scope
+    from app.training_runs.models import TrainingRun
+
+    configure(DATABASE_URL=sqlite_url, FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"))
+    with session_scope() as session:
+        session.execute(delete(TrainingRun))
+        token, _ = create_token("ops", "operator", db_session=session)
+    first = invoke("run", "--run-label", "first", "--model-size", "tiny", "--no-wait")
+    assert "queued" in first.output
+
+    second = runner.invoke(cli, ["run", "--runLabel", "second", "--no-wait"])
+    assert second.exit_code == 1 and "not started: run" in second.output and "is queued" in second.output
+    api = TestClient(create_app()).post("/runs", json={"modelSize": "tiny"}, headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 409 and "is queued" in api.json()["detail"]
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(TrainingRun)) == 1

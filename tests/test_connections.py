@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from tests.servers import api_process
 from tests.support import FETCH_HEADERS, fixture_snapshot
+from tests.support.servers import api_process
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ from app.db.engine import session_scope
 from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from tests.servers import ROOT, api_process, wait_until
 from tests.support import FETCH_HEADERS, create_postgres_database, drop_postgres_database, fixture_snapshot, reset_caches
+from tests.support.servers import ROOT, api_process, wait_until
 from training.synthetic import synthetic_snapshots
 
 pytestmark = pytest.mark.postgres

@@ -126,7 +126,7 @@ def test_a_body_cut_at_the_size_limit_is_marked_truncated(configure, sqlite_url,
     that what was kept is not the whole body (it was marked whole when the cut came early)."""
     import httpx
 
-    from tests.servers import api_process
+    from tests.support.servers import api_process
 
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)
@@ -145,7 +145,7 @@ def test_a_client_that_leaves_mid_body_costs_one_log_line(configure, sqlite_url,
     import socket
     import time
 
-    from tests.servers import api_process
+    from tests.support.servers import api_process
 
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)
@@ -229,8 +229,8 @@ def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configur
 
     import httpx
 
-    from tests.servers import api_process, api_processes
     from tests.support import amplified_gzip_body
+    from tests.support.servers import api_process, api_processes
 
     AMPLIFIED = amplified_gzip_body()
 

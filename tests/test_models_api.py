@@ -28,8 +28,8 @@ from app.stem_models.views import LATEST_RECHECK_S
 from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from tests.servers import api_process
 from tests.support import FETCH_HEADERS, STUDIO_ORIGIN
+from tests.support.servers import api_process
 from tests.tfjs import JS_DIR
 from training.contract import STEMS
 from training.model import predict
@@ -171,7 +171,7 @@ def test_latest_is_answered_from_memory_through_a_database_outage(registry, post
     gets the manifest it had, promptly, while what needs the database answers 503."""
     from sqlalchemy.engine import make_url
 
-    from tests.servers import TcpProxy
+    from tests.support.servers import TcpProxy
 
     url = make_url(postgres_url)
     with TcpProxy(target_port=url.port or 5432) as proxy:

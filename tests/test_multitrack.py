@@ -85,7 +85,7 @@ def test_import_stems_writes_studio_snapshots_and_skips_only_what_is_bad(songs, 
 
 
 def test_import_stems_posts_to_the_ingest_endpoint(songs, tmp_path, configure, sqlite_url):
-    from tests.servers import api_process
+    from tests.support.servers import api_process
 
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)

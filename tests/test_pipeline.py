@@ -22,8 +22,8 @@ from app.stem_models.service import current_champion
 from app.training_runs.flows import start_run
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from tests.servers import worker_process
 from tests.support import FETCH_HEADERS
+from tests.support.servers import worker_process
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from tests.tfjs import serve_directory, tfjs_predict
 from training.contract import STEMS

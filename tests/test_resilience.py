@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 from app.db.engine import session_scope
 from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
-from tests.servers import TcpProxy, api_process
-from tests.studio_client import StudioExporter
 from tests.support import fixture_bytes
+from tests.support.servers import TcpProxy, api_process
+from tests.support.studio_client import StudioExporter
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

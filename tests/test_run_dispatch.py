@@ -21,8 +21,8 @@ from app.stem_models.models import ModelPromotion, StemModel
 from app.training_runs.flows import redispatch_lost_runs, start_run
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
-from tests.servers import TcpProxy, worker_process
 from tests.support import FETCH_HEADERS
+from tests.support.servers import TcpProxy, worker_process
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from training.synthetic import synthetic_snapshots
 

@@ -17,8 +17,8 @@ from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
 from app.stem_models.models import ModelPromotion, StemModel
 from app.training_runs.models import TrainingRun
-from tests.servers import worker_process
 from tests.support import FETCH_HEADERS
+from tests.support.servers import worker_process
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from training.synthetic import synthetic_snapshots
 

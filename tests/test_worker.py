@@ -9,7 +9,7 @@ import redis
 
 from app.broker import create_celery
 from app.config import Settings
-from tests.servers import worker_process
+from tests.support.servers import worker_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

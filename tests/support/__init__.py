@@ -15,7 +15,7 @@ from app.config import get_settings
 from app.db.engine import get_engine, get_sessionmaker
 from app.db.migrate import upgrade_database
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE_NAMES = ["snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan"]
 POSTGRES_ADMIN_URL = os.environ.get("FABRIC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STUDIO_ORIGIN = "http://localhost:5173"
