@@ -29,6 +29,7 @@ from app.snapshots.views import CHANNEL_HEADER
 from app.snapshots.writer import IngestBacklogFull
 from app.stats import views as stats_views
 from app.stem_models import views as model_views
+from app.studio import views as studio_views
 from app.training_runs import views as run_views
 from app.training_runs.flows import redispatch_lost_runs
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(model_views.router)
     app.include_router(run_views.router)
     app.include_router(dataset_views.router)
+    app.include_router(studio_views.router)
     app.include_router(quarantine_views.router)
     app.include_router(stats_views.router)
     dashboard_views.install(app)

@@ -3,6 +3,8 @@
 rollback, and Studio's own path through it all in @tensorflow/tfjs 4.22 on Node against the
 running server."""
 
+import base64
+import hashlib
 import json
 import shutil
 import subprocess
@@ -162,6 +164,10 @@ def test_latest_manifest_revalidates_with_etag_and_carries_cors(registry):
     assert manifest["stems"] == list(STEMS) and manifest["output"]["stem_axis"] == 1
     assert {f["path"] for f in manifest["files"]} >= {"float32/model.json", "float16/model.json"}
     assert all(f["integrity"].startswith("sha256-") for f in manifest["files"])
+    kit = client.get(manifest["studioKit"]["url"].removeprefix("http://testserver"))  # Studio pins the kit
+    assert kit.status_code == 200
+    digest = base64.b64encode(hashlib.sha384(kit.content).digest()).decode()
+    assert manifest["studioKit"]["integrity"] == f"sha384-{digest}"
     again = client.get("/models/latest", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
 

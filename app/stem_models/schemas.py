@@ -38,6 +38,11 @@ class Headline(CamelModel):
     )
 
 
+class StudioKitRef(CamelModel):
+    url: str = Field(description="The Studio kit's ES module")
+    integrity: str = Field(description="Its Subresource Integrity string, to pin it")
+
+
 class WeightFile(CamelModel):
     path: str
     url: str
@@ -78,6 +83,7 @@ class LatestManifest(CamelModel):
                     "output": {"name": "Identity:0", "shape": [None, 6, 150], "stem_axis": 1, "unit": "dB relative to the mix"},
                     "featureVersion": "fe-2",
                     "metrics": EXAMPLE_METRICS,
+                    "studioKit": {"url": "https://fabric.example/studio/prime-fabric.js", "integrity": "sha384-..."},
                 }
             ]
         }
@@ -96,6 +102,7 @@ class LatestManifest(CamelModel):
     metrics: Headline = Field(
         description="Test-split figures: level error (dB), presence AUC, the strongest baseline and the margin"
     )
+    studio_kit: StudioKitRef = Field(description="The kit that encodes snapshots for this model, pinned by hash")
 
 
 class ModelSummary(CamelModel):

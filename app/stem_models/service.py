@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel
-from app.stem_models.schemas import Headline, LatestManifest
+from app.stem_models.schemas import Headline, LatestManifest, StudioKitRef
+from app.studio.service import KIT_PATH, kit_file
 from app.wire import json_safe
 from training.features import FEATURE_VERSION
 from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
@@ -58,6 +59,7 @@ def latest_manifest(base_url: str, channel: str, *, db_session: Session) -> Late
         input=manifest["input"],
         output=manifest["output"],
         feature_version=manifest["feature_version"],
+        studio_kit=StudioKitRef(url=base_url + KIT_PATH, integrity=kit_file("prime-fabric.js").integrity),
         metrics=headline(manifest["metrics"]),
     )
 

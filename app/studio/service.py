@@ -1,0 +1,29 @@
+"""The Studio kit: the browser module Studio imports from this service (static/), with the hashes
+that let Studio pin it (ETag, Subresource Integrity)."""
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+STATIC = Path(__file__).resolve().parent / "static"
+KIT_FILES = {"prime-fabric.js": "text/javascript; charset=utf-8", "prime-fabric.d.ts": "application/typescript; charset=utf-8"}
+KIT_PATH = "/studio/prime-fabric.js"
+
+
+@dataclass(frozen=True)
+class KitFile:
+    body: bytes
+    media_type: str
+    etag: str
+    integrity: str  # for <script integrity> / import maps / fetch(..., {integrity})
+
+
+@cache
+def kit_file(name: str) -> KitFile:
+    """A file of the kit, read once per process (they change only with a deploy)."""
+    body = (STATIC / name).read_bytes()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    integrity = "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+    return KitFile(body, KIT_FILES[name], etag, integrity)

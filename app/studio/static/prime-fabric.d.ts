@@ -1,0 +1,39 @@
+// Types of Prime Fabric's Studio kit (/studio/prime-fabric.js).
+
+export declare const FEATURE_VERSION: "fe-2";
+export declare const STEMS: readonly ["vocals", "drums", "bass", "harmonic", "perc", "sub"];
+export declare const KEYS: readonly string[];
+export declare const MODES: readonly ["major", "minor"];
+export declare const STREAMS: readonly ["spectral", "temporal", "harmonic", "percussive", "stereo"];
+export declare const STEP_SECONDS: number;
+export declare const MAX_STEPS: number;
+export declare const FEATURE_DIM: number;
+
+/** A stem-separation snapshot as Studio sends it (camelCase JSON; null where Studio had NaN). */
+export interface Snapshot {
+  id: string;
+  timestamp: number;
+  originalAudio: { duration: number; sampleRate: number; channels: number };
+  quantumFeatures: Record<"spectral" | "temporal" | "harmonic" | "percussive" | "stereo" | "energy", (number | null)[]>;
+  musicalContext: {
+    key: string;
+    mode?: "major" | "minor" | null;
+    bpm?: number | null;
+    transients?: { time: number; strength: number }[];
+    harmonicContent: { dominantFrequencies?: number[]; tensionLevel: number };
+  };
+  groundTruthStems?: Partial<Record<(typeof STEMS)[number], (number | null)[]>> | null;
+  userCorrections?: unknown[] | null;
+  metadata: { classification: string; confidence: number; processingTime?: number };
+}
+
+/** What encodeSnapshot reads of /models/latest: the feature version the model was trained on. */
+export interface ManifestLike {
+  featureVersion?: string;
+}
+
+/** The model input for a snapshot: [MAX_STEPS, FEATURE_DIM] float32, row-major. */
+export declare function encodeSnapshot(
+  snapshot: Snapshot,
+  manifest?: ManifestLike,
+): { shape: [number, number]; data: Float32Array };

@@ -1,0 +1,237 @@
+// Prime Fabric's Studio kit: a dependency-free ES module, served by the API at
+// /studio/prime-fabric.js. This version holds the model's input encoder, equal to
+// `fabric encode` (training/features.py, feature version fe-2) to 1e-6; the tests run both on
+// the same snapshots. The definition is in training/MODEL_CARD.md.
+
+export const FEATURE_VERSION = "fe-2";
+export const STEMS = ["vocals", "drums", "bass", "harmonic", "perc", "sub"];
+export const KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+export const MODES = ["major", "minor"];
+export const STREAMS = ["spectral", "temporal", "harmonic", "percussive", "stereo"];
+
+export const STEP_SECONDS = 2.0;
+export const MAX_STEPS = 150;
+const MAX_STREAM_VALUES = 1000;
+const EPS = 1e-5;
+
+// How Studio's quantumStemEngine lays out each stream (training/studio.py: STREAM_LAYOUT).
+const N_FFT = 2048;
+const BANDS = 32;
+const BAND_SAMPLES = N_FFT / BANDS;
+const LAYOUT = {
+  spectral: { window: N_FFT, hop: 512, first: 0, perFrame: BANDS, margin: N_FFT, componentSamples: BAND_SAMPLES },
+  temporal: { window: 1024, hop: 1024, first: 0, perFrame: 3, margin: 1024, componentSamples: 0 },
+  harmonic: { window: N_FFT, hop: N_FFT, first: 0, perFrame: 16, margin: N_FFT, componentSamples: 0 },
+  percussive: { window: 512, hop: 512, first: 512, perFrame: 4, margin: 512, componentSamples: 0 },
+  stereo: { window: 1024, hop: 1024, first: 0, perFrame: 3, margin: 1024, componentSamples: 0 },
+};
+
+// Mean squared Hann weight of each 64-sample band of Studio's 2048-sample window.
+const BAND_WEIGHTS = (() => {
+  const weights = new Float64Array(BANDS);
+  for (let band = 0; band < BANDS; band++) {
+    let sum = 0;
+    for (let i = band * BAND_SAMPLES; i < (band + 1) * BAND_SAMPLES; i++) {
+      const w = 0.5 * (1 - Math.cos((2 * Math.PI * i) / (N_FFT - 1)));
+      sum += w * w;
+    }
+    weights[band] = sum / BAND_SAMPLES;
+  }
+  return weights;
+})();
+
+const log10 = (v) => Math.log10(Math.abs(v) + EPS);
+const octaves = (hz) => Math.log2(Math.max(hz, 27.5) / 27.5) / 10;
+const pitchHz = (lag, rate) => (lag > 0 ? rate / Math.max(lag, 1) : 0);
+const pitchBand = (low, high) => (lag, rate) => {
+  const hz = pitchHz(lag, rate);
+  return hz >= low && hz < high ? 1 : 0;
+};
+const range = (n, start = 0, step = 1) => Array.from({ length: n }, (_, i) => start + i * step);
+
+// [column, stream, components, transform(value, sampleRate)]; null: spectral's ratio of sums.
+const PITCH_BANDS_HZ = [[1, 80], [80, 250], [250, 1000], [1000, 1e9]];
+const GROUPS = [
+  ["spectral_log_power", "spectral", range(32), null],
+  ["temporal_log_rms", "temporal", [0], (v) => log10(v)],
+  ["temporal_zero_crossing_hz", "temporal", [1], (v, rate) => octaves((v * rate) / 2)],
+  ["temporal_pitch_hz", "temporal", [2], (v, rate) => octaves(pitchHz(v, rate))],
+  ["temporal_unpitched", "temporal", [2], (v) => (v <= 0 ? 1 : 0)],
+  ...PITCH_BANDS_HZ.map(([low, high]) => [`temporal_pitch_${low}_hz`, "temporal", [2], pitchBand(low, high)]),
+  ["harmonic_peak_share", "harmonic", range(8, 1, 2), (v) => (v > 0 ? 1 : 0)],
+  ["percussive_log_energy", "percussive", [0], (v) => log10(v)],
+  ["percussive_log_delta", "percussive", [1], (v) => log10(v)],
+  ["percussive_transient", "percussive", [2], (v) => v],
+  ["percussive_log_peak", "percussive", [3], (v) => log10(v)],
+  ["stereo_correlation", "stereo", [0], (v) => v],
+  ["stereo_pan", "stereo", [1], (v) => v],
+  ["stereo_phase", "stereo", [2], (v) => v],
+];
+const SPREAD_GROUPS = ["spectral_log_power", "temporal_zero_crossing_hz", "percussive_log_energy", "stereo_pan"];
+const STEP_COLUMN_COUNT = 3 * GROUPS.length + SPREAD_GROUPS.length + 2;
+const CONTEXT_COLUMN_COUNT = 27;
+export const FEATURE_DIM = STEP_COLUMN_COUNT + CONTEXT_COLUMN_COUNT;
+const VALID_COLUMN = STEP_COLUMN_COUNT - 1;
+
+// Python's round(): halves go to the even neighbour.
+function roundHalfEven(x) {
+  const rounded = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && rounded % 2 !== 0 ? rounded - 1 : rounded;
+}
+
+function framesOf(layout, length) {
+  const end = length - layout.margin;
+  return end > layout.first ? Math.max(0, Math.ceil((end - layout.first) / layout.hop)) : 0;
+}
+
+// Time (s) and component of each of the `count` values Studio sent for a stream.
+function valueTimes(stream, count, durationS, sampleRate) {
+  const layout = LAYOUT[stream];
+  const total = framesOf(layout, roundHalfEven(durationS * sampleRate)) * layout.perFrame;
+  const stride = total <= MAX_STREAM_VALUES ? 1 : Math.ceil(total / MAX_STREAM_VALUES);
+  const keptCount = total > 0 ? Math.ceil(total / stride) : 0;
+  const times = new Float64Array(count);
+  const components = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    // Not the count Studio's stride gives for this duration: spread the values evenly.
+    const kept = keptCount === count ? i * stride : Math.floor(i * (total / Math.max(count, 1)));
+    const frame = Math.floor(kept / layout.perFrame);
+    const component = kept % layout.perFrame;
+    const start = layout.first + frame * layout.hop;
+    times[i] = layout.componentSamples
+      ? (start + (component + 0.5) * layout.componentSamples) / sampleRate
+      : (start + layout.window / 2) / sampleRate;
+    components[i] = component;
+  }
+  return { times, components };
+}
+
+// Weighted mean per step of the finite values, and where a step had any.
+function stepMeans(steps, values, weights) {
+  const total = new Float64Array(MAX_STEPS);
+  const count = new Float64Array(MAX_STEPS);
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i];
+    const value = values[i];
+    if (step < 0 || step >= MAX_STEPS || !Number.isFinite(value)) continue;
+    const weight = weights ? weights[i] : 1;
+    total[step] += value * weight;
+    count[step] += weight;
+  }
+  const mean = new Float64Array(MAX_STEPS);
+  const present = new Uint8Array(MAX_STEPS);
+  for (let s = 0; s < MAX_STEPS; s++) {
+    if (count[s] > 0) {
+      present[s] = 1;
+      mean[s] = total[s] / count[s];
+    }
+  }
+  return { mean, present };
+}
+
+const float32 = (values) => Float32Array.from(values || [], (v) => (v === null || v === undefined ? NaN : v));
+
+/**
+ * The model input for one snapshot, as Studio sends it (camelCase JSON, null for NaN):
+ * { shape: [150, 84], data: Float32Array } row-major, for the manifest's feature version.
+ */
+export function encodeSnapshot(snapshot, manifest) {
+  const version = manifest && (manifest.featureVersion ?? manifest.feature_version);
+  if (version && version !== FEATURE_VERSION) {
+    throw new Error(`this kit encodes ${FEATURE_VERSION}; the model wants ${version}`);
+  }
+  const audio = snapshot.originalAudio;
+  const context = snapshot.musicalContext;
+  const features = snapshot.quantumFeatures;
+  const durationS = audio.duration;
+  const sampleRate = audio.sampleRate;
+  const out = new Float64Array(MAX_STEPS * FEATURE_DIM);
+  const set = (step, column, value) => {
+    out[step * FEATURE_DIM + column] = value;
+  };
+
+  const located = {};
+  for (const stream of STREAMS) {
+    // Studio's values are float32: the same rounding as the Python side.
+    let values = Float64Array.from(float32(features[stream]));
+    if (stream === "stereo" && audio.channels < 2) values = new Float64Array(0); // mono placeholder
+    const { times, components } = valueTimes(stream, values.length, durationS, sampleRate);
+    const steps = Int32Array.from(times, (t) => Math.floor(t / STEP_SECONDS));
+    located[stream] = { values, steps, components };
+  }
+
+  const groups = GROUPS.length;
+  let spreadColumn = 3 * groups;
+  GROUPS.forEach(([name, stream, wanted, transform], column) => {
+    const { values, steps, components } = located[stream];
+    const chosen = [];
+    for (let i = 0; i < values.length; i++) if (wanted.includes(components[i])) chosen.push(i);
+    let mean, present, transformed, spreadSteps;
+    if (transform === null) {
+      const chosenSteps = chosen.map((i) => steps[i]);
+      const total = stepMeans(chosenSteps, chosen.map((i) => values[i]));
+      const weight = stepMeans(chosenSteps, chosen.map((i) => BAND_WEIGHTS[components[i]]));
+      present = total.present;
+      mean = total.mean.map((t, s) => (present[s] ? log10(t / (weight.mean[s] > 0 ? weight.mean[s] : 1)) : 0));
+      const central = chosen.filter((i) => BAND_WEIGHTS[Math.min(components[i], BANDS - 1)] > 0.1);
+      transformed = central.map((i) => log10(values[i] / BAND_WEIGHTS[components[i]]));
+      spreadSteps = central.map((i) => steps[i]);
+    } else {
+      transformed = chosen.map((i) => transform(values[i], sampleRate));
+      spreadSteps = chosen.map((i) => steps[i]);
+      ({ mean, present } = stepMeans(spreadSteps, transformed));
+    }
+    let trackSum = 0;
+    let trackCount = 0;
+    for (let s = 0; s < MAX_STEPS; s++) {
+      set(s, column, mean[s]);
+      set(s, groups + column, present[s]);
+      if (present[s]) {
+        trackSum += mean[s];
+        trackCount += 1;
+      }
+    }
+    if (trackCount > 0) {
+      const trackMean = trackSum / trackCount;
+      for (let s = 0; s < MAX_STEPS; s++) set(s, 2 * groups + column, present[s] ? mean[s] - trackMean : 0);
+    }
+    if (SPREAD_GROUPS.includes(name)) {
+      const first = stepMeans(spreadSteps, transformed).mean;
+      const second = stepMeans(spreadSteps, transformed.map((v) => v * v)).mean;
+      for (let s = 0; s < MAX_STEPS; s++) set(s, spreadColumn, Math.sqrt(Math.max(second[s] - first[s] * first[s], 0)));
+      spreadColumn += 1;
+    }
+  });
+  const validSteps = Math.min(MAX_STEPS, Math.max(1, Math.ceil(durationS / STEP_SECONDS)));
+  const contextColumns = encodeContext(snapshot);
+  for (let s = 0; s < MAX_STEPS; s++) {
+    set(s, spreadColumn, (s * STEP_SECONDS) / 300);
+    set(s, VALID_COLUMN, s < validSteps ? 1 : 0);
+    contextColumns.forEach((value, c) => set(s, STEP_COLUMN_COUNT + c, value));
+  }
+  return { shape: [MAX_STEPS, FEATURE_DIM], data: Float32Array.from(out) };
+}
+
+const slog = (v) => Math.sign(v) * Math.log1p(Math.abs(v));
+
+function encodeContext(snapshot) {
+  const context = new Float64Array(CONTEXT_COLUMN_COUNT);
+  const musical = snapshot.musicalContext;
+  const audio = snapshot.originalAudio;
+  const key = KEYS.indexOf(musical.key);
+  if (key < 0) throw new Error(`unknown key ${musical.key}`);
+  context[key] = 1;
+  const mode = MODES.indexOf(musical.mode);
+  context[12 + (mode >= 0 ? mode : 2)] = 1;
+  if (musical.bpm === null || musical.bpm === undefined) context[16] = 1;
+  else context[15] = Math.min(Math.max((musical.bpm - 60) / 120, 0), 1);
+  context[17] = Math.log1p((musical.transients || []).length / audio.duration);
+  context[18] = musical.harmonicContent.tensionLevel;
+  const energy = Array.from(float32(snapshot.quantumFeatures.energy));
+  if (energy.length === 4 && energy.every(Number.isFinite)) energy.forEach((v, i) => (context[19 + i] = slog(v)));
+  else context[23] = 1;
+  context[24] = Math.log1p(audio.duration);
+  context[25] = audio.channels >= 2 ? 1 : 0;
+  context[26] = snapshot.metadata.confidence;
+  return context;
+}
