@@ -88,3 +88,34 @@ def test_the_kit_refuses_a_model_of_another_feature_version(tmp_path, version):
     )
     run = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and f"the model wants {version}" in run.stdout
+
+
+@pytest.mark.parametrize("claimed_rate, length", [(None, None), (44_100, 317_771)])
+def test_the_kits_gains_are_what_the_audio_evaluation_plays(tmp_path, instrument_songs, claimed_rate, length):
+    """applyGains on Studio's filter stems of a real-instrument song equals apply_levels, the
+    function `fabric evaluate --audio` scores, to 1e-5."""
+    import numpy as np
+
+    from training.audio_eval import apply_levels
+    from training.contract import STEMS
+    from training.multitrack import read_song, song_folders
+    from training.studio import filter_stems
+
+    song = read_song(song_folders(instrument_songs)[3])
+    mix = song.mix[:, :length].astype(np.float32)
+    rate = claimed_rate or song.sample_rate
+    filters = {stem: channels.astype(np.float32) for stem, channels in filter_stems(mix, rate).items()}
+    levels = np.random.default_rng(5).uniform(-40, 6, (len(STEMS), MAX_STEPS)).astype(np.float32)
+    expected = apply_levels(filters, mix, rate, levels)
+
+    spec = {"sampleRate": rate, "channels": mix.shape[0], "length": mix.shape[1], "stems": list(STEMS)}
+    (tmp_path / "case.json").write_text(json.dumps(spec))
+    mix.tofile(tmp_path / "mix.f32")
+    levels.tofile(tmp_path / "levels.f32")
+    for stem in STEMS:
+        filters[stem].tofile(tmp_path / f"{stem}.f32")
+    subprocess.run(["node", str(JS_DIR / "gains_parity.mjs"), str(tmp_path)], check=True, timeout=120)
+    for stem in STEMS:
+        played = np.fromfile(tmp_path / f"played-{stem}.f32", dtype=np.float32).reshape(mix.shape)
+        assert np.abs(played - expected[stem]).max() <= 1e-5, stem
+        assert not np.allclose(played, filters[stem])  # the gains did something

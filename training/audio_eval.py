@@ -57,6 +57,20 @@ def level_gains(target_power: np.ndarray, filter_power: np.ndarray) -> np.ndarra
     return np.clip(np.where(filter_power > 0, gains, 0.0), 0.0, MAX_GAIN)
 
 
+def apply_levels(stems: dict[str, np.ndarray], mix: np.ndarray, sample_rate: float, levels: np.ndarray) -> dict[str, np.ndarray]:
+    """What Studio plays: each filter stem [channels, samples] times the gain curve that moves its
+    level, step by step, to the predicted level ([stems, steps] dB relative to the mix
+    [channels, samples]). The Studio kit's applyGains does the same (tests/test_studio_kit.py)."""
+    mono_mix = mix.mean(axis=0).astype(np.float64)
+    mix_power = step_power(mono_mix, sample_rate)
+    played = {}
+    for stem, channels in stems.items():
+        filter_power = step_power(channels.mean(axis=0).astype(np.float64), sample_rate)
+        target_power = mix_power * 10 ** (levels[STEMS.index(stem)] / 10)
+        played[stem] = channels * gain_curve(level_gains(target_power, filter_power), channels.shape[-1], sample_rate)
+    return played
+
+
 @dataclass
 class SongResult:
     song: str
@@ -152,23 +166,21 @@ class AudioEvaluation:
 def evaluate_song(song: Song, predict_levels: Callable[[np.ndarray], np.ndarray]) -> SongResult:
     """Scores one song; predict_levels maps [1, steps, dim] features to [1, stems, steps] dB."""
     mix = song.mix
-    mono_mix = mix.mean(axis=0).astype(np.float64)
-    length, rate = mono_mix.shape[0], song.sample_rate
+    length, rate = mix.shape[-1], song.sample_rate
     levels = predict_levels(encode_features(from_wire(song_snapshot(song)))[None])[0]
     filters = filter_stems(mix, rate)
-    mix_power = step_power(mono_mix, rate)
     scored = [s for s in STEMS if s in song.stems and (song.stems[s].astype(np.float64) ** 2).mean() > SILENT_STEM_POWER]
     if not scored:
         raise SongError(f"{song.name}: every stem is silent")
     references = np.stack([song.stems[s].mean(axis=0) for s in scored]).astype(np.float64)
+    played = apply_levels({stem: filters[stem] for stem in scored}, mix, rate, levels)
     estimates = {system: [] for system in SYSTEMS}
     for index, stem in enumerate(scored):
         filtered = filters[stem].mean(axis=0)
         filter_power = step_power(filtered, rate)
-        model_power = mix_power * 10 ** (levels[STEMS.index(stem)] / 10)
         oracle_power = step_power(references[index], rate)
         estimates["filters"].append(filtered)
-        estimates["model"].append(filtered * gain_curve(level_gains(model_power, filter_power), length, rate))
+        estimates["model"].append(played[stem].mean(axis=0))
         estimates["oracle"].append(filtered * gain_curve(level_gains(oracle_power, filter_power), length, rate))
     stacked = np.concatenate([np.stack(estimates[system]) for system in SYSTEMS])
     metrics = bss_eval(references, stacked, reference_of=np.tile(np.arange(len(scored)), len(SYSTEMS)))

@@ -37,3 +37,18 @@ export declare function encodeSnapshot(
   snapshot: Snapshot,
   manifest?: ManifestLike,
 ): { shape: [number, number]; data: Float32Array };
+
+/** Audio per channel, as Studio holds a stem or the mix. */
+export type Channels = Float32Array[];
+
+/**
+ * Studio's filter stems with the model's predicted levels applied: each stem turned down, step by
+ * step, to its predicted level (dB relative to the mix), never up, linear between step centres.
+ * `prediction` maps each stem to its 150 levels; `mix` is what the filter stems were made from.
+ */
+export declare function applyGains(
+  stems: Partial<Record<(typeof STEMS)[number], Channels>>,
+  sampleRate: number,
+  prediction: Partial<Record<(typeof STEMS)[number], ArrayLike<number>>>,
+  mix: Channels,
+): Partial<Record<(typeof STEMS)[number], Channels>>;

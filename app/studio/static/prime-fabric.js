@@ -1,7 +1,8 @@
 // Prime Fabric's Studio kit: a dependency-free ES module, served by the API at
-// /studio/prime-fabric.js. This version holds the model's input encoder, equal to
-// `fabric encode` (training/features.py, feature version fe-2) to 1e-6; the tests run both on
-// the same snapshots. The definition is in training/MODEL_CARD.md.
+// /studio/prime-fabric.js. encodeSnapshot is the model's input, equal to `fabric encode`
+// (training/features.py, feature version fe-2, defined in training/MODEL_CARD.md) to 1e-6;
+// applyGains plays the model's levels on Studio's stems as `fabric evaluate --audio` scores them,
+// to 1e-5. tests/test_studio_kit.py runs both sides on the same inputs.
 
 export const FEATURE_VERSION = "fe-2";
 export const STEMS = ["vocals", "drums", "bass", "harmonic", "perc", "sub"];
@@ -234,4 +235,78 @@ function encodeContext(snapshot) {
   context[25] = audio.channels >= 2 ? 1 : 0;
   context[26] = snapshot.metadata.confidence;
   return context;
+}
+
+// --- Playing the model's levels -------------------------------------------------------------
+// training/audio_eval.py apply_levels: each filter stem is turned down, step by step, to the
+// level the model predicts for it (dB relative to the mix): gain = sqrt(target power / stem
+// power), at most 1 (gains only turn a stem down), linear between step centres, so no clicks.
+
+// The channels' mean, as numpy's float32 mean.
+function monoOf(channels) {
+  const length = channels[0].length;
+  const mono = new Float64Array(length);
+  for (let i = 0; i < length; i++) {
+    let sum = 0;
+    for (const channel of channels) sum = Math.fround(sum + channel[i]);
+    mono[i] = Math.fround(sum / channels.length);
+  }
+  return mono;
+}
+
+// Mean square per step (0 past the end).
+function stepPower(signal, sampleRate) {
+  const size = roundHalfEven(STEP_SECONDS * sampleRate);
+  const steps = Math.min(MAX_STEPS, Math.ceil(signal.length / size));
+  const power = new Float64Array(MAX_STEPS);
+  for (let s = 0; s < steps; s++) {
+    const end = Math.min(signal.length, (s + 1) * size);
+    let sum = 0;
+    for (let i = s * size; i < end; i++) sum += signal[i] * signal[i];
+    power[s] = sum / Math.min(Math.max(signal.length - s * size, 1), size);
+  }
+  return power;
+}
+
+// Per-sample gains from per-step gains: linear between step centres, held beyond the ends.
+function gainCurve(stepGains, length, sampleRate) {
+  const curve = new Float64Array(length);
+  const centre = (s) => (s + 0.5) * STEP_SECONDS * sampleRate;
+  const last = MAX_STEPS - 1;
+  let step = 0;
+  for (let i = 0; i < length; i++) {
+    if (i <= centre(0)) curve[i] = stepGains[0];
+    else if (i >= centre(last)) curve[i] = stepGains[last];
+    else {
+      while (centre(step + 1) <= i) step += 1;
+      const slope = (stepGains[step + 1] - stepGains[step]) / (centre(step + 1) - centre(step));
+      curve[i] = slope * (i - centre(step)) + stepGains[step];
+    }
+  }
+  return curve;
+}
+
+/**
+ * Studio's filter stems with the model's predicted levels applied.
+ * stems: {stem: [Float32Array per channel]}, the filter stems Studio made of `mix`
+ * mix: [Float32Array per channel]; prediction: {stem: 150 levels in dB relative to the mix}
+ * Returns {stem: [Float32Array per channel]} for the stems given.
+ */
+export function applyGains(stems, sampleRate, prediction, mix) {
+  const mixPower = stepPower(monoOf(mix), sampleRate);
+  const played = {};
+  for (const [stem, channels] of Object.entries(stems)) {
+    const levels = prediction[stem];
+    if (!levels) throw new Error(`no predicted levels for ${stem}`);
+    const stemPower = stepPower(monoOf(channels), sampleRate);
+    const gains = new Float64Array(MAX_STEPS);
+    for (let s = 0; s < MAX_STEPS; s++) {
+      const target = mixPower[s] * 10 ** (Math.fround(levels[s]) / 10);
+      const gain = stemPower[s] > 0 ? Math.sqrt(target / Math.max(stemPower[s], 1e-20)) : 0;
+      gains[s] = Math.min(Math.max(gain, 0), 1);
+    }
+    const curve = gainCurve(gains, channels[0].length, sampleRate);
+    played[stem] = channels.map((channel) => Float32Array.from(channel, (value, i) => value * curve[i]));
+  }
+  return played;
 }
