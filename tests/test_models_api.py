@@ -305,3 +305,42 @@ def test_a_model_judged_by_the_old_feature_version_is_still_listed(registry):
     finally:
         with session_scope() as session:
             session.get(StemModel, model_id).manifest = manifest
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (JS_DIR / "node_modules" / "@tensorflow" / "tfjs").exists(),
+    reason="needs Node and `npm ci --prefix tests/js` (make test does it)",
+)
+def test_the_studio_kit_loads_checks_and_runs_the_latest_model(registry, postgres_url, tmp_path):
+    """loadLatestModel over HTTP with tfjs 4.22: every file checked (a changed byte is refused),
+    the second load served from what it has (one revalidation, 304), and predict() equal to
+    Keras on the same snapshots to 1e-4."""
+    from training.features import encode_features, from_wire
+
+    snapshots = synthetic_snapshots(5, seed=77)
+    (tmp_path / "snapshots.json").write_text(json.dumps(snapshots))
+    env = {"DATABASE_URL": postgres_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
+    with api_process(env, log_path=tmp_path / "api.log") as base:
+        latest = httpx.get(f"{base}/models/latest").json()
+        run = subprocess.run(
+            ["node", str(JS_DIR / "kit_model.mjs"), base, str(tmp_path / "snapshots.json"), str(tmp_path / "out.json")],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads((tmp_path / "out.json").read_text())
+    assert seen["version"] == latest["version"] and seen["stems"] == list(STEMS)
+    assert seen["unit"] == "dB relative to the mix"
+    float32_files = sum(f["path"].startswith("float32/") for f in latest["files"])
+    assert seen["firstLoad"] == 1 + float32_files  # the manifest, then float32's model.json and shards
+    assert seen["secondLoad"] == {"requests": 1, "same": True}
+    assert seen["tamperError"] and "refusing the model" in seen["tamperError"]
+
+    run_id = next(r for r, (_, version) in registry["models"].items() if version == latest["version"])
+    features = np.stack([encode_features(from_wire(s)) for s in snapshots])
+    expected = predict(load_best_model(registry["artifacts"] / "runs" / str(run_id)), features)
+    got = np.array(seen["predictions"], dtype=np.float32)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-4

@@ -52,3 +52,22 @@ export declare function applyGains(
   prediction: Partial<Record<(typeof STEMS)[number], ArrayLike<number>>>,
   mix: Channels,
 ): Partial<Record<(typeof STEMS)[number], Channels>>;
+
+/** The latest model, checked and loaded: predict() gives each stem's 150 levels (unit: `unit`). */
+export interface StemModel {
+  version: string;
+  stems: (typeof STEMS)[number][];
+  unit: string;
+  manifest: Record<string, unknown>;
+  predict(snapshot: Snapshot): Promise<Record<(typeof STEMS)[number], Float32Array>>;
+}
+
+/**
+ * Fetches /models/latest (revalidated by ETag), checks every file against its SHA-256 before use
+ * (kept in Cache Storage where there is one), and loads the graph model with the caller's
+ * @tensorflow/tfjs 4.22. Rejects a model any of whose files does not match its manifest.
+ */
+export declare function loadLatestModel(
+  baseUrl: string,
+  options: { tf: unknown; fetch?: typeof fetch; float16?: boolean },
+): Promise<StemModel>;

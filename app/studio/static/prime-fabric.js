@@ -310,3 +310,102 @@ export function applyGains(stems, sampleRate, prediction, mix) {
   }
   return played;
 }
+
+// --- Loading the latest model ---------------------------------------------------------------
+
+const CACHE_NAME = "prime-fabric-models"; // Cache Storage: files are immutable, keyed by URL
+const loaded = new Map(); // version -> model, for this page
+let lastManifest = null; // {etag, manifest}, to revalidate with If-None-Match
+
+async function sha256Hex(bytes) {
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// A file the manifest lists, from Cache Storage or the network, checked against its SHA-256
+// and size before anything uses it.
+async function verifiedFile(file, fetchFile) {
+  const storage = globalThis.caches ? await globalThis.caches.open(CACHE_NAME) : null;
+  const cached = storage ? await storage.match(file.url) : undefined;
+  const response = cached || (await fetchFile(file.url));
+  if (!response.ok) throw new Error(`${file.path}: HTTP ${response.status}`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const digest = await sha256Hex(bytes);
+  if (digest !== file.sha256 || bytes.length !== file.size) {
+    if (cached) await storage.delete(file.url);
+    throw new Error(`${file.path}: SHA-256 ${digest} (${bytes.length} bytes) is not the manifest's ${file.sha256}; refusing the model`);
+  }
+  if (storage && !cached) await storage.put(file.url, new Response(bytes));
+  return bytes;
+}
+
+/**
+ * The latest published model, checked and loaded with the caller's @tensorflow/tfjs (4.22):
+ * { version, stems, unit, manifest, predict(snapshot) -> {stem: Float32Array of levels} }.
+ * The manifest is revalidated by ETag; files are checked against their SHA-256 before use and
+ * kept in Cache Storage (where the browser has it), a model in memory by version.
+ */
+export async function loadLatestModel(baseUrl, { tf, fetch: fetchImpl = globalThis.fetch.bind(globalThis), float16 = false } = {}) {
+  if (!tf) throw new Error("loadLatestModel needs { tf }: the page's @tensorflow/tfjs");
+  const manifestUrl = `${baseUrl.replace(/\/$/, "")}/models/latest`;
+  const headers = lastManifest ? { "If-None-Match": lastManifest.etag } : {};
+  const answer = await fetchImpl(manifestUrl, { headers });
+  let manifest;
+  if (answer.status === 304 && lastManifest) manifest = lastManifest.manifest;
+  else if (answer.ok) {
+    manifest = await answer.json();
+    lastManifest = { etag: answer.headers.get("ETag"), manifest };
+  } else throw new Error(`${manifestUrl}: HTTP ${answer.status}`);
+  const key = `${manifest.version}/${float16 ? "float16" : "float32"}`;
+  if (loaded.has(key)) return loaded.get(key);
+
+  const modelJsonUrl = float16 ? manifest.float16ModelJsonUrl : manifest.modelJsonUrl;
+  const byUrl = new Map(manifest.files.map((file) => [file.url, file]));
+  const listed = (url) => {
+    const file = byUrl.get(url);
+    if (!file) throw new Error(`${url} is not in the manifest; refusing the model`);
+    return file;
+  };
+  const modelJson = JSON.parse(new TextDecoder().decode(await verifiedFile(listed(modelJsonUrl), fetchImpl)));
+  const shards = [];
+  for (const group of modelJson.weightsManifest) {
+    for (const path of group.paths) shards.push(await verifiedFile(listed(new URL(path, modelJsonUrl).href), fetchImpl));
+  }
+  const weightData = new Uint8Array(shards.reduce((total, shard) => total + shard.length, 0));
+  shards.reduce((offset, shard) => (weightData.set(shard, offset), offset + shard.length), 0);
+  const graph = await tf.loadGraphModel(
+    tf.io.fromMemory({
+      modelTopology: modelJson.modelTopology,
+      format: modelJson.format,
+      generatedBy: modelJson.generatedBy,
+      convertedBy: modelJson.convertedBy,
+      signature: modelJson.signature,
+      userDefinedMetadata: modelJson.userDefinedMetadata,
+      weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
+      weightData: weightData.buffer,
+    }),
+  );
+  const stems = manifest.stems;
+  const model = {
+    version: manifest.version,
+    stems,
+    unit: manifest.output.unit,
+    manifest,
+    async predict(snapshot) {
+      const { shape, data } = encodeSnapshot(snapshot, manifest);
+      const input = tf.tensor(data, [1, ...shape], "float32");
+      let output = graph.predict(input);
+      if (!(output instanceof tf.Tensor)) output = Array.isArray(output) ? output[0] : Object.values(output)[0];
+      const values = await output.data();
+      input.dispose();
+      output.dispose();
+      const steps = output.shape[2];
+      const [low, high] = manifest.output.range || [-Infinity, Infinity];
+      return Object.fromEntries(
+        stems.map((stem, s) => [stem, Float32Array.from(values.subarray(s * steps, (s + 1) * steps), (v) => Math.min(Math.max(v, low), high))]),
+      );
+    },
+  };
+  loaded.set(key, model);
+  return model;
+}
