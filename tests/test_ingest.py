@@ -527,3 +527,18 @@ def test_rate_limit_buckets_stay_bounded_under_a_flood_of_addresses():
         assert limiter._take(f"10.0.{n // 256}.{n % 256}", now=1.0) == 0.0
     assert len(limiter.buckets) <= 100
     assert "10.0.3.231" in limiter.buckets  # the newest are kept
+
+
+def test_a_compressed_beacon_of_several_snapshots_is_stored_once_each(client):
+    """What the Studio kit sends on unload: one gzip member per snapshot, joined, as text/plain
+    with no custom header (sendBeacon cannot set one), under the 64 KiB beacon quota (Studio's
+    snapshots are 27-48 KB compressed: one or two to a beacon)."""
+    snapshots = [fixture_snapshot("snapshot-mono-no-ground-truth") for _ in range(2)]
+    beacon = b"".join(gzip.compress(json.dumps(s).encode() + b"\n") for s in snapshots)
+    assert len(beacon) <= 64 * 1024
+    response = client.post("/stem-separation", content=beacon, headers=BEACON_HEADERS)
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["stored"] * 2
+    again = client.post("/stem-separation", content=beacon, headers=BEACON_HEADERS)
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate"] * 2
+    assert snapshot_count() == 2

@@ -146,3 +146,16 @@ def test_a_long_top_level_array_is_refused_without_converting_its_items():
     with pytest.raises(payload.PayloadError, match="100001 snapshots in one request; at most 100"):
         payload.parse_snapshots(body, "application/json", max_snapshots=100)
     assert payload.parse_with_float_arrays(fixture_bytes(FIXTURE_NAMES[0])) is not None  # the parser is reusable
+
+
+def test_a_beacon_of_gzip_members_is_read_without_a_content_encoding():
+    """sendBeacon cannot set Content-Encoding: a body that starts with gzip's magic bytes is
+    inflated, and members joined one per snapshot read as NDJSON."""
+    bodies = [fixture_bytes(name) for name in FIXTURE_NAMES]
+    beacon = b"".join(gzip.compress(body + b"\n") for body in bodies)
+    decoded = payload.decode_body(beacon, "text/plain;charset=UTF-8", None, max_decoded_bytes=10**6, max_values=10**6)
+    assert decoded == b"".join(body + b"\n" for body in bodies)
+    items = payload.parse_snapshots(decoded, "text/plain;charset=UTF-8", max_snapshots=10)
+    assert [item["id"] for item in items] == [json.loads(body)["id"] for body in bodies]
+    with pytest.raises(payload.PayloadError, match="truncated"):
+        payload.decode_body(beacon[:-10], "text/plain", None, max_decoded_bytes=10**6, max_values=10**6)

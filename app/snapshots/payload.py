@@ -46,6 +46,7 @@ def media_type(content_type: str | None) -> tuple[str, str | None]:
 
 # Gzip is inflated this much at a time, so the limits below stop a bomb early.
 INFLATE_CHUNK_BYTES = 256 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def decode_body(
@@ -65,6 +66,8 @@ def decode_body(
         raise PayloadError(415, "unsupported_charset", f"charset {charset!r} is not accepted; send UTF-8")
 
     encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity" and body.startswith(GZIP_MAGIC):
+        encoding = "gzip"  # a beacon cannot set Content-Encoding; JSON never starts with these bytes
     if encoding == "identity":
         _check_values(count_values(body), max_values)
         return body
@@ -85,6 +88,10 @@ def decode_body(
                 raise PayloadError(413, "decoded_body_too_large", f"gzip body inflates past {max_decoded_bytes} bytes")
             values += count_values(chunk)
             _check_values(values, max_values)
+            if inflater.eof and inflater.unused_data.startswith(GZIP_MAGIC):
+                # Another gzip member follows (the Studio kit's beacons join one per snapshot).
+                pending, inflater = inflater.unused_data, zlib.decompressobj(wbits=31)
+                continue
             if inflater.eof or (not pending and len(chunk) < INFLATE_CHUNK_BYTES):
                 break
     except zlib.error as error:
@@ -272,7 +279,7 @@ def _parse_lines(body: bytes, first_error: Exception | None = None) -> list[Any]
 def readable_prefix(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     """What an operator should see of a rejected body: inflated if it was gzip, at most `limit`
     bytes (plus one, so a cut can be told), and the raw bytes where inflating fails."""
-    if (content_encoding or "").strip().lower() in ("gzip", "x-gzip"):
+    if (content_encoding or "").strip().lower() in ("gzip", "x-gzip") or body.startswith(GZIP_MAGIC):
         try:
             return zlib.decompressobj(wbits=31).decompress(body, limit + 1)
         except zlib.error:
