@@ -66,3 +66,23 @@ def test_the_settings_default_reaches_the_api_engine(postgres_url, configure):
     configure(DATABASE_URL=postgres_url)
     with database.get_engine().connect() as connection:
         assert connection.scalar(text("SHOW backend_flush_after")) == Settings().postgres_backend_flush_after
+
+
+def test_a_transaction_whose_connection_dies_at_commit_raises_an_unavailable_error(postgres_url):
+    """atomic() on the ingest writer's autocommit connection: the server going away before
+    COMMIT answers must surface as "database unavailable" (503, retried), not as an error about
+    the invalidated connection (a 500), which is what reading connection.info afterwards gave."""
+    from app.db.writes import atomic
+
+    engine = database.build_engine(postgres_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            pid = connection.scalar(text("SELECT pg_backend_pid()"))
+            with pytest.raises(database.UNAVAILABLE_ERRORS):
+                with atomic(connection):
+                    connection.exec_driver_sql("SELECT 1")
+                    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        engine.dispose()

@@ -14,7 +14,7 @@ from app.config import get_settings
 
 # Errors that mean "the database is not there" (down, unreachable, pool exhausted), not "this
 # request is bad": the API answers them with 503 and Retry-After.
-UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, sa_exc.PendingRollbackError)
 
 
 def normalise_url(url: str) -> str:

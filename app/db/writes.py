@@ -28,7 +28,8 @@ def atomic(connection: Connection) -> Iterator[None]:
         yield
         return
     connection.exec_driver_sql("BEGIN")
-    connection.info[_IN_ATOMIC] = True
+    info = connection.info  # read now: on a connection lost meanwhile, reading it raises
+    info[_IN_ATOMIC] = True
     try:
         yield
         connection.exec_driver_sql("COMMIT")
@@ -37,7 +38,7 @@ def atomic(connection: Connection) -> Iterator[None]:
             connection.exec_driver_sql("ROLLBACK")
         raise
     finally:
-        del connection.info[_IN_ATOMIC]
+        info.pop(_IN_ATOMIC, None)
 
 
 class DriverInsert:
