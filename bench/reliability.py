@@ -15,10 +15,8 @@ import asyncio
 import json
 import statistics
 import sys
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -28,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import fresh_database  # noqa: E402
 from tests.support import amplified_gzip_body  # noqa: E402
-from tests.support.servers import TcpProxy, api_process, api_processes, free_port  # noqa: E402
-from tests.support.studio_client import StudioExporter  # noqa: E402
+from tests.support.servers import TcpProxy, api_process, api_processes, free_port, peak_rss_during, post_at_once  # noqa: E402
+from tests.support.studio_client import stream_through_outage  # noqa: E402
 
 AMPLIFIED = amplified_gzip_body()
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "snapshot-with-corrections-and-nan.json"
@@ -46,7 +44,11 @@ def outage(database_url: str, rate: float, total_s: float, after_s: float, outag
     with TcpProxy(target_port=url.port or 5432) as proxy:
         via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         with api_process({"DATABASE_URL": via_proxy, "FABRIC_LOG_LEVEL": "error"}) as base:
-            exporter = asyncio.run(_stream(f"{base}/stem-separation", bodies, proxy, 1 / rate, after_s, outage_s))
+            exporter = asyncio.run(
+                stream_through_outage(
+                    f"{base}/stem-separation", bodies, proxy, every_s=1 / rate, after_s=after_s, outage_s=outage_s
+                )
+            )
     return {
         "sent": len(bodies),
         "stored": len(exporter.delivered),
@@ -57,25 +59,6 @@ def outage(database_url: str, rate: float, total_s: float, after_s: float, outag
     }
 
 
-async def _stream(url, bodies, proxy, every_s, after_s, outage_s) -> StudioExporter:
-    limits = httpx.Limits(max_connections=None, keepalive_expiry=2)  # as a browser would, see tests/test_resilience.py
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        exporter = StudioExporter(url, client)
-
-        async def cut() -> None:
-            await asyncio.sleep(after_s)
-            proxy.block()
-            await asyncio.sleep(outage_s)
-            proxy.unblock()
-
-        tasks = [asyncio.create_task(cut())]
-        for snapshot_id, body in bodies.items():
-            tasks.append(asyncio.create_task(exporter.export(snapshot_id, body)))
-            await asyncio.sleep(every_s)
-        await asyncio.gather(*tasks)
-    return exporter
-
-
 def amplification(database_url: str) -> dict:
     with api_process({"DATABASE_URL": database_url, "FABRIC_RATE_LIMIT_PER_S": "0"}) as base:
         [server] = api_processes(base)
@@ -84,24 +67,7 @@ def amplification(database_url: str) -> dict:
         for _ in range(5):
             answer = httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers, timeout=30)
             alone.append(answer.elapsed.total_seconds() * 1000)
-        before, peak, done = server.memory_info().rss, 0, threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, server.memory_info().rss)
-                done.wait(0.002)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(
-                pool.map(
-                    lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers, timeout=30), range(6)
-                )
-            )
-        done.set()
-        sampler.join()
+        answers, before, peak = peak_rss_during(server, lambda: post_at_once(f"{base}/stem-separation", AMPLIFIED, headers, 6))
         after = server.memory_info().rss
     return {
         "gzip_bytes": len(AMPLIFIED),

@@ -224,42 +224,20 @@ def test_malformed_bodies_keep_no_free_text_either(client, body):
 def test_six_amplified_bodies_at_once_are_refused_within_bounded_memory(configure, sqlite_url, tmp_path):
     """Six ~16 KB gzip bodies, each inflating to a 16 MiB array of zeros, sent at once to a real
     server: each is a 413 for its number of values, and the process grows by under 50 MB."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
     import httpx
 
     from tests.support import amplified_gzip_body
-    from tests.support.servers import api_process, api_processes
-
-    AMPLIFIED = amplified_gzip_body()
+    from tests.support.servers import api_process, api_processes, peak_rss_during, post_at_once
 
     env = {"DATABASE_URL": sqlite_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
     configure(**env)
     with api_process(env, log_path=tmp_path / "api.log") as base:
         [server] = api_processes(base)
-        headers = {**FETCH_HEADERS, "Content-Encoding": "gzip"}
         warm_up = httpx.post(f"{base}/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS, timeout=30)
         assert warm_up.status_code == 201
-        before = server.memory_info().rss
-        peak, done = before, threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, server.memory_info().rss)
-                done.wait(0.002)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(
-                pool.map(
-                    lambda _: httpx.post(f"{base}/stem-separation", content=AMPLIFIED, headers=headers, timeout=30), range(6)
-                )
-            )
-        done.set()
-        sampler.join()
+        headers = {**FETCH_HEADERS, "Content-Encoding": "gzip"}
+        body = amplified_gzip_body()
+        answers, before, peak = peak_rss_during(server, lambda: post_at_once(f"{base}/stem-separation", body, headers, 6))
     print(
         f"RSS {before / 2**20:.0f} MiB -> peak {peak / 2**20:.0f} MiB;",
         "answers in",

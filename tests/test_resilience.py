@@ -7,7 +7,6 @@ import asyncio
 import json
 import uuid
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -17,7 +16,7 @@ from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
 from tests.support import fixture_bytes
 from tests.support.servers import TcpProxy, api_process
-from tests.support.studio_client import StudioExporter
+from tests.support.studio_client import stream_through_outage
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -50,7 +49,16 @@ def test_postgres_outage_mid_stream_loses_nothing_and_duplicates_nothing(postgre
         via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         env = {"DATABASE_URL": via_proxy}  # the default rate limit: 50/s, bursts of 200
         with api_process(env, log_path=tmp_path / "api.log") as base_url:
-            exporter = asyncio.run(_stream(f"{base_url}/stem-separation", bodies, proxy))
+            exporter = asyncio.run(
+                stream_through_outage(
+                    f"{base_url}/stem-separation",
+                    bodies,
+                    proxy,
+                    every_s=SEND_EVERY_S,
+                    after_s=OUTAGE_AFTER_S,
+                    outage_s=OUTAGE_FOR_S,
+                )
+            )
 
     longest = max(exporter.latencies_s)
     print("answers seen by the client:", dict(exporter.statuses), f"longest wait {longest:.1f} s")
@@ -62,26 +70,3 @@ def test_postgres_outage_mid_stream_loses_nothing_and_duplicates_nothing(postgre
         stored = session.scalars(select(Snapshot.id)).all()
         assert sorted(str(i) for i in stored) == sorted(bodies)
         assert session.scalar(select(func.count()).select_from(QuarantinedItem)) == 0
-
-
-async def _stream(url: str, bodies: dict[str, bytes], proxy: TcpProxy) -> StudioExporter:
-    # A browser queues requests beyond its connection limit without failing them (httpx's pool
-    # would time them out, so it gets no limit), and sends again a request that met a kept-alive
-    # connection the server had just closed (httpx does not: it lets a connection go before the
-    # server's 5 s keep-alive timeout instead).
-    limits = httpx.Limits(max_connections=None, keepalive_expiry=2)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        exporter = StudioExporter(url, client)
-
-        async def outage() -> None:
-            await asyncio.sleep(OUTAGE_AFTER_S)
-            proxy.block()
-            await asyncio.sleep(OUTAGE_FOR_S)
-            proxy.unblock()
-
-        tasks = [asyncio.create_task(outage())]
-        for snapshot_id, body in bodies.items():
-            tasks.append(asyncio.create_task(exporter.export(snapshot_id, body)))
-            await asyncio.sleep(SEND_EVERY_S)
-        await asyncio.gather(*tasks)
-    return exporter

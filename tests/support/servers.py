@@ -83,6 +83,35 @@ def api_processes(base_url: str) -> list:
     return []
 
 
+def peak_rss_during(process, action) -> tuple:
+    """(what action() returned, the process's RSS before, its peak RSS meanwhile) in bytes,
+    sampled every 2 ms."""
+    before, peak, done = process.memory_info().rss, 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            done.wait(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = action()
+    finally:
+        done.set()
+        sampler.join()
+    return result, before, max(peak, before)
+
+
+def post_at_once(url: str, body: bytes, headers: dict, count: int) -> list[httpx.Response]:
+    """The same body POSTed `count` times at once, each on its own connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: httpx.post(url, content=body, headers=headers, timeout=30), range(count)))
+
+
 @contextmanager
 def worker_process(env: dict[str, str], queue: str = "cpu", log_path: Path | None = None) -> Iterator[subprocess.Popen]:
     """Runs a real Celery worker process (solo pool) until the block ends."""

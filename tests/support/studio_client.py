@@ -59,3 +59,30 @@ class StudioExporter:
         self.latencies_s.append(time.perf_counter() - started)
         self.statuses[response.status_code] += 1
         return 200 <= response.status_code < 300
+
+
+async def stream_through_outage(
+    url: str, bodies: dict[str, bytes], proxy, *, every_s: float, after_s: float, outage_s: float
+) -> StudioExporter:
+    """Sends each body as Studio would, one every `every_s`, while `proxy` (servers.TcpProxy)
+    cuts the API off from its database `after_s` into the stream, for `outage_s`."""
+    # A browser queues requests beyond its connection limit without failing them (httpx's pool
+    # would time them out, so it gets no limit), and sends again a request that met a kept-alive
+    # connection the server had just closed (httpx does not: it lets a connection go before the
+    # server's 5 s keep-alive timeout instead).
+    limits = httpx.Limits(max_connections=None, keepalive_expiry=2)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        exporter = StudioExporter(url, client)
+
+        async def outage() -> None:
+            await asyncio.sleep(after_s)
+            proxy.block()
+            await asyncio.sleep(outage_s)
+            proxy.unblock()
+
+        tasks = [asyncio.create_task(outage())]
+        for snapshot_id, body in bodies.items():
+            tasks.append(asyncio.create_task(exporter.export(snapshot_id, body)))
+            await asyncio.sleep(every_s)
+        await asyncio.gather(*tasks)
+    return exporter
