@@ -71,3 +71,19 @@ export declare function loadLatestModel(
   baseUrl: string,
   options: { tf: unknown; fetch?: typeof fetch; float16?: boolean },
 ): Promise<StemModel>;
+
+/**
+ * Sends snapshots as Studio does (fetch, X-Prime-Fabric-Channel, retried 2 s apart up to 5 times,
+ * honouring Retry-After on 429/503) and keeps each in localStorage until the service has stored
+ * it: on pagehide what is pending goes by sendBeacon (gzipped, within the 64 KiB quota) and stays
+ * kept; the next page that creates an exporter sends what is left. A stored id is never sent again.
+ */
+export declare function createExporter(options: {
+  url: string;
+  channel?: string;
+  maxQueue?: number;
+  storage?: Storage;
+  fetch?: typeof fetch;
+  retryDelayMs?: number;
+  maxAttempts?: number;
+}): { enqueue(snapshot: Snapshot): void; flush(): Promise<void>; pending(): number };

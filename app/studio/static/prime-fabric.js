@@ -409,3 +409,180 @@ export async function loadLatestModel(baseUrl, { tf, fetch: fetchImpl = globalTh
   loaded.set(key, model);
   return model;
 }
+
+// --- Sending snapshots ----------------------------------------------------------------------
+// Each snapshot is sent at once with fetch, as Studio does, and kept in localStorage until the
+// service has stored it, so nothing is lost when the page goes away: on `pagehide` what is still
+// pending goes by navigator.sendBeacon, gzipped, as far as Chromium's 64 KiB beacon quota allows
+// (Studio's snapshots are 27-48 KB gzipped: one or two), and all of it stays kept until a later
+// page load sends it again (the service absorbs a second copy as a duplicate).
+
+const BEACON_QUOTA = 64 * 1024;
+const PENDING_PREFIX = "prime-fabric:pending:";
+const STORED_KEY = "prime-fabric:stored";
+const STORED_REMEMBERED = 1000; // ids the service has confirmed, so none is sent again
+const FINAL_STATUSES = new Set([400, 404, 409, 413, 415, 422]); // refused and quarantined: do not retry
+
+async function gzip(text) {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Sends Studio's snapshots to Prime Fabric and keeps each until it is stored.
+ * url: the channel's ingest URL (.../stem-separation: beacons cannot name the channel otherwise)
+ * maxQueue: snapshots held in memory and sent at once; more wait in localStorage
+ * Returns { enqueue(snapshot), flush(), pending() }.
+ */
+export function createExporter({
+  url,
+  channel = "stem-separation",
+  maxQueue = 50,
+  storage = globalThis.localStorage,
+  fetch: fetchImpl = globalThis.fetch?.bind(globalThis),
+  retryDelayMs = 2000,
+  maxAttempts = 5,
+} = {}) {
+  const queue = new Map(); // id -> { json?, gz? }, what this page is sending
+  const sending = new Map(); // id -> promise
+  const keyOf = (id) => `${PENDING_PREFIX}${channel}:${id}`;
+  const read = (key, fallback) => {
+    try {
+      const value = storage?.getItem(key);
+      return value === null || value === undefined ? fallback : JSON.parse(value);
+    } catch {
+      return fallback;
+    }
+  };
+  const write = (key, value) => {
+    try {
+      storage?.setItem(key, JSON.stringify(value));
+      return true;
+    } catch {
+      return false; // storage full or unavailable: this page still sends it
+    }
+  };
+  const stored = new Set(read(STORED_KEY, []));
+
+  function keep(id, entry) {
+    write(keyOf(id), entry.gz ? { gz: toBase64(entry.gz) } : { json: entry.json });
+  }
+
+  function done(id, confirmedStored) {
+    queue.delete(id);
+    try {
+      storage?.removeItem(keyOf(id));
+    } catch {}
+    if (confirmedStored) {
+      stored.add(id);
+      write(STORED_KEY, [...stored].slice(-STORED_REMEMBERED));
+    }
+  }
+
+  async function post(entry) {
+    const headers = { "X-Prime-Fabric-Channel": channel, "Content-Type": "application/json" };
+    if (entry.gz) headers["Content-Encoding"] = "gzip";
+    return fetchImpl(url, { method: "POST", headers, body: entry.gz ?? entry.json });
+  }
+
+  async function deliver(id) {
+    for (let attempt = 1; attempt <= maxAttempts && queue.has(id) && !stored.has(id); attempt++) {
+      let waitMs = retryDelayMs;
+      try {
+        const response = await post(queue.get(id));
+        if (response.ok) return done(id, true);
+        if (FINAL_STATUSES.has(response.status)) return done(id, false); // the service kept it in quarantine
+        const retryAfter = Number(response.headers.get("Retry-After"));
+        if ((response.status === 429 || response.status === 503) && retryAfter > 0) waitMs = retryAfter * 1000;
+      } catch {
+        // the network or the service is down: try again
+      }
+      if (attempt < maxAttempts) await sleep(waitMs);
+    }
+    // Still pending: it stays in storage for flush() or the next page load.
+  }
+
+  function send(id) {
+    if (!sending.has(id)) sending.set(id, deliver(id).finally(() => sending.delete(id)));
+    return sending.get(id);
+  }
+
+  function admit(id, entry) {
+    if (stored.has(id) || queue.has(id)) return;
+    if (queue.size >= maxQueue) {
+      keep(id, entry); // waits in storage for room
+      return;
+    }
+    queue.set(id, entry);
+    keep(id, entry);
+    if (!entry.gz) {
+      gzip(entry.json).then((bytes) => {
+        if (!queue.has(id)) return;
+        entry.gz = bytes; // smaller to keep and to send, and ready for a beacon
+        delete entry.json;
+        keep(id, entry);
+      });
+    }
+    send(id);
+  }
+
+  // What an earlier page left unsent.
+  function resume() {
+    const prefix = `${PENDING_PREFIX}${channel}:`;
+    const keys = [];
+    for (let i = 0; i < (storage?.length ?? 0); i++) {
+      const key = storage.key(i);
+      if (key && key.startsWith(prefix)) keys.push(key);
+    }
+    for (const key of keys) {
+      const kept = read(key, null);
+      if (!kept) continue;
+      admit(key.slice(prefix.length), kept.gz ? { gz: fromBase64(kept.gz) } : { json: kept.json });
+    }
+  }
+
+  function beaconPending() {
+    if (!globalThis.navigator?.sendBeacon) return;
+    let budget = BEACON_QUOTA;
+    const members = [];
+    for (const entry of queue.values()) {
+      if (!entry.gz || entry.gz.length > budget) continue;
+      members.push(entry.gz);
+      budget -= entry.gz.length;
+    }
+    // One gzip member per snapshot, joined: the service reads them as NDJSON, no header needed.
+    if (members.length) navigator.sendBeacon(url, new Blob(members, { type: "text/plain" }));
+  }
+
+  if (globalThis.addEventListener) {
+    globalThis.addEventListener("pagehide", beaconPending);
+    globalThis.document?.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") beaconPending();
+    });
+  }
+  resume();
+
+  return {
+    enqueue(snapshot) {
+      admit(String(snapshot.id), { json: JSON.stringify(snapshot) });
+    },
+    async flush() {
+      resume();
+      await Promise.all([...queue.keys()].map(send));
+    },
+    pending() {
+      let count = 0;
+      for (let i = 0; i < (storage?.length ?? 0); i++) if (storage.key(i)?.startsWith(`${PENDING_PREFIX}${channel}:`)) count++;
+      return Math.max(count, queue.size);
+    },
+  };
+}
