@@ -5,6 +5,7 @@ out. Every page is saved as a screenshot under test-artifacts/screenshots/."""
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS, create_postgres_database, drop_postgres_database, fixture_snapshot, reset_caches
 from tests.support.servers import ROOT, api_process, wait_until
+from training.contract import STEMS
 from training.synthetic import synthetic_snapshots
 
 pytestmark = pytest.mark.postgres
@@ -327,3 +329,29 @@ def test_a_running_run_updates_without_a_reload(page, site):
 def _champion(site) -> int | None:
     rows = sql(site, "SELECT model_id FROM model_promotions ORDER BY id DESC LIMIT 1")
     return rows[0][0] if rows else None
+
+
+def test_the_studio_kit_demo_shows_the_loop(page: Page, site):
+    """/studio/demo, no external assets: a fixture snapshot posted, the latest model's files
+    checked and loaded with tfjs through the kit, and its six stems' levels drawn."""
+    if httpx.get(f"{site['base']}/models/latest").status_code == 404:  # neither tiny model passed the gate
+        from app.stem_models import service as stem_models
+
+        with session_scope() as session:
+            newest = stem_models.get_all(limit=1, db_session=session)[0]
+            stem_models.promote(newest.id, "test", "the demo needs a latest model", force=True, db_session=session)
+        time.sleep(1)  # the API looks for a new promotion every 0.5 s
+    latest = httpx.get(f"{site['base']}/models/latest").json()
+    stored_before = sql(site, "SELECT count(*) FROM snapshots")[0][0]
+    outside: list[str] = []
+    page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(site["base"]) else None)
+    page.goto("/studio/demo")
+    page.wait_for_selector("body[data-ready]", timeout=60_000)
+    shot(page, "studio-demo")
+    assert page.get_attribute("body", "data-ready") == "true", page.text_content("#error")
+    expect(page.locator("#posted")).to_have_text("201 stored")
+    expect(page.locator("#model")).to_contain_text(latest["version"])
+    assert page.locator("polyline.stem").count() == 6
+    assert sorted(page.locator("polyline.stem").evaluate_all("lines => lines.map(l => l.dataset.stem)")) == sorted(STEMS)
+    assert sql(site, "SELECT count(*) FROM snapshots")[0][0] == stored_before + 1
+    assert outside == []

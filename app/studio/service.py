@@ -8,7 +8,16 @@ from functools import cache
 from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent / "static"
-KIT_FILES = {"prime-fabric.js": "text/javascript; charset=utf-8", "prime-fabric.d.ts": "application/typescript; charset=utf-8"}
+KIT_FILES = {
+    "prime-fabric.js": "text/javascript; charset=utf-8",
+    "prime-fabric.d.ts": "application/typescript; charset=utf-8",
+    # The /studio/demo page and what it loads (tfjs 4.22 as its ES module build: no external assets).
+    "demo.html": "text/html; charset=utf-8",
+    "demo.js": "text/javascript; charset=utf-8",
+    "demo.css": "text/css; charset=utf-8",
+    "demo-snapshot.json": "application/json",
+    "vendor/tfjs-4.22.0.fesm.min.js": "text/javascript; charset=utf-8",
+}
 KIT_PATH = "/studio/prime-fabric.js"
 
 

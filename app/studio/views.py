@@ -8,8 +8,25 @@ from app.studio.service import KIT_FILES, kit_file
 router = APIRouter(tags=["studio kit"])
 
 
+DEMO_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 @router.get(
-    "/studio/{name}",
+    "/studio/demo",
+    summary="A page showing the loop with the kit",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
+)
+def demo(request: Request):
+    """Posts a fixture snapshot, loads the latest model through the kit and draws its levels."""
+    return _answer("demo.html", request, DEMO_HEADERS)
+
+
+@router.get(
+    "/studio/{name:path}",
     summary="The Studio kit: prime-fabric.js (an ES module) and its types",
     responses={
         200: {"content": {"text/javascript": {"example": "export function encodeSnapshot(snapshot, manifest) { ... }"}}},
@@ -20,8 +37,12 @@ router = APIRouter(tags=["studio kit"])
 def studio_kit(name: str, request: Request):
     if name not in KIT_FILES:
         raise HTTPException(404, f"no such file; the kit is {', '.join(sorted(KIT_FILES))}")
+    return _answer(name, request)
+
+
+def _answer(name: str, request: Request, extra_headers: dict | None = None) -> Response:
     file = kit_file(name)
-    headers = {"ETag": file.etag, "Cache-Control": "no-cache"}
+    headers = {"ETag": file.etag, "Cache-Control": "no-cache", **(extra_headers or {})}
     if file.etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
     return Response(file.body, media_type=file.media_type, headers=headers)
