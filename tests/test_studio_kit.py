@@ -119,3 +119,21 @@ def test_the_kits_gains_are_what_the_audio_evaluation_plays(tmp_path, instrument
         played = np.fromfile(tmp_path / f"played-{stem}.f32", dtype=np.float32).reshape(mix.shape)
         assert np.abs(played - expected[stem]).max() <= 1e-5, stem
         assert not np.allclose(played, filters[stem])  # the gains did something
+
+
+def test_the_exporter_honours_retry_after_and_never_sends_a_stored_id_twice():
+    """createExporter against a scripted service in Node (tests/js/exporter.mjs)."""
+    run = subprocess.run(["node", str(JS_DIR / "exporter.mjs")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert seen["retryAfter"]["calls"] == 2 and seen["retryAfter"]["waitedMs"] >= 1000  # not its own 50 ms
+    assert seen["retryAfter"]["pending"] == 0
+    assert seen["storedOnce"] == {"calls": 1}  # enqueued three times, by two pages
+    assert seen["refused"] == {"calls": 1, "pending": 0}
+    assert seen["keptForNextPage"] == {
+        "triesWhileDown": 5,
+        "keptAfterFailure": 1,
+        "sentByNextPage": 1,
+        "encoding": "gzip",
+        "pendingAfter": 0,
+    }
