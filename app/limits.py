@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import RATE_LIMITED
+
 
 class BodyTooLarge(Exception):
     def __init__(self, limit: int, received: int, last_chunk: bytes) -> None:
@@ -119,6 +121,7 @@ class RateLimitMiddleware:
         client = scope["client"][0] if scope.get("client") else "unknown"
         wait_s = self._take(client, time.monotonic())
         if wait_s > 0:
+            RATE_LIMITED.inc()
             response = JSONResponse(
                 {"detail": f"rate limit: {self.rate:g} requests/s with bursts of {self.burst}; retry later"},
                 status_code=429,

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from app import metrics
 from app.config import Settings, get_settings
 from app.dashboard import views as dashboard_views
 from app.datasets import views as dataset_views
@@ -22,6 +23,7 @@ from app.limits import (
     body_timeout_handler,
     body_too_large_handler,
 )
+from app.metrics import RequestMetricsMiddleware
 from app.quarantine import views as quarantine_views
 from app.snapshots import views as snapshot_views
 from app.snapshots.schemas import Snapshot
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(run_views.router)
     app.include_router(dataset_views.router)
     app.include_router(studio_views.router)
+    app.include_router(metrics.router)
     app.include_router(quarantine_views.router)
     app.include_router(stats_views.router)
     dashboard_views.install(app)
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag", "Retry-After"],
         max_age=settings.cors_max_age_s,
     )
+    app.add_middleware(RequestMetricsMiddleware)  # outermost: times every answer, 429s included
     app.openapi = lambda: _openapi(app)
     return app
 

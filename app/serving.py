@@ -6,6 +6,8 @@ proxy's own timeouts as well; these are what holds when a client reaches uvicorn
 """
 
 import asyncio
+import os
+import tempfile
 
 import h11
 import uvicorn
@@ -73,4 +75,8 @@ def uvicorn_options(settings: Settings) -> dict:
 
 
 def run_api(host: str, port: int, workers: int) -> None:
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each process counts for itself; /metrics adds up what they all wrote in this folder
+        # (a fresh one per start: counters restart with the server, as Prometheus expects).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fabric-prometheus-")
     uvicorn.run("app.main:app", host=host, port=port, workers=workers, **uvicorn_options(get_settings()))

@@ -11,12 +11,14 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from app.config import Settings
+from app.db.engine import UNAVAILABLE_ERRORS
 from app.limits import BodyTooLarge, refund_rate_limit
+from app.metrics import count_ingest
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.payload import ACCEPTED_TYPES
 from app.snapshots.schemas import ErrorResponse, IngestResponse
-from app.snapshots.writer import IngestWriter
+from app.snapshots.writer import IngestBacklogFull, IngestWriter
 
 CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 
@@ -114,6 +116,7 @@ async def _ingest(request: Request, path_channel: str | None):
     except ClientDisconnect:
         # Nothing was accepted, so nothing is lost: Studio sends it again. One line, no traceback.
         log.warning("client %s went away after %d bytes of its body; nothing stored", _client(request), len(body))
+        _count(context, settings, "client_left")
         return Response(status_code=400)
     except BodyTooLarge as error:
         body += error.last_chunk
@@ -121,22 +124,36 @@ async def _ingest(request: Request, path_channel: str | None):
         qid = await _on_writer(
             settings, service.reject_request, context, bytes(body), 413, "body_too_large", detail, settings, error.received
         )
+        _count(context, settings, "refused", "body_too_large")
         return _answer(413, ErrorResponse(detail=detail, quarantine_id=qid))
 
     problem = _channel_problem(path_channel, header_channel, settings.channels)
     if problem:
         status, reason_type, detail = problem
         qid = await _on_writer(settings, service.reject_request, context, bytes(body), status, reason_type, detail, settings)
+        _count(context, settings, "refused", reason_type)
         return _answer(status, ErrorResponse(detail=detail, quarantine_id=qid))
 
     if len(body) <= INLINE_PREPARE_MAX_BYTES and not context.content_encoding:
         prepared = service.prepare_request(bytes(body), context, settings)
     else:
         prepared = await run_in_threadpool(service.prepare_request, bytes(body), context, settings)
-    status, response = await _on_writer(settings, service.store_request, prepared, settings)
+    try:
+        status, response = await _on_writer(settings, service.store_request, prepared, settings)
+    except (*UNAVAILABLE_ERRORS, IngestBacklogFull):
+        _count(context, settings, "unavailable")
+        raise  # answered 503 by the app's handler
+    if prepared.error is not None:
+        _count(context, settings, "refused", prepared.error.reason_type)
+    for result in getattr(response, "results", []):
+        _count(context, settings, result.status, result.reasons[0].type if result.reasons else None)
     if isinstance(response, IngestResponse) and all(result.http_status == 200 for result in response.results):
         refund_rate_limit(request)  # only duplicates: Studio retrying what was stored
     return _answer(status, response)
+
+
+def _count(context: RequestContext, settings: Settings, outcome: str, reason: str | None = None) -> None:
+    count_ingest(context.channel, outcome, reason, settings.channels)
 
 
 def _client(request: Request) -> str:

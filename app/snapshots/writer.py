@@ -42,6 +42,7 @@ from sqlalchemy import Connection
 
 from app.db.engine import UNAVAILABLE_ERRORS, get_engine
 from app.db.writes import atomic
+from app.metrics import INGEST_BATCH, INGEST_COMMIT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,11 @@ class IngestWriter:
                 batch = self._answer_expired(batch, self._unavailable)
                 if not batch:
                     return
+            started = time.perf_counter()
             try:
                 outcomes = self._run_batch(batch)
+                INGEST_BATCH.observe(len(batch))
+                INGEST_COMMIT_SECONDS.observe(time.perf_counter() - started)
                 if len(outcomes) != len(batch):
                     raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} requests")
             except BaseException as error:  # a bug here must not leave requests waiting forever
