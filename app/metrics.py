@@ -11,6 +11,7 @@ import time
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.dependencies import require
@@ -88,4 +89,32 @@ def metrics(_=Depends(require("operator"))) -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    state = CollectorRegistry()
+    state.register(ServiceState())
+    return Response(generate_latest(registry) + generate_latest(state), media_type=CONTENT_TYPE_LATEST)
+
+
+class ServiceState:
+    """What the database says at scrape time: runs by status, the quarantine, the model served."""
+
+    def collect(self):
+        from app.db.engine import session_scope
+        from app.quarantine import service as quarantine
+        from app.stem_models import service as stem_models
+        from app.training_runs import service as runs
+        from app.training_runs.models import STATUSES
+
+        with session_scope() as session:
+            by_status = runs.count_by_status(db_session=session)
+            rows, occurrences = quarantine.count(db_session=session)
+            champion = stem_models.current_champion(db_session=session)
+        family = GaugeMetricFamily("fabric_training_runs", "Training runs by status", labels=["status"])
+        for status in STATUSES:
+            family.add_metric([status], by_status.get(status, 0))
+        yield family
+        yield GaugeMetricFamily("fabric_quarantine_rows", "Rejected items kept in quarantine", value=rows)
+        yield CounterMetricFamily("fabric_quarantine_rejections", "Rejections counted in quarantine", value=occurrences)
+        served = GaugeMetricFamily("fabric_model_served", "The model /models/latest serves (1)", labels=["version"])
+        if champion is not None:
+            served.add_metric([champion.version], 1)
+        yield served

@@ -71,3 +71,23 @@ def test_several_api_processes_report_one_total(configure, sqlite_url, tmp_path)
                 assert fresh.post("/stem-separation", json=fixture_snapshot(), headers=FETCH_HEADERS).status_code == 201
         stored = [samples(http, token).get(ingest("stored"), 0.0) for _ in range(4)]
     assert set(stored) == {8.0}, stored
+
+
+def test_runs_quarantine_and_the_served_model_are_read_at_scrape_time(client, db):
+    from sqlalchemy import delete
+
+    from app.training_runs.models import TrainingRun
+    from app.training_runs.schemas import RunParameters
+    from app.training_runs.service import create_run
+
+    with session_scope() as session:
+        session.execute(delete(TrainingRun))
+        token, _ = create_token("prometheus", "operator", db_session=session)
+        create_run(RunParameters(run_label="queued"), db_session=session)
+    client.post("/stem-separation", content=b"{oops", headers=FETCH_HEADERS)
+    client.post("/stem-separation", content=b"{oops", headers=FETCH_HEADERS)  # the same rejection again
+    seen = samples(client, token)
+    assert seen[("fabric_training_runs", (("status", "queued"),))] == 1
+    assert seen[("fabric_training_runs", (("status", "running"),))] == 0
+    assert seen[("fabric_quarantine_rows", ())] >= 1
+    assert seen[("fabric_quarantine_rejections_total", ())] >= seen[("fabric_quarantine_rows", ())] + 1

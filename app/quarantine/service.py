@@ -65,6 +65,12 @@ def quarantine(
     return connection.execute(statement).scalar_one()
 
 
+def count(*, db_session: Session) -> tuple[int, int]:
+    """(rows, rejected requests counted on them: a repeated rejection is one row, counted again)."""
+    rows, occurrences = db_session.execute(select(func.count(), func.coalesce(func.sum(QuarantinedItem.occurrences), 0))).one()
+    return rows, occurrences
+
+
 def get(item_id: int, *, db_session: Session) -> QuarantinedItem | None:
     return db_session.get(QuarantinedItem, item_id)
 

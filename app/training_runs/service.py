@@ -64,6 +64,10 @@ def cancel(run_id: int, *, db_session: Session) -> TrainingRun | None:
     return run
 
 
+def count_by_status(*, db_session: Session) -> dict[str, int]:
+    return dict(db_session.execute(select(TrainingRun.status, func.count()).group_by(TrainingRun.status)).all())
+
+
 def get_active(*, db_session: Session) -> TrainingRun | None:
     """The run holding the single run slot (queued or running), if any."""
     return db_session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_STATUSES)).limit(1))
