@@ -84,9 +84,13 @@ async def body_too_large_handler(_request: Request, error: BodyTooLarge) -> JSON
     return JSONResponse({"detail": str(error)}, status_code=413)
 
 
+def client_address(request: Request) -> str:
+    """Who sent a request, for log lines (behind a trusted proxy, the forwarded address)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def body_timeout_handler(request: Request, error: BodyTimeout) -> JSONResponse:
-    client = request.client.host if request.client else "unknown"
-    log.warning("%s %s from %s: %s", request.method, request.url.path, client, error)
+    log.warning("%s %s from %s: %s", request.method, request.url.path, client_address(request), error)
     return JSONResponse({"detail": str(error)}, status_code=408, headers={"Connection": "close"})
 
 

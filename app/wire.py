@@ -1,5 +1,5 @@
-"""The base of every JSON model on the wire: camelCase outside, snake_case in Python; and
-figures made JSON-safe."""
+"""The base of every JSON model on the wire: camelCase outside, snake_case in Python; figures
+made JSON-safe; and conditional GETs."""
 
 import math
 import numbers
@@ -25,3 +25,8 @@ def json_safe(value):
     if isinstance(value, numbers.Real):  # NumPy's scalars included
         return float(value) if math.isfinite(value) else None
     return value
+
+
+def etag_matches(request, etag: str) -> bool:
+    """Whether the request's If-None-Match names this ETag (the answer is then a bare 304)."""
+    return etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]

@@ -65,9 +65,7 @@ def decode_body(
     if charset not in (None, "utf-8", "utf8"):
         raise PayloadError(415, "unsupported_charset", f"charset {charset!r} is not accepted; send UTF-8")
 
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding == "identity" and body.startswith(GZIP_MAGIC):
-        encoding = "gzip"  # a beacon cannot set Content-Encoding; JSON never starts with these bytes
+    encoding = encoding_of(body, content_encoding)
     if encoding == "identity":
         _check_values(count_values(body), max_values)
         return body
@@ -99,6 +97,13 @@ def decode_body(
     if not inflater.eof:
         raise PayloadError(400, "malformed_gzip", "gzip body is truncated")
     return bytes(decoded)
+
+
+def encoding_of(body: bytes, content_encoding: str | None) -> str:
+    """The body's content coding, lower-cased: the header's, or gzip for a body without one that
+    starts with gzip's magic bytes (a beacon cannot set Content-Encoding; JSON never starts so)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    return "gzip" if encoding == "identity" and body.startswith(GZIP_MAGIC) else encoding
 
 
 def count_values(text: bytes) -> int:
@@ -279,7 +284,7 @@ def _parse_lines(body: bytes, first_error: Exception | None = None) -> list[Any]
 def readable_prefix(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     """What an operator should see of a rejected body: inflated if it was gzip, at most `limit`
     bytes (plus one, so a cut can be told), and the raw bytes where inflating fails."""
-    if (content_encoding or "").strip().lower() in ("gzip", "x-gzip") or body.startswith(GZIP_MAGIC):
+    if encoding_of(body, content_encoding) in ("gzip", "x-gzip"):
         try:
             return zlib.decompressobj(wbits=31).decompress(body, limit + 1)
         except zlib.error:

@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 
 from app.config import Settings
 from app.db.engine import UNAVAILABLE_ERRORS
-from app.limits import BodyTooLarge, refund_rate_limit
+from app.limits import BodyTooLarge, client_address, refund_rate_limit
 from app.metrics import count_ingest
 from app.quarantine.service import RequestContext
 from app.snapshots import service
@@ -115,7 +115,7 @@ async def _ingest(request: Request, path_channel: str | None):
             body += chunk
     except ClientDisconnect:
         # Nothing was accepted, so nothing is lost: Studio sends it again. One line, no traceback.
-        log.warning("client %s went away after %d bytes of its body; nothing stored", _client(request), len(body))
+        log.warning("client %s went away after %d bytes of its body; nothing stored", client_address(request), len(body))
         _count(context, settings, "client_left")
         return Response(status_code=400)
     except BodyTooLarge as error:
@@ -154,10 +154,6 @@ async def _ingest(request: Request, path_channel: str | None):
 
 def _count(context: RequestContext, settings: Settings, outcome: str, reason: str | None = None) -> None:
     count_ingest(context.channel, outcome, reason, settings.channels)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def _on_writer(settings: Settings, function, *args):

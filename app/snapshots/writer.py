@@ -143,9 +143,9 @@ class IngestWriter:
                 _answer(job, (False, error))
         return [job for job in batch if now < job.deadline]
 
-    def _waiting(self, limit: int | None = None) -> list[_Job]:
+    def _waiting(self, limit: int) -> list[_Job]:
         jobs: list[_Job] = []
-        while limit is None or len(jobs) < limit:
+        while len(jobs) < limit:
             try:
                 jobs.append(self._jobs.get_nowait())
             except queue.Empty:

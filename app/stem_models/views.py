@@ -19,6 +19,7 @@ from app.db.base import RowId
 from app.db.engine import session_scope
 from app.stem_models import service
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
+from app.wire import etag_matches
 
 log = logging.getLogger("prime_fabric")
 router = APIRouter(tags=["models"])
@@ -62,7 +63,7 @@ async def latest(request: Request, channel: str = "stem-separation"):
         raise HTTPException(404, "no model has been published yet")
     # no-cache: browsers keep it but ask each time; unchanged answers are a tiny 304.
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+    if etag_matches(request, etag):
         return Response(status_code=304, headers=headers)
     return Response(payload, media_type="application/json", headers=headers)
 

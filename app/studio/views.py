@@ -4,6 +4,7 @@ revalidated by ETag."""
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from app.studio.service import KIT_FILES, kit_file
+from app.wire import etag_matches
 
 router = APIRouter(tags=["studio kit"])
 
@@ -43,6 +44,6 @@ def studio_kit(name: str, request: Request):
 def _answer(name: str, request: Request, extra_headers: dict | None = None) -> Response:
     file = kit_file(name)
     headers = {"ETag": file.etag, "Cache-Control": "no-cache", **(extra_headers or {})}
-    if file.etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+    if etag_matches(request, file.etag):
         return Response(status_code=304, headers=headers)
     return Response(file.body, media_type=file.media_type, headers=headers)
