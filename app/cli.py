@@ -226,20 +226,27 @@ def sanitize(
 
 @cli.command()
 def dataset(
-    output_dir: Annotated[Path, typer.Option("--output-dir", "--outputDir")] = Path("var/artifacts/datasets"),
     run_label: Annotated[str, typer.Option("--run-label", "--runLabel")] = "manual",
     validation_share: Annotated[float, typer.Option("--validation-share")] = 0.15,
     test_share: Annotated[float, typer.Option("--test-share")] = 0.15,
 ) -> None:
-    """Build a dataset from the stored snapshots with ground truth (DATABASE_URL)."""
+    """Build a dataset from the stored snapshots with ground truth (DATABASE_URL) into the
+    artifact store (FABRIC_ARTIFACTS_DIR, or FABRIC_ARTIFACTS_URL)."""
+    from app.artifacts import get_store
     from app.datasets.service import build_dataset
     from app.db.engine import session_scope
 
     with session_scope() as session:
-        built = build_dataset(output_dir, run_label, validation_share, test_share, db_session=session)
+        built = build_dataset(get_store(), run_label, validation_share, test_share, db_session=session)
         typer.echo(
             json.dumps(
-                {"path": built.path, "hash": built.content_hash, **built.manifest["counts"], "audit": built.manifest["audit"]},
+                {
+                    "key": built.artifact_key,
+                    "folder": str(get_store().local(built.artifact_key)),
+                    "hash": built.content_hash,
+                    **built.manifest["counts"],
+                    "audit": built.manifest["audit"],
+                },
                 indent=2,
             )
         )

@@ -3,8 +3,9 @@ except the conventional `DATABASE_URL`, `CELERY_BROKER_URL` and `CELERY_RESULT_B
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The embedded default keeps its state here, so `make run` needs no servers.
@@ -57,9 +58,27 @@ class Settings(BaseSettings):
     run_sweep_interval_s: float = Field(default=30.0, gt=0)
     # Where training runs go: "gpu" sends them to GPU workers.
     training_queue: str = "cpu"
-    # Datasets (shards) and run checkpoints. Workers that may resume each other's runs must
-    # share it (a volume or network filesystem).
+    # Datasets (shards), run checkpoints and published models (app/artifacts.py). Unset
+    # artifacts_url: they live in artifacts_dir, which workers that may resume each other's
+    # runs, and the API, must share. artifacts_url=s3://bucket/prefix: they live in that bucket
+    # (AWS S3, MinIO, R2, GCS interop) and artifacts_dir is each machine's own working copy.
     artifacts_dir: Path = VAR_DIR / "artifacts"
+    artifacts_url: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
+    artifacts_endpoint: str | None = None  # e.g. http://minio:9000; unset: AWS's own
+    artifacts_region: str = "us-east-1"
+    artifacts_access_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("FABRIC_ARTIFACTS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+    )
+    artifacts_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FABRIC_ARTIFACTS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+    )
+    artifacts_connect_timeout_s: float = Field(default=5.0, gt=0)
+    artifacts_request_timeout_s: float = Field(default=120.0, gt=0)  # per request; large files go in parts
+    # A request that fails (connection refused, 5xx, timeout) is retried with backoff for this
+    # long before the store counts as unavailable (a worker's stage fails; the API answers 503).
+    artifacts_retry_timeout_s: float = Field(default=20.0, gt=0)
+    # With a bucket: how many datasets, and how many models, each machine keeps copies of.
+    artifacts_local_copies: int = Field(default=8, ge=2)
     # A multitrack set (one folder per song, a WAV/FLAC file per stem) on which each run's model
     # is also judged as Studio would use it: filter stems with and without its gains, scored
     # against the true stems (training/audio_eval.py). Unset: runs skip that judgement.
@@ -110,6 +129,10 @@ class Settings(BaseSettings):
     dashboard_cookie_secure: bool = False
 
     log_level: str = "info"
+    # "json": one object a line with the request's (or task's) id (app/logs.py); "text" for people.
+    log_format: Literal["json", "text"] = "json"
+    # A worker serves its Prometheus metrics (tasks, stage durations) on this port; 0: not at all.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
 @lru_cache

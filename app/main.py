@@ -23,6 +23,7 @@ from app.limits import (
     body_timeout_handler,
     body_too_large_handler,
 )
+from app.logs import REQUEST_ID_HEADER, RequestLogMiddleware
 from app.metrics import RequestMetricsMiddleware
 from app.quarantine import views as quarantine_views
 from app.snapshots import views as snapshot_views
@@ -112,11 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=settings.cors_allowed_origins,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Content-Type", "Content-Encoding", CHANNEL_HEADER, "Authorization", "If-None-Match"],
-        expose_headers=["ETag", "Retry-After"],
+        allow_headers=["Content-Type", "Content-Encoding", CHANNEL_HEADER, "Authorization", "If-None-Match", REQUEST_ID_HEADER],
+        expose_headers=["ETag", "Retry-After", REQUEST_ID_HEADER],
         max_age=settings.cors_max_age_s,
     )
-    app.add_middleware(RequestMetricsMiddleware)  # outermost: times every answer, 429s included
+    app.add_middleware(RequestMetricsMiddleware)  # times every answer, 429s included
+    app.add_middleware(RequestLogMiddleware)  # outermost: every log line of a request carries its id
     app.openapi = lambda: _openapi(app)
     return app
 

@@ -97,6 +97,13 @@ def metrics(_=Depends(require("operator"))) -> Response:
 class ServiceState:
     """What the database says at scrape time: runs by status, the quarantine, the model served."""
 
+    def describe(self):
+        """The families without their values (so registering does not query the database)."""
+        yield GaugeMetricFamily("fabric_training_runs", "Training runs by status", labels=["status"])
+        yield GaugeMetricFamily("fabric_quarantine_rows", "Rejected items kept in quarantine")
+        yield CounterMetricFamily("fabric_quarantine_rejections", "Rejections counted in quarantine")
+        yield GaugeMetricFamily("fabric_model_served", "The model /models/latest serves (1)", labels=["version"])
+
     def collect(self):
         from app.db.engine import session_scope
         from app.quarantine import service as quarantine

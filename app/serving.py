@@ -14,6 +14,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.config import Settings, get_settings
+from app.logs import logging_config
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -69,8 +70,9 @@ def uvicorn_options(settings: Settings) -> dict:
         # Secure when the proxy says the client used TLS.
         "proxy_headers": True,
         "forwarded_allow_ips": settings.trusted_proxies,
-        "access_log": False,
+        "access_log": False,  # app/logs.py writes one, with the request's id
         "log_level": settings.log_level,
+        "log_config": logging_config(settings),
     }
 
 

@@ -72,6 +72,7 @@ def build_once(database_url: str) -> dict:
     """Runs in its own process, so ru_maxrss is this build's peak alone."""
     from sqlalchemy.orm import Session
 
+    from app.artifacts import LocalStore
     from app.config import Settings  # noqa: F401  (imports before measuring)
     from app.datasets.service import build_dataset
     from app.db.engine import build_engine
@@ -80,7 +81,7 @@ def build_once(database_url: str) -> dict:
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     with Session(engine) as session, tempfile.TemporaryDirectory() as out:
-        built = build_dataset(Path(out), "bench", 0.8, db_session=session)
+        built = build_dataset(LocalStore(Path(out)), "bench", 0.8, db_session=session)
         total = built.manifest["counts"]["total"]
         session.delete(built)
         session.commit()

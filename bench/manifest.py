@@ -26,6 +26,7 @@ from tests.support.servers import api_process  # noqa: E402
 
 
 def publish_two_models(artifacts: Path) -> list[int]:
+    from app.artifacts import LocalStore
     from app.db.engine import session_scope
     from app.stem_models.models import StemModel
     from app.training_runs import service as runs
@@ -37,7 +38,7 @@ def publish_two_models(artifacts: Path) -> list[int]:
             run_id = runs.create_run(
                 RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny"), db_session=session
             ).id
-        runs.run_all_stages(run_id, artifacts, "bench")
+        runs.run_all_stages(run_id, LocalStore(artifacts), "bench")
         with session_scope() as session:
             model_ids.append(session.query(StemModel).filter_by(run_id=run_id).one().id)
     return model_ids
@@ -65,7 +66,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as artifacts:
         first, second = publish_two_models(Path(artifacts))
         promote(first)
-        env = {"DATABASE_URL": database_url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_LOG_LEVEL": "warning"}
+        env = {
+            "DATABASE_URL": database_url,
+            "FABRIC_RATE_LIMIT_PER_S": "0",
+            "FABRIC_LOG_LEVEL": "warning",
+            "FABRIC_ARTIFACTS_DIR": artifacts,
+        }
         with api_process(env, workers=args.api_workers) as base:
             etag = httpx.get(f"{base}/models/latest").headers["etag"]
             make = fixed_requests("/models/latest", {"If-None-Match": etag, "Origin": "http://localhost:5173"})

@@ -20,7 +20,7 @@ def invoke(*args: str):
 
 
 def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tmp_path):
-    configure(DATABASE_URL=sqlite_url, FABRIC_RATE_LIMIT_PER_S="0")
+    configure(DATABASE_URL=sqlite_url, FABRIC_RATE_LIMIT_PER_S="0", FABRIC_ARTIFACTS_DIR=str(tmp_path / "artifacts"))
     snapshots = tmp_path / "snapshots.jsonl"
     invoke("synth", "--count", "60", "--seed", "3", "--out", str(snapshots))
     lines = snapshots.read_text().splitlines()
@@ -36,10 +36,10 @@ def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tm
     for line in lines:
         assert client.post("/stem-separation", content=line, headers=FETCH_HEADERS).status_code in (200, 201)
 
-    datasets = tmp_path / "datasets"
-    built = json.loads(invoke("dataset", "--output-dir", str(datasets), "--runLabel", "cli", "--test-share", "0.2").output)
+    built = json.loads(invoke("dataset", "--runLabel", "cli", "--test-share", "0.2").output)
     assert built["total"] >= 60 and built["train"] > built["test"] > 0 and built["validation"] > 0
-    dataset_dir = built["path"]
+    dataset_dir = built["folder"]
+    assert dataset_dir == str(tmp_path / "artifacts" / built["key"])
 
     model_dir = tmp_path / "model"
     result = invoke(

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.engine import make_url
 
+from app.artifacts import LocalStore
 from app.auth.service import create_token
 from app.db.engine import session_scope
 from app.training_runs import service as runs
@@ -71,7 +72,7 @@ def site(tmp_path_factory):
                     run_id = runs.create_run(
                         RunParameters(run_label=f"tiny-{epochs}", epochs=epochs, model_size="tiny"), db_session=session
                     ).id
-                runs.run_all_stages(run_id, artifacts, "browser-test")
+                runs.run_all_stages(run_id, LocalStore(artifacts), "browser-test")
             with session_scope() as session:
                 token, _ = create_token("dashboard-admin", "admin", db_session=session)
             yield {"base": base, "db": url.replace("postgresql+psycopg://", "postgresql://"), "token": token}

@@ -3,11 +3,11 @@ snapshots whose only signal is a user's correction."""
 
 import json
 import uuid
-from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
 
+from app.artifacts import LocalStore
 from app.datasets.service import build_dataset, load_split
 from app.db.engine import session_scope
 from app.main import create_app
@@ -27,8 +27,8 @@ def test_ids_round_trip_and_correction_only_snapshots_are_members(configure, sql
     assert client.post("/stem-separation", content=json.dumps(corrected), headers=FETCH_HEADERS).status_code == 201
 
     with session_scope() as session:
-        dataset = build_dataset(tmp_path / "datasets", "ids", db_session=session)
-        directory, manifest = Path(dataset.path), dataset.manifest
+        dataset = build_dataset(LocalStore(tmp_path), "ids", db_session=session)
+        directory, manifest = tmp_path / dataset.artifact_key, dataset.manifest
     stored = []
     for split in ("train", "validation", "test"):
         for name in manifest["shards"][split]:

@@ -41,3 +41,32 @@ def test_downgrade_to_base_and_upgrade_again():
     assert {"snapshots", "snapshot_corrections", "quarantine"} <= set(inspect(engine).get_table_names())
     engine.dispose()
     drop_postgres_database(postgres_url)
+
+
+def test_local_paths_become_artifact_keys(tmp_path):
+    """0011: datasets and models recorded by local folder before the artifact store are named by
+    key, which the local store at the same FABRIC_ARTIFACTS_DIR resolves to the same folders."""
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    config = Config("alembic.ini")
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "0010")
+    with sqlite3.connect(tmp_path / "old.sqlite3") as connection:
+        connection.execute(
+            "INSERT INTO datasets (id, content_hash, run_label, feature_version, train_ratio, train_count,"
+            " validation_count, test_count, path, manifest) VALUES (1, 'abc', 'x', 'fe-2', 0.7, 1, 1, 1,"
+            " '/srv/var/artifacts/datasets/0123456789abcdef', '{}')"
+        )
+        connection.execute(
+            "INSERT INTO stem_models (id, version, run_id, dataset_id, path, manifest, decision, reason)"
+            " VALUES (1, 'r1-01234567', 1, 1, '/srv/var/artifacts/models/r1-01234567', '{}', 'published', 'ok')"
+        )
+    command.upgrade(config, "head")
+    with sqlite3.connect(tmp_path / "old.sqlite3") as connection:
+        assert connection.execute("SELECT artifact_key FROM datasets").fetchall() == [("datasets/0123456789abcdef",)]
+        assert connection.execute("SELECT artifact_key FROM stem_models").fetchall() == [("models/r1-01234567",)]

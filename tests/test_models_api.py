@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
+from app.artifacts import LocalStore
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.auth.service import create_token, revoke_token
@@ -49,6 +50,7 @@ def registry(postgres_url, tmp_path_factory):
     mp.setenv("DATABASE_URL", postgres_url)
     mp.setenv("FABRIC_RATE_LIMIT_PER_S", "0")
     mp.setenv("FABRIC_CORS_ALLOWED_ORIGINS", json.dumps([STUDIO_ORIGIN]))
+    mp.setenv("FABRIC_ARTIFACTS_DIR", str(artifacts))
     from tests.support import reset_caches
 
     reset_caches()
@@ -64,7 +66,7 @@ def registry(postgres_url, tmp_path_factory):
             run_id = runs.create_run(
                 RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny"), db_session=session
             ).id
-        runs.run_all_stages(run_id, artifacts, "test")
+        runs.run_all_stages(run_id, LocalStore(artifacts), "test")
         run_ids.append(run_id)
     with session_scope() as session:
         models = {m.run_id: (m.id, m.version) for m in session.query(StemModel)}
@@ -230,10 +232,10 @@ def test_files_are_immutable_and_only_listed_ones_are_served(registry):
 )
 def test_studio_follows_promotion_and_rollback_through_the_running_server(registry, postgres_url, tmp_path):
     (first_id, first_version), (second_id, second_version) = (registry["models"][r] for r in registry["runs"])
-    env = {"DATABASE_URL": postgres_url, "FABRIC_RATE_LIMIT_PER_S": "0"}
+    env = {"DATABASE_URL": postgres_url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_ARTIFACTS_DIR": str(registry["artifacts"])}
     with session_scope() as session:
-        dataset_path = session.get(Dataset, session.get(TrainingRun, registry["runs"][0]).dataset_id).path
-    features = load_split(__import__("pathlib").Path(dataset_path), "validation").features[:8]
+        dataset_key = session.get(Dataset, session.get(TrainingRun, registry["runs"][0]).dataset_id).artifact_key
+    features = load_split(registry["artifacts"] / dataset_key, "validation").features[:8]
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps({"shape": list(features.shape), "data": features.ravel().tolist()}))
 

@@ -7,6 +7,7 @@ import socket
 
 from celery.exceptions import Ignore
 
+from app.artifacts import get_store
 from app.config import get_settings
 from app.db.engine import ping_database
 from app.training_runs import service as runs
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def _stage(function, run_id: int, dispatch: int | None, hostname: str | None):
     try:
-        return function(run_id, get_settings().artifacts_dir, hostname or socket.gethostname(), dispatch)
+        return function(run_id, get_store(), hostname or socket.gethostname(), dispatch)
     except runs.StaleDispatch as stale:
         log.warning("%s; dropped", stale)
         raise Ignore() from None  # acknowledged, and the rest of this chain is not sent

@@ -21,5 +21,5 @@ class Dataset(Base):
     train_count: Mapped[int] = mapped_column(Integer)
     validation_count: Mapped[int] = mapped_column(Integer)
     test_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    path: Mapped[str] = mapped_column(String(1024))
+    artifact_key: Mapped[str] = mapped_column(String(1024))  # in the artifact store (app/artifacts.py)
     manifest: Mapped[dict] = mapped_column(JSON)

@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifacts import ArtifactStore
 from app.datasets.models import Dataset
 from app.snapshots import arrays
 from app.snapshots.models import Snapshot, SnapshotCorrection
@@ -147,13 +148,14 @@ def get_all(*, db_session: Session, limit: int = 50) -> list[Dataset]:
 
 
 def build_dataset(
-    output_root: Path, run_label: str, validation_share: float = 0.15, test_share: float = 0.15, *, db_session: Session
+    store: ArtifactStore, run_label: str, validation_share: float = 0.15, test_share: float = 0.15, *, db_session: Session
 ) -> Dataset:
     """Builds (or finds, when the same one exists) the dataset of every snapshot with ground
-    truth. Returns the stored Dataset row; commits it."""
+    truth, and puts its shards in the artifact store. Returns the stored Dataset row; commits it."""
     if not (0.0 < validation_share < 0.5 and 0.0 < test_share < 0.5 and validation_share + test_share < 0.9):
         raise ValueError(f"validation and test shares must each be in (0, 0.5), got {validation_share}, {test_share}")
     train_ratio = 1.0 - validation_share - test_share
+    output_root = store.local("datasets")
     staging = output_root / f".building-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     staging.mkdir(parents=True)
     writers = {split: _ShardWriter(staging, split) for split in SPLITS}
@@ -212,7 +214,8 @@ def build_dataset(
     if existing is not None:
         shutil.rmtree(staging)
         return existing
-    directory = output_root / content_hash[:16]
+    key = f"datasets/{content_hash[:16]}"
+    directory = store.local(key)
     manifest = {
         "run_label": run_label,
         "created_at": datetime.now(UTC).isoformat(),
@@ -231,6 +234,7 @@ def build_dataset(
     if directory.exists():  # left by a build that died before recording it
         shutil.rmtree(directory)
     staging.rename(directory)
+    store.push(key)  # before the row: a row never names files the store lacks
     dataset = Dataset(
         content_hash=content_hash,
         run_label=run_label,
@@ -239,7 +243,7 @@ def build_dataset(
         train_count=writers["train"].count,
         validation_count=writers["validation"].count,
         test_count=writers["test"].count,
-        path=str(directory),
+        artifact_key=key,
         manifest=manifest,
     )
     db_session.add(dataset)

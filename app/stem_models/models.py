@@ -19,7 +19,7 @@ class StemModel(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
-    path: Mapped[str] = mapped_column(String(1024))
+    artifact_key: Mapped[str] = mapped_column(String(1024))  # in the artifact store (app/artifacts.py)
     manifest: Mapped[dict] = mapped_column(JSON)  # what Studio needs to run it, and its metrics
     decision: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str] = mapped_column(Text)

@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifacts import ArtifactStore
 from app.datasets.models import Dataset
 from app.datasets.service import load_split
 from app.stem_models.models import ModelPromotion, StemModel
@@ -143,8 +144,9 @@ def gate(
     return False, f"beats the baselines ({figures}) but not the champion on its test data: {candidate:.2f} vs {champion:.2f} dB"
 
 
-def publish_run(run, model, artifacts_dir: Path, metrics: dict, *, db_session: Session) -> StemModel:
-    """Exports the run's model, gates it, records it (and its promotion). Commits."""
+def publish_run(run, model, store: ArtifactStore, metrics: dict, *, db_session: Session) -> StemModel:
+    """Exports the run's model, gates it, puts its files in the artifact store, records it (and
+    its promotion). Commits."""
     import keras
 
     from training.export import export_graph_model
@@ -155,20 +157,21 @@ def publish_run(run, model, artifacts_dir: Path, metrics: dict, *, db_session: S
     existing = db_session.scalar(select(StemModel).where(StemModel.version == version))
     if existing is not None:  # published by an earlier delivery of this task
         return existing
-    directory = artifacts_dir / "models" / version
+    key = f"models/{version}"
+    directory = store.local(key)
     spec = export_graph_model(model, directory / "float32")
     export_graph_model(model, directory / "float16", float16=True)
     model.save(directory / KERAS_FILE)
 
-    test = load_split(Path(dataset.path), "test")
+    test = load_split(store.pull(dataset.artifact_key), "test")
     float16_error = _float16_error(model, test.features[:64])
 
     champion = current_champion(db_session=db_session)
     on_champion_data = champion_on_its_data = None
     if champion is not None and champion.manifest["feature_version"] == FEATURE_VERSION:
         champion_dataset = db_session.get(Dataset, champion.dataset_id)
-        champion_split = load_split(Path(champion_dataset.path), "test")
-        champion_model = keras.models.load_model(Path(champion.path) / KERAS_FILE)
+        champion_split = load_split(store.pull(champion_dataset.artifact_key), "test")
+        champion_model = keras.models.load_model(store.pull(champion.artifact_key) / KERAS_FILE)
         on_champion_data = evaluate(champion_split, predict(model, champion_split.features))
         champion_on_its_data = evaluate(champion_split, predict(champion_model, champion_split.features))
     publish, reason = gate(metrics, on_champion_data, champion_on_its_data)
@@ -192,11 +195,12 @@ def publish_run(run, model, artifacts_dir: Path, metrics: dict, *, db_session: S
     }
     manifest["files"] = _file_digests(directory)
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    store.push(key)  # before the row: a row never names files the store lacks
     stem_model = StemModel(
         version=version,
         run_id=run.id,
         dataset_id=dataset.id,
-        path=str(directory),
+        artifact_key=key,
         manifest=manifest,
         decision="published" if publish else "rejected",
         reason=reason,

@@ -6,13 +6,13 @@ import functools
 import hashlib
 import logging
 import time
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.artifacts import StoreUnavailable, get_store
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.db.base import RowId
@@ -124,17 +124,41 @@ def _latest_answer(manifest: LatestManifest) -> tuple[str, str]:
         404: {"description": "No such model or file"},
     },
 )
-def model_file(version: str, path: str):
-    with session_scope() as session:
-        model = service.get_by_version(version, db_session=session)
-        listed = {f["path"]: f for f in model.manifest.get("files", [])} if model else {}
-        directory = Path(model.path) if model else None
+async def model_file(version: str, path: str, request: Request):
+    listed, key = await run_in_threadpool(_published_files, version)
     # Only files the manifest lists are served: "..", absolute paths and anything else are 404.
     if path not in listed:
         raise HTTPException(404, "no such file")
     file = listed[path]
+    headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{file["sha256"]}"'}
+    if etag_matches(request, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
     media = "application/json" if path.endswith(".json") else "application/octet-stream"
-    return FileResponse(directory / path, media_type=media, headers={"Cache-Control": IMMUTABLE, "ETag": f'"{file["sha256"]}"'})
+    store = get_store()
+    local = store.served_file(f"{key}/{path}")
+    if local is not None:
+        return FileResponse(local, media_type=media, headers=headers)
+    # Streamed from the bucket rather than a redirect to a pre-signed URL: Studio fetches these
+    # cross-origin with integrity checks, so they keep our CORS, ETag and immutable caching
+    # (a CDN in front caches them), and the bucket stays private (docs/decisions/artifact-store.md).
+    try:
+        size, chunks = await store.stream(f"{key}/{path}")
+    except (FileNotFoundError, StoreUnavailable) as error:
+        log.error("model %s file %s: %s", version, path, error)
+        raise HTTPException(503, "the artifact store cannot give this file now; try again later") from None
+    if size != file["size"]:  # a published file never changes: this is not the file the manifest names
+        log.error("model %s file %s: %d bytes in the store, %d in the manifest", version, path, size, file["size"])
+        raise HTTPException(503, "the stored file does not match the model's manifest")
+    return StreamingResponse(chunks, media_type=media, headers=headers | {"Content-Length": str(size)})
+
+
+def _published_files(version: str) -> tuple[dict[str, dict], str | None]:
+    """The files a published model's manifest lists, by path, and its artifact key."""
+    with session_scope() as session:
+        model = service.get_by_version(version, db_session=session)
+        if model is None:
+            return {}, None
+        return {f["path"]: f for f in model.manifest.get("files", [])}, model.artifact_key
 
 
 @router.get("/models", response_model=list[ModelSummary], summary="Every model, published and rejected")

@@ -7,12 +7,14 @@ same metrics. So a task redelivered after a worker died simply carries on.
 """
 
 import dataclasses
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.artifacts import ArtifactStore
 from app.datasets.models import Dataset
 from app.datasets.service import build_dataset, load_split
 from app.db.engine import session_scope
@@ -112,8 +114,9 @@ def fail(run_id: int, reason: str, *, db_session: Session, only_if_queued: bool 
     return result.rowcount == 1
 
 
-def run_directory(artifacts_dir: Path, run_id: int) -> Path:
-    return artifacts_dir / "runs" / str(run_id)
+def run_key(run_id: int) -> str:
+    """Where a run's checkpoints live in the artifact store."""
+    return f"runs/{run_id}"
 
 
 def _enter_stage(run_id: int, stage: str, worker: str, dispatch: int | None) -> TrainingRun:
@@ -140,14 +143,14 @@ def _enter_stage(run_id: int, stage: str, worker: str, dispatch: int | None) -> 
         return run
 
 
-def dataset_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> int:
+def dataset_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> int:
     run = _enter_stage(run_id, "dataset", worker, dispatch)
     if run.dataset_id is not None:
         return run.dataset_id
     parameters = RunParameters(**run.parameters)
     with session_scope() as session:
         dataset = build_dataset(
-            artifacts_dir / "datasets",
+            store,
             parameters.run_label,
             parameters.validation_share,
             parameters.test_share,
@@ -162,15 +165,23 @@ def dataset_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int |
         return dataset.id
 
 
-def training_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> int:
-    """Trains (resuming from the run's checkpoint if there is one); returns epochs run."""
-    from training.train import train
+def training_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> int:
+    """Trains (resuming from the run's checkpoint, on whichever worker wrote it, if there is
+    one); returns epochs run."""
+    from training.train import STATE_FILE, train
 
     run = _enter_stage(run_id, "training", worker, dispatch)
     config = model_config(RunParameters(**run.parameters))
-    directory = _dataset_directory(run.dataset_id)
+    directory = _dataset_directory(run.dataset_id, store)
+    key = run_key(run_id)
+    try:
+        run_dir = store.pull(key)
+    except FileNotFoundError:  # no epoch finished yet, here or on another worker
+        run_dir = store.local(key)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
     def on_epoch(progress) -> None:
+        store.push(key, last=[STATE_FILE])  # the state names the epoch the checkpoint holds
         with session_scope() as session:
             current = session.get(TrainingRun, run_id)
             current.epoch = progress.epoch + 1
@@ -184,7 +195,7 @@ def training_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int 
         load_split(directory, "train"),
         load_split(directory, "validation"),
         config,
-        run_directory(artifacts_dir, run_id),
+        run_dir,
         on_epoch=on_epoch,
         should_stop=cancelled,
     )
@@ -210,13 +221,13 @@ def model_config(parameters: RunParameters):
     )
 
 
-def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> dict:
+def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> dict:
     """Metrics of the trained model next to the baselines, on the test split."""
     from training.train import evaluate_against_baselines
 
     run = _enter_stage(run_id, "evaluating", worker, dispatch)
-    directory = _dataset_directory(run.dataset_id)
-    model = _best_model(artifacts_dir, run_id)
+    directory = _dataset_directory(run.dataset_id, store)
+    model = _best_model(store, run_id)
     splits = [load_split(directory, split) for split in ("train", "validation", "test")]
     from app.config import get_settings
     from app.stem_models.service import judge
@@ -239,7 +250,7 @@ def evaluation_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: in
     return metrics
 
 
-def publishing_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: int | None = None) -> str:
+def publishing_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> str:
     """Exports the run's best model as TF.js weights and gates it; returns the decision."""
     from app.stem_models.service import publish_run
 
@@ -247,22 +258,24 @@ def publishing_stage(run_id: int, artifacts_dir: Path, worker: str, dispatch: in
     if run.metrics is None:
         raise LookupError(f"run {run_id} has not been evaluated")
     with session_scope() as session:
-        stem_model = publish_run(run, _best_model(artifacts_dir, run_id), artifacts_dir, run.metrics, db_session=session)
+        stem_model = publish_run(run, _best_model(store, run_id), store, run.metrics, db_session=session)
         current = session.get(TrainingRun, run_id)
         current.status, current.stage, current.finished_at = "succeeded", "done", datetime.now(UTC)
-        return f"{stem_model.version}: {stem_model.decision} ({stem_model.reason})"
+        decision = f"{stem_model.version}: {stem_model.decision} ({stem_model.reason})"
+    store.forget(run_key(run_id))  # the store keeps the checkpoints; this machine needs them no more
+    return decision
 
 
-def _best_model(artifacts_dir: Path, run_id: int):
+def _best_model(store: ArtifactStore, run_id: int):
     from training.train import load_best_model
 
-    return load_best_model(run_directory(artifacts_dir, run_id))
+    return load_best_model(store.pull(run_key(run_id)))
 
 
-def run_all_stages(run_id: int, artifacts_dir: Path, worker: str) -> None:
+def run_all_stages(run_id: int, store: ArtifactStore, worker: str) -> None:
     """Every stage of a run, in this process (the Celery chain runs the same functions)."""
     for stage in (dataset_stage, training_stage, evaluation_stage, publishing_stage):
-        stage(run_id, artifacts_dir, worker)
+        stage(run_id, store, worker)
 
 
 def mark_failed(run_id: int, error: BaseException) -> None:
@@ -275,9 +288,11 @@ def mark_failed(run_id: int, error: BaseException) -> None:
         run.finished_at = datetime.now(UTC)
 
 
-def _dataset_directory(dataset_id: int | None) -> Path:
+def _dataset_directory(dataset_id: int | None, store: ArtifactStore) -> Path:
+    """This machine's copy of a run's dataset."""
     with session_scope() as session:
         dataset = session.get(Dataset, dataset_id) if dataset_id is not None else None
         if dataset is None:
             raise LookupError("the run has no dataset yet")
-        return Path(dataset.path)
+        key = dataset.artifact_key
+    return store.pull(key)

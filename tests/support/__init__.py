@@ -65,7 +65,8 @@ def reset_caches() -> None:
     """Drops cached settings, engines and the Celery sender, so the next use reads the environment."""
     if get_engine.cache_info().currsize:
         get_engine().dispose()
+    from app.artifacts import get_store
     from app.broker import get_celery
 
-    for cached in (get_settings, get_engine, get_sessionmaker, get_celery):
+    for cached in (get_settings, get_engine, get_sessionmaker, get_celery, get_store):
         cached.cache_clear()

@@ -1,5 +1,5 @@
 """Real processes for integration tests and benchmarks: the API under uvicorn, a Celery
-worker, and a TCP proxy that can cut the API off from Postgres."""
+worker, an S3-compatible object store, and a TCP proxy that can cut the API off from Postgres."""
 
 import asyncio
 import json
@@ -113,7 +113,41 @@ def post_at_once(url: str, body: bytes, headers: dict, count: int) -> list[httpx
 
 
 @contextmanager
-def worker_process(env: dict[str, str], queue: str = "cpu", log_path: Path | None = None) -> Iterator[subprocess.Popen]:
+def object_store_server(bucket: str = "fabric") -> Iterator[dict[str, str]]:
+    """Runs moto's S3 server (a real HTTP server speaking the S3 API, offline) with one bucket;
+    yields the settings that point the service at it, under a prefix of its own."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {process.returncode}")
+            try:
+                return httpx.put(f"{endpoint}/{bucket}", timeout=1).status_code == 200  # creates the bucket
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, 30, "the S3 server to answer")
+        yield {
+            "FABRIC_ARTIFACTS_URL": f"s3://{bucket}/fabric-{os.getpid()}",
+            "FABRIC_ARTIFACTS_ENDPOINT": endpoint,
+            "FABRIC_ARTIFACTS_ACCESS_KEY_ID": "test",
+            "FABRIC_ARTIFACTS_SECRET_ACCESS_KEY": "test",
+        }
+    finally:
+        _stop(process, signal.SIGTERM, None)
+
+
+@contextmanager
+def worker_process(
+    env: dict[str, str], queue: str = "cpu", log_path: Path | None = None, name: str | None = None
+) -> Iterator[subprocess.Popen]:
     """Runs a real Celery worker process (solo pool) until the block ends."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
@@ -129,7 +163,7 @@ def worker_process(env: dict[str, str], queue: str = "cpu", log_path: Path | Non
             "--queues",
             queue,
             "--hostname",
-            f"test-{queue}@%h",
+            f"{name or 'test-' + queue}@%h",
             "--loglevel",
             "INFO",
             "--without-heartbeat",
