@@ -1,7 +1,8 @@
 """Logs: one JSON object a line (FABRIC_LOG_FORMAT=json, the default) or plain text, from the API
 and the workers alike, each line carrying what it happened in: the request's id (the client's
-`X-Request-ID`, when it is a sane one, else a new one, sent back in the answer) or the task's
-id and name. An access line per request, at INFO, says what was asked and answered, how fast.
+`X-Request-ID`, when it is a sane one, else a new one, sent back in the answer; set by
+metrics.RequestMiddleware) or the task's id and name. An access line per request, at INFO, says
+what was asked and answered, how fast.
 """
 
 import contextvars
@@ -12,7 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.config import Settings
 
@@ -75,7 +76,7 @@ def logging_config(settings: Settings) -> dict:
             }
         },
         "root": {"handlers": ["default"], "level": level},
-        # uvicorn's loggers go through ours; its access log is replaced by RequestLogMiddleware's.
+        # uvicorn's loggers go through ours; its access log is replaced by ours (log_access).
         "loggers": {
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
@@ -94,40 +95,10 @@ def request_id_of(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestLogMiddleware:
-    """Gives each request an id (its context while it is handled, and an answer header) and
-    writes its access line."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_of(scope)
-        token = log_context.set({"request_id": request_id})
-        started, status = time.perf_counter(), 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            if access_log.isEnabledFor(logging.INFO):
-                elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-                path = scope["path"][:256]
-                access_log.info(
-                    "%s %s %d %.1f ms",
-                    scope["method"],
-                    path,
-                    status,
-                    elapsed_ms,
-                    extra={"method": scope["method"], "path": path, "status": status, "duration_ms": elapsed_ms},
-                )
-            log_context.reset(token)
+def log_access(scope: Scope, status: int, started: float) -> None:
+    """A request's access line: what was asked, the answer's status, how long it took."""
+    if access_log.isEnabledFor(logging.INFO):
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        method, path = scope["method"], scope["path"][:256]
+        extra = {"method": method, "path": path, "status": status, "duration_ms": elapsed_ms}
+        access_log.info("%s %s %d %.1f ms", method, path, status, elapsed_ms, extra=extra)

@@ -23,8 +23,8 @@ from app.limits import (
     body_timeout_handler,
     body_too_large_handler,
 )
-from app.logs import REQUEST_ID_HEADER, RequestLogMiddleware
-from app.metrics import RequestMetricsMiddleware
+from app.logs import REQUEST_ID_HEADER
+from app.metrics import RequestMiddleware
 from app.quarantine import views as quarantine_views
 from app.snapshots import views as snapshot_views
 from app.snapshots.schemas import Snapshot
@@ -117,8 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["ETag", "Retry-After", REQUEST_ID_HEADER],
         max_age=settings.cors_max_age_s,
     )
-    app.add_middleware(RequestMetricsMiddleware)  # times every answer, 429s included
-    app.add_middleware(RequestLogMiddleware)  # outermost: every log line of a request carries its id
+    # Outermost: every answer is timed and logged (429s included), every log line has its request's id.
+    app.add_middleware(RequestMiddleware)
     app.openapi = lambda: _openapi(app)
     return app
 

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.dependencies import require
+from app.logs import log_access, log_context, request_id_of
 
 INGEST_SNAPSHOTS = Counter(
     "fabric_ingest_snapshots_total",
@@ -43,8 +44,10 @@ def count_ingest(channel: str | None, outcome: str, reason: str | None = None, c
     INGEST_SNAPSHOTS.labels(channel=known, outcome=outcome, reason=(reason or "")[:64]).inc()
 
 
-class RequestMetricsMiddleware:
-    """Times every HTTP request, labelled by its route's template (never the raw path)."""
+class RequestMiddleware:
+    """Every HTTP request: an id that its log lines carry (and its answer, as X-Request-ID), its
+    latency in the histogram labelled by its route's template (never the raw path), and its
+    access line (app/logs.py). One middleware, so each request is wrapped once."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,17 +56,24 @@ class RequestMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        request_id = request_id_of(scope)
+        context = log_context.set({"request_id": request_id})
         started, status = time.perf_counter(), 500
 
-        async def send_timed(message: Message) -> None:
+        async def send_observed(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 route = getattr(scope.get("route"), "path", "unmatched")
                 REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        await self.app(scope, receive, send_timed)
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            log_access(scope, status, started)
+            log_context.reset(context)
 
 
 router = APIRouter(tags=["operations"])

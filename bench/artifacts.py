@@ -94,7 +94,7 @@ def training_split(samples: int, seed: int):
     return Split(features, targets, weights)
 
 
-def training_seconds(env: dict | None, work: Path, args) -> tuple[float, list[float]]:
+def training_seconds(env: dict | None, work: Path, args: argparse.Namespace) -> tuple[float, list[float]]:
     """Wall time of one training run, and the seconds each epoch's push took (with a store)."""
     from training.model import SIZES
     from training.train import STATE_FILE, train
@@ -122,18 +122,25 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dataset-mb", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     with object_store_server() as env, tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        local_s, _ = training_seconds(None, work / "local", args)
-        store_s, pushes = training_seconds(env, work / "bucket", args)
-        checkpoint = work / "bucket" / "runs" / "1"
-        print(f"training ({args.model_size}, {args.epochs} epochs, {args.samples} samples):")
+        training_seconds(None, work / "warm-up", argparse.Namespace(**{**vars(args), "epochs": 1}))  # the first fit builds graphs
+        local_runs, store_runs, pushes = [], [], []
+        for repeat in range(args.repeats):  # interleaved, so drift on a shared machine hits both
+            local_runs.append(training_seconds(None, work / f"local-{repeat}", args)[0])
+            seconds, pushed = training_seconds(env, work / f"bucket-{repeat}", args)
+            store_runs.append(seconds)
+            pushes += pushed
+        local_s, store_s = statistics.median(local_runs), statistics.median(store_runs)
+        checkpoint = work / "bucket-0" / "runs" / "1"
+        print(f"training ({args.model_size}, {args.epochs} epochs, {args.samples} samples, medians of {args.repeats}):")
         print(f"  checkpoint on local disk: {local_s:.1f} s; pushed after every epoch: {store_s:.1f} s")
         print(
             f"  push per epoch: median {statistics.median(pushes) * 1000:.0f} ms for {folder_mb(checkpoint):.1f} MB "
-            f"= {100 * sum(pushes) / store_s:.1f}% of the run's time ({100 * (store_s - local_s) / local_s:+.1f}% wall)"
+            f"= {100 * sum(pushes) / sum(store_runs):.1f}% of the run's time ({100 * (store_s - local_s) / local_s:+.1f}% wall)"
         )
 
         dataset = store_for(env, work / "source").local("datasets/bench")
