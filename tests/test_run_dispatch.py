@@ -118,3 +118,30 @@ def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_ur
         assert log.count("this message was dispatch 1; dropped") == 1, log[-3000:]
         with session_scope() as session:  # a finished run is not sent again
             assert redispatch_lost_runs(get_settings(), db_session=session) == []
+
+
+def test_a_stage_error_fails_an_active_run_and_leaves_an_ended_one_alone(configure, sqlite_url):
+    from app.training_runs import service
+
+    configure(DATABASE_URL=sqlite_url)
+    _empty_runs()
+
+    def run_after(error: BaseException, status: str | None = None) -> TrainingRun:
+        with session_scope() as session:
+            run = service.create_run(RunParameters(run_label="stage-error"), db_session=session)
+            if status is not None:
+                run.status = status
+                session.commit()
+            run_id = run.id
+        service.mark_failed(run_id, error)
+        with session_scope() as session:
+            run = session.get(TrainingRun, run_id)
+            session.expunge(run)
+            return run
+
+    failed = run_after(ValueError("boom"), "running")
+    assert (failed.status, failed.error) == ("failed", "ValueError: boom") and failed.finished_at is not None
+    succeeded = run_after(OSError("a late error"), "succeeded")  # e.g. from a redelivered copy
+    assert (succeeded.status, succeeded.error, succeeded.finished_at) == ("succeeded", None, None)
+    cancelled = run_after(service.RunCancelled("run was cancelled"), "cancelled")
+    assert cancelled.status == "cancelled" and cancelled.error.startswith("RunCancelled") and cancelled.finished_at

@@ -124,3 +124,47 @@ def test_quarantine_is_paged_and_filterable(operator_client):
     assert [q["id"] for q in page_one + page_two] == [q["id"] for q in everything]
     assert client.get(f"/quarantine/{everything[0]['id']}").json()["reasons"]
     assert client.get("/quarantine", headers={"Authorization": ""}).status_code == 401
+
+
+def test_runs_started_at_the_same_moment_get_one_slot(operator_client, tmp_path):
+    """Twelve POST /runs at once across four API processes: one run is queued, the others get
+    409, and the database holds exactly one active run (its unique partial index, not only the
+    check before the insert, keeps the slot single)."""
+    from sqlalchemy import func, select
+
+    from tests.support.servers import api_process, post_at_once
+
+    client, env = operator_client
+    with api_process(env, workers=4, log_path=tmp_path / "api.log") as base:
+        answers = post_at_once(
+            f"{base}/runs",
+            json.dumps({"runLabel": "race", "epochs": 1}).encode(),
+            {**client.headers, "Content-Type": "application/json"},
+            12,
+        )
+    assert sorted(a.status_code for a in answers) == [202] + [409] * 11, [a.text for a in answers]
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(TrainingRun).where(TrainingRun.status == "queued")) == 1
+
+
+def test_the_database_refuses_a_second_active_run_when_the_check_is_raced(operator_client, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from app.training_runs import flows, service
+    from app.training_runs.schemas import RunParameters
+
+    with session_scope() as session:
+        first = service.create_run(RunParameters(run_label="first"), db_session=session).id
+    with pytest.raises(IntegrityError), session_scope() as session:
+        service.create_run(RunParameters(run_label="second"), db_session=session)
+    # start_run's own check raced (it saw no active run): the insert is refused, and the refusal names the run.
+    real_get_active, looks = service.get_active, []
+
+    def raced_get_active(*, db_session):
+        looks.append(db_session)
+        return None if len(looks) == 1 else real_get_active(db_session=db_session)
+
+    monkeypatch.setattr(service, "get_active", raced_get_active)
+    with pytest.raises(flows.RunInProgress) as refused, session_scope() as session:
+        flows.start_run(RunParameters(run_label="third"), db_session=session)
+    assert refused.value.run_id == first and len(looks) == 2

@@ -12,6 +12,7 @@ run_sweep_interval_s (6.5 min by default) without a worker taking it.
 import logging
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.broker import BrokerUnavailable, send_run
@@ -26,9 +27,12 @@ log = logging.getLogger(__name__)
 class RunInProgress(Exception):
     """One run at a time: another is queued or running."""
 
-    def __init__(self, run: TrainingRun) -> None:
-        super().__init__(f"run {run.id} is {run.status}; cancel it or wait for it to finish")
-        self.run_id = run.id
+    def __init__(self, run: TrainingRun | None) -> None:
+        if run is None:  # it ended in the moment between the refusal and the look
+            super().__init__("another run was started at the same moment; try again")
+        else:
+            super().__init__(f"run {run.id} is {run.status}; cancel it or wait for it to finish")
+        self.run_id = run.id if run is not None else None
 
 
 def start_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
@@ -38,7 +42,11 @@ def start_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
     active = service.get_active(db_session=db_session)
     if active is not None:
         raise RunInProgress(active)
-    run = service.create_run(parameters, db_session=db_session)
+    try:
+        run = service.create_run(parameters, db_session=db_session)
+    except IntegrityError:  # another start got in between the check and the insert
+        db_session.rollback()
+        raise RunInProgress(service.get_active(db_session=db_session)) from None
     dispatch = service.record_dispatch(run.id, db_session=db_session)
     try:
         send_run(run.id, dispatch)

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -9,12 +9,16 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")  # a run in one of these holds the single run slot
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 STAGES = ("queued", "dataset", "training", "evaluating", "publishing", "done")
+# The single run slot, held by the database too: two runs started at the same moment cannot
+# both pass the application's check and both be queued.
+ACTIVE_ONLY = text("status IN ('queued', 'running')")
 
 
 class TrainingRun(Base):
     """A run's state, written by the worker as it goes so the API can show it."""
 
     __tablename__ = "training_runs"
+    __table_args__ = (Index("one_active_run", "status", unique=True, postgresql_where=ACTIVE_ONLY, sqlite_where=ACTIVE_ONLY),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     label: Mapped[str] = mapped_column(String(128))

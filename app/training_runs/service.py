@@ -279,13 +279,18 @@ def run_all_stages(run_id: int, store: ArtifactStore, worker: str) -> None:
 
 
 def mark_failed(run_id: int, error: BaseException) -> None:
+    """What a worker records when a stage raised: the run failed with the error, or, when an
+    operator cancelled it, when it stopped. A run that has ended otherwise is left as it is."""
+    reason = f"{type(error).__name__}: {error}"[:10_000]
     with session_scope() as session:
-        run = session.get(TrainingRun, run_id)
-        if run is None:
+        if not isinstance(error, RunCancelled):
+            fail(run_id, reason, db_session=session)
             return
-        run.status = "cancelled" if isinstance(error, RunCancelled) else "failed"
-        run.error = f"{type(error).__name__}: {error}"[:10_000]
-        run.finished_at = datetime.now(UTC)
+        session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run_id, TrainingRun.status == "cancelled", TrainingRun.finished_at.is_(None))
+            .values(error=reason, finished_at=datetime.now(UTC))
+        )
 
 
 def _dataset_directory(dataset_id: int | None, store: ArtifactStore) -> Path:
