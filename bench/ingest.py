@@ -176,6 +176,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--api-workers", type=int, default=2)
+    # info, the service's default, writes a JSON access line per request; warning measures without.
+    parser.add_argument("--log-level", default="info")
     parser.add_argument("--sweep", default="300,600,700", help="extra rates, 15 s each ('' for none)")
     args = parser.parse_args()
 
@@ -183,7 +185,7 @@ def main() -> None:
     make = snapshot_requests(bodies)
     mean_kb = sum(map(len, bodies)) / len(bodies) / 1024
     database_url = fresh_database("fabric_bench")
-    env = {"DATABASE_URL": database_url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_LOG_LEVEL": "warning"}
+    env = {"DATABASE_URL": database_url, "FABRIC_RATE_LIMIT_PER_S": "0", "FABRIC_LOG_LEVEL": args.log_level}
     print(
         f"snapshots: {len(bodies)} fixtures, mean {mean_kb:.0f} KB; Postgres fsync+synchronous_commit on; "
         f"{args.api_workers} API processes; {os.cpu_count()} CPUs"

@@ -64,3 +64,30 @@ def test_views_and_the_cli_leave_queries_to_services():
                 ):
                     offenders.setdefault(str(path.relative_to(ROOT)), []).append(f"{owner}.{name} line {node.lineno}")
     assert offenders == {}
+
+
+def test_the_api_starts_without_the_training_extra(sqlite_url):
+    """The API image installs the service without `[train]` (docker/Dockerfile.api): importing
+    the app and answering a request must not need Keras, TensorFlow, SciPy or the audio
+    libraries, which only workers have."""
+    import subprocess
+    import sys
+
+    blocked = ["keras", "tensorflow", "tensorflowjs", "scipy", "torch", "soundfile", "mido"]
+    script = f"""
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is not installed in the API image")
+sys.meta_path.insert(0, Blocked())
+from fastapi.testclient import TestClient
+from app.main import create_app
+client = TestClient(create_app())
+assert client.get("/openapi.json").status_code == 200
+assert client.get("/models/latest").status_code in (200, 404)
+assert client.get("/studio/prime-fabric.js").status_code == 200
+"""
+    env = {"DATABASE_URL": sqlite_url, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]

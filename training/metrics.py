@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from training.contract import STEMS
 from training.features import FEATURE_DIM, LEVEL_CEILING_DB, LEVEL_FLOOR_DB, PRESENT_DB, VALID_COLUMN, Split
@@ -68,6 +67,8 @@ def presence_auc(scores: np.ndarray, present: np.ndarray) -> float:
     positives, negatives = int(present.sum()), int((~present).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
+    from scipy.stats import rankdata  # here: the API imports this module for its types and lacks SciPy
+
     ranks = rankdata(scores)  # tied scores share their average rank
     return float((ranks[present].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
