@@ -48,7 +48,7 @@ class BodyLimitMiddleware:
         received = 0
         declared = _content_length(scope)
         limit = self.max_bytes
-        deadline = time.monotonic() + self.timeout_s
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         body_done = False
 
         async def limited_receive() -> Message:
@@ -56,7 +56,10 @@ class BodyLimitMiddleware:
             if body_done:  # after the body, receive() only waits for a disconnect: no deadline
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                # timeout_at, not wait_for: wait_for wraps each receive in a task of its own,
+                # ~4x the cost, and a 100 KB snapshot arrives in several chunks.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise BodyTimeout(self.timeout_s, received) from None
             if message["type"] == "http.request":
