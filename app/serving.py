@@ -9,17 +9,17 @@ import asyncio
 import os
 import tempfile
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings, get_settings
 from app.logs import logging_config
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, plus a deadline for a request's headers: a connection that
-    opens and sends nothing, or sends its headers a byte at a time, is closed once
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools (its C parser: h11, in pure Python, cost ~7% more
+    of the API's CPU a snapshot, bench/ingest.py), plus a deadline for a request's headers: a connection that opens and
+    sends nothing, or sends its headers a byte at a time, is closed once
     `request_header_timeout_s` has passed (uvicorn times out idle keep-alive connections only
     after a first response, and never slow headers). Slow bodies: limits.BodyLimitMiddleware."""
 
@@ -28,14 +28,14 @@ class GuardedH11Protocol(H11Protocol):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._await_headers()
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # a request's headers are in
-            self._cancel_header_deadline()
+    def on_headers_complete(self) -> None:
+        self._cancel_header_deadline()
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        in_flight = self.cycle is not None and not self.cycle.response_complete  # a pipelined request
+        if not in_flight and not self.transport.is_closing():
             self._await_headers()  # the next request on this connection gets its own deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -54,14 +54,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_too_late(self) -> None:
         self._header_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if not self.transport.is_closing():
             self.transport.close()
 
 
 def uvicorn_options(settings: Settings) -> dict:
     """The uvicorn settings that bound connections, from ours."""
     return {
-        "http": GuardedH11Protocol,
+        "http": GuardedHttpToolsProtocol,
         "timeout_keep_alive": settings.keep_alive_timeout_s,
         # Beyond this many open connections or requests in flight, uvicorn answers 503 at once.
         "limit_concurrency": settings.max_connections,
