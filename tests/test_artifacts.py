@@ -131,3 +131,60 @@ def test_a_machine_keeps_copies_of_only_the_most_recently_used_datasets(s3_env, 
         worker.pull(f"datasets/{name}")
         time.sleep(0.01)
     assert sorted(p.name for p in (tmp_path / "worker" / "datasets").iterdir()) == ["a", "c"]
+
+
+def test_a_model_file_the_bucket_cannot_give_is_a_503_to_retry(s3_env, configure, sqlite_url, tmp_path):
+    """A published model whose file is missing from the bucket, or stored at another size than
+    its manifest says: Studio gets 503 with Retry-After (never a 500, never other bytes)."""
+    from fastapi.testclient import TestClient
+
+    from app.datasets.models import Dataset
+    from app.db.engine import session_scope
+    from app.main import create_app
+    from app.stem_models.models import StemModel
+    from app.training_runs.models import TrainingRun
+
+    configure(DATABASE_URL=sqlite_url, FABRIC_ARTIFACTS_DIR=str(tmp_path), **s3_env)
+    files = [{"path": f"float32/{name}", "size": 4, "sha256": "0" * 64, "integrity": "sha256-x"} for name in ("a.bin", "b.bin")]
+    with session_scope() as session:
+        dataset = Dataset(
+            content_hash=uuid_hex(),
+            run_label="x",
+            feature_version="fe-2",
+            train_ratio=0.7,
+            train_count=1,
+            validation_count=1,
+            test_count=1,
+            artifact_key="datasets/x",
+            manifest={},
+        )
+        run = TrainingRun(label="x", status="succeeded", stage="done", parameters={}, history=[])
+        session.add_all([dataset, run])
+        session.flush()
+        version = f"r{run.id}-{uuid_hex()[:8]}"
+        session.add(
+            StemModel(
+                version=version,
+                run_id=run.id,
+                dataset_id=dataset.id,
+                artifact_key=f"models/{version}",
+                manifest={"files": files},
+                decision="rejected",
+                reason="test",
+            )
+        )
+    store = store_at(s3_env, tmp_path / "publisher")
+    folder = store.local(f"models/{version}/float32")
+    folder.mkdir(parents=True)
+    (folder / "b.bin").write_bytes(b"longer than four bytes")  # a.bin never reached the bucket
+    store.push(f"models/{version}")
+    client = TestClient(create_app())
+    for name in ("a.bin", "b.bin"):
+        response = client.get(f"/models/{version}/files/float32/{name}")
+        assert response.status_code == 503 and response.headers["retry-after"] == "5", (name, response.text)
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex

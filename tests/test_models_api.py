@@ -210,6 +210,10 @@ def test_files_are_immutable_and_only_listed_ones_are_served(registry):
         assert response.status_code == 200
         assert "immutable" in response.headers["cache-control"]
         assert len(response.content) == file["size"]
+        # A browser that has it asks with its ETag (the SHA-256) and gets a bodiless 304.
+        assert response.headers["etag"] == f'"{file["sha256"]}"'
+        again = client.get(file["url"], headers={"If-None-Match": response.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
     version = manifest["version"]
     for trick in [
         "../manifest.json",

@@ -24,6 +24,7 @@ from app.wire import etag_matches
 log = logging.getLogger("prime_fabric")
 router = APIRouter(tags=["models"])
 IMMUTABLE = "public, max-age=31536000, immutable"
+RETRY_LATER = {"Retry-After": "5"}  # the artifact store could not give a file
 
 
 @router.get(
@@ -145,10 +146,10 @@ async def model_file(version: str, path: str, request: Request):
         size, chunks = await store.stream(f"{key}/{path}")
     except (FileNotFoundError, StoreUnavailable) as error:
         log.error("model %s file %s: %s", version, path, error)
-        raise HTTPException(503, "the artifact store cannot give this file now; try again later") from None
+        raise HTTPException(503, "the artifact store cannot give this file now; try again later", RETRY_LATER) from None
     if size != file["size"]:  # a published file never changes: this is not the file the manifest names
         log.error("model %s file %s: %d bytes in the store, %d in the manifest", version, path, size, file["size"])
-        raise HTTPException(503, "the stored file does not match the model's manifest")
+        raise HTTPException(503, "the stored file does not match the model's manifest", RETRY_LATER)
     return StreamingResponse(chunks, media_type=media, headers=headers | {"Content-Length": str(size)})
 
 
