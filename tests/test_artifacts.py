@@ -133,18 +133,21 @@ def test_a_machine_keeps_copies_of_only_the_most_recently_used_datasets(s3_env, 
     assert sorted(p.name for p in (tmp_path / "worker" / "datasets").iterdir()) == ["a", "c"]
 
 
-def test_a_model_file_the_bucket_cannot_give_is_a_503_to_retry(s3_env, configure, sqlite_url, tmp_path):
+def test_a_model_file_the_bucket_cannot_give_is_a_503_to_retry(s3_env, configure, tmp_path):
     """A published model whose file is missing from the bucket, or stored at another size than
     its manifest says: Studio gets 503 with Retry-After (never a 500, never other bytes)."""
     from fastapi.testclient import TestClient
 
     from app.datasets.models import Dataset
     from app.db.engine import session_scope
+    from app.db.migrate import upgrade_database
     from app.main import create_app
     from app.stem_models.models import StemModel
     from app.training_runs.models import TrainingRun
 
-    configure(DATABASE_URL=sqlite_url, FABRIC_ARTIFACTS_DIR=str(tmp_path), **s3_env)
+    database_url = f"sqlite:///{tmp_path / 'own.sqlite3'}"  # its half-made model must not reach other tests
+    upgrade_database(database_url)
+    configure(DATABASE_URL=database_url, FABRIC_ARTIFACTS_DIR=str(tmp_path), **s3_env)
     files = [{"path": f"float32/{name}", "size": 4, "sha256": "0" * 64, "integrity": "sha256-x"} for name in ("a.bin", "b.bin")]
     with session_scope() as session:
         dataset = Dataset(
