@@ -8,6 +8,7 @@ read (the mix is the sum of the stems, so stems and mix always agree).
 """
 
 import hashlib
+import math
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,12 @@ import numpy as np
 import soundfile
 
 from training.contract import STEMS
-from training.studio import ground_truth_values, studio_streams
+from training.studio import studio_snapshot
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 ALIASES = {"other": "harmonic"}
 SILENT_PEAK = 1e-4  # -80 dBFS
+MIXTURE = "mixture"
 
 
 class SongError(ValueError):
@@ -32,10 +34,13 @@ class Song:
     name: str
     sample_rate: int
     stems: dict[str, np.ndarray]  # stem -> [channels, samples] float32; only the stems given
-    modified_ms: int = 0  # the newest stem file's modification time
+    modified_ms: int = 0  # the newest file's modification time
+    mixture: np.ndarray | None = None  # [channels, samples] float32, from the mixture file
 
     @property
     def mix(self) -> np.ndarray:
+        if self.mixture is not None:
+            return self.mixture
         channels = max(audio.shape[0] for audio in self.stems.values())
         return sum(np.broadcast_to(audio, (channels, audio.shape[1])) for audio in self.stems.values()).astype(np.float32)
 
@@ -64,10 +69,20 @@ def missing_stems(song: Song) -> list[str]:
 def _stem_name(path: Path) -> str | None:
     name = path.stem.lower()
     name = ALIASES.get(name, name)
-    return name if name in STEMS else None
+    return name if name in (*STEMS, MIXTURE) else None
 
 
-def read_song(folder: Path) -> Song:
+def _resample(audio: np.ndarray, rate: int, sample_rate: int | None) -> np.ndarray:
+    if sample_rate is None or sample_rate == rate:
+        return audio
+    from scipy.signal import resample_poly
+
+    divisor = math.gcd(rate, sample_rate)
+    return resample_poly(audio, sample_rate // divisor, rate // divisor, axis=1).astype(np.float32)
+
+
+def read_song(folder: Path, sample_rate: int | None = None) -> Song:
+    """The song in folder, at its files' rate or resampled to sample_rate."""
     stems: dict[str, np.ndarray] = {}
     rates: dict[str, int] = {}
     for path in sorted(folder.iterdir()):
@@ -83,6 +98,7 @@ def read_song(folder: Path) -> Song:
         if audio.size == 0:
             raise SongError(f"{folder.name}: {path.name} has no samples")
         stems[stem], rates[stem] = audio.T[:2].copy(), rate
+    mixture = stems.pop(MIXTURE, None)
     if not stems:
         names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
         raise SongError(
@@ -91,10 +107,16 @@ def read_song(folder: Path) -> Song:
     if len(set(rates.values())) > 1:
         raise SongError(f"{folder.name}: stems have different sample rates: {rates}")
     lengths = {stem: audio.shape[1] for stem, audio in stems.items()}
+    if mixture is not None:
+        lengths[MIXTURE] = mixture.shape[1]
     if len(set(lengths.values())) > 1:
         raise SongError(f"{folder.name}: stems have different lengths (samples): {lengths}")
     modified = max(int(path.stat().st_mtime * 1000) for path in folder.iterdir() if _stem_name(path))
-    song = Song(folder.name, next(iter(rates.values())), stems, modified)
+    rate = next(iter(rates.values()))
+    stems = {stem: _resample(audio, rate, sample_rate) for stem, audio in stems.items()}
+    if mixture is not None:
+        mixture = _resample(mixture, rate, sample_rate)
+    song = Song(folder.name, sample_rate or rate, stems, modified, mixture)
     if np.abs(song.mix).max() < SILENT_PEAK:
         raise SongError(f"{folder.name}: the mix is silent")
     return song
@@ -104,6 +126,9 @@ def snapshot_id(song: Song) -> str:
     """A UUID v4-shaped id from the song's audio: importing it again sends the same id, so the
     ingest endpoint stores it once."""
     digest = hashlib.sha256()
+    if song.mixture is not None:
+        digest.update(MIXTURE.encode())
+        digest.update(np.ascontiguousarray(song.mixture).tobytes())
     for stem in sorted(song.stems):
         digest.update(stem.encode())
         digest.update(np.ascontiguousarray(song.stems[stem]).tobytes())
@@ -111,27 +136,10 @@ def snapshot_id(song: Song) -> str:
 
 
 def song_snapshot(song: Song) -> dict:
-    """The snapshot Studio would send for this song's mix, with the stems as ground truth.
-    Studio sends no musical analysis for it (key C, no BPM or transients, tension 0.5: what it
-    sends when its analysis is off), classification 'full'. The same files give the same
-    snapshot (timestamp from the files, no processing time), so a re-import is a duplicate."""
-    mix = song.mix
-    streams = studio_streams(mix)
-    channels = mix.shape[0]
-    ground_truth = {
-        stem: ground_truth_values(np.broadcast_to(audio, (channels, audio.shape[1]))) for stem, audio in song.stems.items()
-    }
-    return {
-        "id": snapshot_id(song),
-        "timestamp": song.modified_ms,
-        "originalAudio": {"duration": song.duration_s, "sampleRate": song.sample_rate, "channels": channels},
-        "quantumFeatures": streams,
-        "musicalContext": {
-            "key": "C",
-            "bpm": None,
-            "transients": [],
-            "harmonicContent": {"dominantFrequencies": [], "tensionLevel": 0.5},
-        },
-        "groundTruthStems": ground_truth,
-        "metadata": {"classification": "full", "confidence": 1.0, "processingTime": 0.0},
-    }
+    """The snapshot Studio's builder would make for this song's mix (training/studio.py, the
+    twin of the kit's buildSnapshot), with the stems as ground truth. The same files give the
+    same snapshot (id from the audio, timestamp from the files, no processing time), so a
+    re-import is a duplicate."""
+    return studio_snapshot(
+        song.mix, song.sample_rate, snapshot_id=snapshot_id(song), timestamp=song.modified_ms, ground_truth=song.stems
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.contract import MAX_STEM_VALUES, MAX_STREAM_VALUES, STEMS
+from training.contract import KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, STEMS
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,135 @@ def ground_truth_values(stem: np.ndarray) -> list[float]:
     """Studio's ground truth of one stem: channel 0, every ceil(n/500)-th sample."""
     channel = np.asarray(stem, dtype=np.float32)[0]
     return channel[kept_indices(len(channel), MAX_STEM_VALUES)].tolist()
+
+
+# --- Studio's musical context and classification ---------------------------------------------
+# classifier.ts, key.ts, bpm.ts, transients.ts and musicalContextStemEngine.ts's
+# analyzeHarmonicContent, on channel 0 as float32 samples compared and summed in float64, as
+# JavaScript does. Sums that decide a comparison run left to right (np.cumsum), like Studio's
+# loops, so ties break the same way.
+
+NOTE_FFT = 2048  # key.ts and analyzeHarmonicContent: chunks of this many samples
+TRANSIENT_THRESHOLD = 0.35
+BPM_PEAK = 0.6
+BPM_GRID = 512
+CLASSIFY_STRIDE = 128
+DOMINANT_BINS = 128
+MAX_DOMINANT_FREQUENCIES = 10
+TENSION_LEVEL = 0.5  # Studio's placeholder
+CLASSIFICATION_CONFIDENCE = {"vocal": 0.7, "twotrack": 0.65, "full": 0.6}
+
+
+def _js_round(value: float) -> int:
+    return math.floor(value + 0.5)  # Math.round: halves go up
+
+
+def _sequential_sum(values: np.ndarray) -> float:
+    return float(np.cumsum(values, dtype=np.float64)[-1]) if len(values) else 0.0
+
+
+def classify(x: np.ndarray) -> tuple[str, float]:
+    """classifyAudio: (type, confidence) from the energy of the first, middle and last thirds
+    of channel 0 (by position: Studio calls them low, mid and high)."""
+    length = len(x)
+    index = np.arange(0, length, CLASSIFY_STRIDE)
+    sample = np.abs(x[index].astype(np.float64))
+    first, middle = index < length * 0.33, index < length * 0.66
+    low = _sequential_sum(sample[first])
+    mid = _sequential_sum(sample[middle & ~first])
+    high = _sequential_sum(sample[~middle])
+    kind = "vocal" if high > mid and high > low else "twotrack" if mid > low else "full"
+    return kind, CLASSIFICATION_CONFIDENCE[kind]
+
+
+def _chunks(x: np.ndarray) -> np.ndarray:
+    """Channel 0 in NOTE_FFT-sample chunks, as key.ts loops (i < length - 2048)."""
+    count = max(0, math.ceil((len(x) - NOTE_FFT) / NOTE_FFT))
+    return x[: count * NOTE_FFT].reshape(count, NOTE_FFT)
+
+
+def detect_key(x: np.ndarray, sample_rate: float) -> str:
+    """key.ts detectKey: the note of each chunk's loudest sample *position*, most common wins."""
+    counts = [0] * len(KEYS)
+    peaks = np.abs(_chunks(x)).argmax(axis=1) if len(x) > NOTE_FFT else np.zeros(0, int)
+    with np.errstate(divide="ignore"):
+        midi = 12 * np.log2(peaks * sample_rate / NOTE_FFT / 440) + 69
+    for note in midi[np.isfinite(midi)]:
+        index = math.fmod(_js_round(float(note)), 12)  # JavaScript's % keeps the sign
+        if index >= 0:
+            counts[int(index)] += 1
+    return KEYS[counts.index(max(counts))]
+
+
+def detect_bpm(x: np.ndarray, sample_rate: float) -> int | None:
+    """bpm.ts detectBPM: from the spacing of samples above 0.6 on a 512-sample grid."""
+    peaks = np.flatnonzero(np.abs(x[::BPM_GRID].astype(np.float64)) > BPM_PEAK) * BPM_GRID
+    if len(peaks) < 2:
+        return None
+    frequencies = sample_rate / np.diff(peaks).astype(np.float64)
+    return _js_round(_sequential_sum(frequencies) / len(frequencies) * 60)
+
+
+def detect_transients(x: np.ndarray, sample_rate: float) -> list[dict]:
+    """transients.ts detectTransients: every sample where |x| rises above 0.35 (strength 1)."""
+    level = np.abs(x.astype(np.float64))
+    onsets = np.flatnonzero((level[1:] > TRANSIENT_THRESHOLD) & (level[:-1] <= TRANSIENT_THRESHOLD)) + 1
+    strengths = np.minimum(1.0, level[onsets] / TRANSIENT_THRESHOLD)
+    return [{"time": i / sample_rate, "strength": s} for i, s in zip(onsets.tolist(), strengths.tolist(), strict=True)]
+
+
+def dominant_frequencies(x: np.ndarray, sample_rate: float) -> list[float]:
+    """analyzeHarmonicContent: the 128 first samples' magnitudes summed over the chunks, the 10
+    largest named as if they were FFT bins (index x rate / 4096); ties keep index order."""
+    chunks = _chunks(x)
+    energy = (
+        np.cumsum(np.abs(chunks[:, :DOMINANT_BINS].astype(np.float64)), axis=0)[-1] if len(chunks) else np.zeros(DOMINANT_BINS)
+    )
+    order = sorted(range(DOMINANT_BINS), key=lambda index: -energy[index])
+    return [index * sample_rate / (2 * NOTE_FFT) for index in order[:MAX_DOMINANT_FREQUENCIES]]
+
+
+def musical_context(x: np.ndarray, sample_rate: float) -> dict:
+    """analyzeMusicalContext, as buildStemSeparationSnapshot sends it (no mode: Studio sets none)."""
+    return {
+        "key": detect_key(x, sample_rate),
+        "bpm": detect_bpm(x, sample_rate),
+        "transients": detect_transients(x, sample_rate),
+        "harmonicContent": {"dominantFrequencies": dominant_frequencies(x, sample_rate), "tensionLevel": TENSION_LEVEL},
+    }
+
+
+def studio_snapshot(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    snapshot_id: str,
+    timestamp: int,
+    ground_truth: dict[str, np.ndarray] | None = None,
+    user_corrections: list[dict] | None = None,
+    processing_time: float = 0.0,
+) -> dict:
+    """The snapshot Studio's builder makes for a decoded buffer [channels, samples] (float32):
+    classifyAudio, extractFeatures' streams, analyzeMusicalContext, buildStemSeparationSnapshot,
+    with the ground-truth stems (each [channels, samples]) through its stemsToFeatures. Unlike
+    Studio it never builds the superposition and never skips a class (the kit's buildSnapshot is
+    the same in JavaScript)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    x = audio[0]
+    kind, confidence = classify(x)
+    snapshot = {
+        "id": snapshot_id,
+        "timestamp": timestamp,
+        "originalAudio": {"duration": audio.shape[1] / sample_rate, "sampleRate": sample_rate, "channels": audio.shape[0]},
+        "quantumFeatures": studio_streams(audio),
+        "musicalContext": musical_context(x, sample_rate),
+        "metadata": {"classification": kind, "confidence": confidence, "processingTime": processing_time},
+    }
+    if ground_truth is not None:
+        snapshot["groundTruthStems"] = {stem: ground_truth_values(values) for stem, values in ground_truth.items()}
+    if user_corrections is not None:
+        snapshot["userCorrections"] = user_corrections
+    return snapshot
 
 
 # --- Studio's static filter stems (CONTRACT.md "How Studio separates today") -----------------

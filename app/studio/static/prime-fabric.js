@@ -586,3 +586,326 @@ export function createExporter({
     },
   };
 }
+
+// ---- Studio's snapshot, built from audio --------------------------------------------------------
+// buildSnapshot is what Studio's own code (classifier.ts, quantumStemEngine.ts's extractors,
+// musicalContextStemEngine.ts's analyzeMusicalContext, stemSeparationSnapshot.ts) puts in a
+// snapshot, value for value, without the step that makes Studio's own code fail on real songs
+// (createQuantumSuperposition: an N x 2N dense layer over all N stream values) and without
+// skipping tracks classified `vocal`. Studio keeps every ceil(n/1000)-th value of each stream, so
+// only those are computed, each by Studio's own arithmetic (float32 arrays, float64 sums):
+// tests/test_snapshot_builder.py holds it to Studio's code run on reference songs, bit for bit.
+// training/studio.py is its Python twin (`fabric import-stems`).
+
+const HANN_2048 = hannWindow(N_FFT);
+const NOTE_FFT = 2048;
+const TRANSIENT_THRESHOLD = 0.35;
+const CLASSIFICATION_CONFIDENCE = { vocal: 0.7, twotrack: 0.65, full: 0.6 };
+const MAX_STEM_VALUES = 500;
+
+function hannWindow(length) {
+  const window = new Float64Array(length);
+  for (let i = 0; i < length; i++) window[i] = 0.5 * (1 - Math.cos((2 * Math.PI * i) / (length - 1)));
+  return window;
+}
+
+// The indices convertFeatures keeps of `length` values.
+function* keptIndices(length, cap) {
+  const step = length <= cap ? 1 : Math.ceil(length / cap);
+  for (let i = 0; i < length; i += step) yield i;
+}
+
+function rmsOf(x, start, size) {
+  let sum = 0;
+  for (let i = start; i < start + size; i++) sum += x[i] * x[i];
+  return Math.sqrt(sum / size);
+}
+
+// applyHanningWindow then computePowerSpectrum of x[start, start + 2048), into `power`.
+function windowedPower(x, start, power) {
+  for (let i = 0; i < N_FFT; i++) {
+    const windowed = Math.fround(x[start + i] * HANN_2048[i]);
+    power[i] = windowed * windowed; // a Float32Array rounds it as Studio's does
+  }
+  return power;
+}
+
+function streamValues(stream, x, left, right) {
+  const layout = LAYOUT[stream];
+  const frames = framesOf(layout, x.length);
+  const total = frames * layout.perFrame;
+  const out = [];
+  const power = new Float32Array(N_FFT);
+  let lastFrame = -1;
+  let peaks = null;
+  let energies = null;
+  for (const kept of keptIndices(total, MAX_STREAM_VALUES)) {
+    const frame = Math.floor(kept / layout.perFrame);
+    const component = kept % layout.perFrame;
+    const start = layout.first + frame * layout.hop;
+    let value;
+    if (stream === "spectral") {
+      windowedPower(x, start, power);
+      let sum = 0;
+      for (let j = component * BAND_SAMPLES; j < (component + 1) * BAND_SAMPLES; j++) sum += power[j];
+      value = sum / BAND_SAMPLES;
+    } else if (stream === "temporal") {
+      value = temporalValue(x, start, component);
+    } else if (stream === "harmonic") {
+      if (frame !== lastFrame) peaks = harmonicPeaks(windowedPower(x, start, power));
+      value = peaks[component];
+    } else if (stream === "percussive") {
+      energies ??= percussiveEnergies(x, frames);
+      const energy = energies[frame];
+      const delta = Math.abs(energy - (frame > 0 ? energies[frame - 1] : 0));
+      if (component === 0) value = energy;
+      else if (component === 1) value = delta;
+      else if (component === 2) value = delta > 0.1 ? 1 : 0;
+      else {
+        value = 0;
+        for (let i = start; i < start + layout.window; i++) value = Math.max(value, Math.abs(x[i]));
+      }
+    } else {
+      value = stereoValue(left, right, start, component);
+    }
+    lastFrame = frame;
+    out.push(Math.fround(value));
+  }
+  return out;
+}
+
+function temporalValue(x, start, component) {
+  const size = 1024;
+  if (component === 0) return rmsOf(x, start, size);
+  if (component === 1) {
+    let crossings = 0;
+    for (let i = start + 1; i < start + size; i++) {
+      if ((x[i - 1] >= 0 && x[i] < 0) || (x[i - 1] < 0 && x[i] >= 0)) crossings++;
+    }
+    return crossings / size;
+  }
+  // computeAutocorrelation's lags 10..499, the only ones estimatePitchFromAutocorr reads.
+  let maxPeak = 0;
+  let maxLag = 0;
+  for (let lag = 10; lag < 500; lag++) {
+    let sum = 0;
+    for (let i = start; i < start + size - lag; i++) sum += x[i] * x[i + lag];
+    const value = Math.fround(sum / (size - lag));
+    if (value > maxPeak) {
+      maxPeak = value;
+      maxLag = lag;
+    }
+  }
+  return maxLag > 0 ? maxLag : 0;
+}
+
+function harmonicPeaks(power) {
+  const peaks = [];
+  for (let i = 1; i < power.length - 1 && peaks.length < 16; i++) {
+    if (power[i] > power[i - 1] && power[i] > power[i + 1] && power[i] > 0.1) peaks.push(i, power[i]);
+  }
+  while (peaks.length < 16) peaks.push(0, 0);
+  return peaks;
+}
+
+function percussiveEnergies(x, frames) {
+  const energies = new Float64Array(frames);
+  for (let frame = 0; frame < frames; frame++) energies[frame] = rmsOf(x, 512 + frame * 512, 512);
+  return energies;
+}
+
+function stereoValue(left, right, start, component) {
+  const size = 1024;
+  if (component === 2) {
+    let phase = 0;
+    for (let i = start; i < start + size; i++) phase += Math.atan2(right[i], left[i]);
+    return phase / size;
+  }
+  let both = 0;
+  let leftSum = 0;
+  let rightSum = 0;
+  for (let i = start; i < start + size; i++) {
+    both += left[i] * right[i];
+    leftSum += left[i] * left[i];
+    rightSum += right[i] * right[i];
+  }
+  if (component === 0) {
+    const denominator = Math.sqrt(leftSum * rightSum);
+    return denominator > 0 ? both / denominator : 0;
+  }
+  const leftRms = Math.sqrt(leftSum / size);
+  const rightRms = Math.sqrt(rightSum / size);
+  return (rightRms - leftRms) / (leftRms + rightRms + 0.0001);
+}
+
+function energyValues(x) {
+  const envelope = [];
+  for (let i = 0; i < x.length - 2048; i += 2048) envelope.push(rmsOf(x, i, 2048));
+  if (!envelope.length) return [];
+  const mean = envelope.reduce((a, b) => a + b, 0) / envelope.length;
+  const variance = envelope.reduce((sum, v) => sum + Math.pow(v - mean, 2), 0) / envelope.length;
+  let max = -Infinity;
+  let min = Infinity;
+  for (const v of envelope) {
+    max = Math.max(max, v);
+    min = Math.min(min, v);
+  }
+  return [mean, variance, max, min].map(Math.fround);
+}
+
+/** classifier.ts classifyAudio: the first, middle and last thirds' energy (by position). */
+export function classifyAudio(x) {
+  const length = x.length;
+  let low = 0;
+  let mid = 0;
+  let high = 0;
+  for (let i = 0; i < length; i += 128) {
+    const sample = Math.abs(x[i]);
+    if (i < length * 0.33) low += sample;
+    else if (i < length * 0.66) mid += sample;
+    else high += sample;
+  }
+  const type = high > mid && high > low ? "vocal" : mid > low ? "twotrack" : "full";
+  return { type, confidence: CLASSIFICATION_CONFIDENCE[type] };
+}
+
+function analyzeMusicalContext(x, sampleRate) {
+  // key.ts detectKey and analyzeHarmonicContent walk the same 2048-sample chunks.
+  const noteCounts = new Array(12).fill(0);
+  const bins = new Array(128).fill(0);
+  for (let i = 0; i < x.length - NOTE_FFT; i += NOTE_FFT) {
+    let max = 0;
+    let maxIndex = 0;
+    for (let j = 0; j < NOTE_FFT; j++) {
+      const v = Math.abs(x[i + j]);
+      if (v > max) {
+        max = v;
+        maxIndex = j;
+      }
+    }
+    const midi = 12 * Math.log2((maxIndex * sampleRate) / NOTE_FFT / 440) + 69;
+    const note = Math.round(midi) % 12;
+    if (!Number.isNaN(note) && note >= 0 && note < 12) noteCounts[(note + 12) % 12]++;
+    for (let j = 0; j < 128; j++) bins[j] += Math.abs(x[i + j]);
+  }
+  const key = KEYS[noteCounts.indexOf(Math.max(...noteCounts))] || "C";
+
+  // bpm.ts detectBPM
+  let bpm = null;
+  let previousPeak = -1;
+  let frequencySum = 0;
+  let intervals = 0;
+  for (let i = 0; i < x.length; i += 512) {
+    if (Math.abs(x[i]) > 0.6) {
+      if (previousPeak >= 0) {
+        frequencySum += sampleRate / (i - previousPeak);
+        intervals++;
+      }
+      previousPeak = i;
+    }
+  }
+  if (intervals > 0) bpm = Math.round((frequencySum / intervals) * 60);
+
+  // transients.ts detectTransients: every rise above 0.35
+  const transients = [];
+  for (let i = 1; i < x.length; i++) {
+    const current = Math.abs(x[i]);
+    if (current > TRANSIENT_THRESHOLD && Math.abs(x[i - 1]) <= TRANSIENT_THRESHOLD) {
+      transients.push({ time: i / sampleRate, strength: Math.min(1.0, current / TRANSIENT_THRESHOLD) });
+    }
+  }
+
+  const dominantFrequencies = bins
+    .map((energy, index) => ({ energy, freq: (index * sampleRate) / (2 * NOTE_FFT) }))
+    .sort((a, b) => b.energy - a.energy)
+    .slice(0, 10)
+    .map((d) => d.freq);
+  return { key, bpm, transients, harmonicContent: { dominantFrequencies, tensionLevel: 0.5 } };
+}
+
+// stemsToFeatures: channel 0, every ceil(n/500)-th sample.
+function stemFeatures(stem) {
+  const channel = stem.getChannelData ? stem.getChannelData(0) : stem[0];
+  return Array.from(keptIndices(channel.length, MAX_STEM_VALUES), (i) => channel[i]);
+}
+
+function channelsOf(audio) {
+  if (audio.getChannelData) {
+    return Array.from({ length: audio.numberOfChannels }, (_, c) => audio.getChannelData(c));
+  }
+  return audio.channels;
+}
+
+/**
+ * The snapshot Studio's builder makes for a decoded buffer, ready for createExporter().enqueue.
+ * `audio`: an AudioBuffer, or {channels: Float32Array[], sampleRate}. Options: groundTruthStems
+ * (stem -> AudioBuffer or Float32Array[]), userCorrections, processingTime (ms; default: the time
+ * this call took), id and timestamp (default: a new UUID v4 and now).
+ */
+export function buildSnapshot(audio, options = {}) {
+  const started = performance.now();
+  const channels = channelsOf(audio);
+  const sampleRate = audio.sampleRate;
+  const x = channels[0];
+  const stereo = channels.length >= 2;
+  const quantumFeatures = {};
+  for (const stream of STREAMS) {
+    quantumFeatures[stream] = stream === "stereo" && !stereo ? [0, 0, 0] : streamValues(stream, x, channels[0], channels[1]);
+  }
+  quantumFeatures.energy = energyValues(x);
+  const classification = classifyAudio(x);
+  const snapshot = {
+    id: options.id ?? crypto.randomUUID(),
+    timestamp: options.timestamp ?? Date.now(),
+    originalAudio: { duration: x.length / sampleRate, sampleRate, channels: channels.length },
+    quantumFeatures,
+    musicalContext: analyzeMusicalContext(x, sampleRate),
+  };
+  if (options.groundTruthStems) {
+    snapshot.groundTruthStems = {};
+    for (const stem of STEMS) {
+      const given = options.groundTruthStems[stem];
+      if (given) snapshot.groundTruthStems[stem] = stemFeatures(given);
+    }
+  }
+  if (options.userCorrections) snapshot.userCorrections = options.userCorrections;
+  snapshot.metadata = {
+    classification: classification.type,
+    confidence: classification.confidence,
+    processingTime: options.processingTime ?? performance.now() - started,
+  };
+  return snapshot;
+}
+
+/**
+ * buildSnapshot off the page's main thread, in a module Web Worker (/studio/snapshot-worker.js,
+ * started from a blob so that it runs for a page of another origin). The channels are copied once
+ * and handed over, not cloned again. Resolves with the snapshot.
+ */
+export function buildSnapshotInWorker(audio, options = {}) {
+  const workerUrl = new URL("snapshot-worker.js", import.meta.url).href;
+  const shim = URL.createObjectURL(new Blob([`import ${JSON.stringify(workerUrl)};`], { type: "text/javascript" }));
+  const worker = new Worker(shim, { type: "module" });
+  const copy = (source) => channelsOf(source).map((channel) => channel.slice());
+  const channels = copy(audio);
+  const groundTruthStems = options.groundTruthStems
+    ? Object.fromEntries(Object.entries(options.groundTruthStems).filter(([, v]) => v).map(([stem, v]) => [stem, [channelsOf(v)[0].slice()]]))
+    : undefined;
+  const transfer = [...channels, ...Object.values(groundTruthStems ?? {}).flat()].map((channel) => channel.buffer);
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      worker.terminate();
+      URL.revokeObjectURL(shim);
+    };
+    worker.onmessage = ({ data }) => {
+      done();
+      if (data.error) reject(new Error(data.error));
+      else resolve(data.snapshot);
+    };
+    worker.onerror = (event) => {
+      done();
+      reject(new Error(`snapshot worker failed: ${event.message || "could not start"}`));
+    };
+    worker.postMessage({ channels, sampleRate: audio.sampleRate, options: { ...options, groundTruthStems } }, transfer);
+  });
+}
