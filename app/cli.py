@@ -391,11 +391,20 @@ def run(
 
 
 @cli.command()
-def encode(snapshot: Annotated[Path, typer.Argument(help="A snapshot as Studio sends it (JSON)")]) -> None:
+def encode(
+    snapshot: Annotated[Path, typer.Argument(help="A snapshot as Studio sends it (JSON)")],
+    feature_version: Annotated[
+        str | None, typer.Option("--feature-version", help="The version the model wants (its manifest's feature_version)")
+    ] = None,
+) -> None:
     """Print the model input for a snapshot, exactly as training encodes it:
-    {"featureVersion", "shape", "columns", "data"} (data flattened, row-major)."""
+    {"featureVersion", "shape", "columns", "data"} (data flattened, row-major). Refuses when the
+    model wants another feature version: its input would not mean what it learned."""
     from training.features import COLUMNS, FEATURE_VERSION, encode_features, from_wire
 
+    if feature_version is not None and feature_version != FEATURE_VERSION:
+        typer.echo(f"this encoder makes {FEATURE_VERSION}; the model wants {feature_version}: refused", err=True)
+        raise typer.Exit(2)
     try:
         encoded = encode_features(from_wire(json.loads(snapshot.read_text())))
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -418,9 +427,18 @@ def import_stems(
     folder: Annotated[Path, typer.Argument(help="One folder per song, one WAV/FLAC file per stem (MUSDB18's layout)")],
     post: Annotated[str | None, typer.Option(help="POST each snapshot to this export URL, as Studio does")] = None,
     out: Annotated[Path | None, typer.Option(help="Write each snapshot as <id>.json into this folder")] = None,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-rate",
+            min=8000,
+            help="Describe each song as a browser decoding it at this rate would (default: the files' rate)",
+        ),
+    ] = None,
 ) -> None:
-    """Turn multitrack songs into the snapshots Studio would send for their mixes, with the
-    stems as ground truth. A song that cannot be used is reported and skipped."""
+    """Turn multitrack songs into the snapshots Studio would send for their mixes (the song's
+    mixture file, else the sum of its stems), with the stems as ground truth: what the kit's
+    buildSnapshot makes of the same audio. A song that cannot be used is reported and skipped."""
     import httpx
 
     from training.multitrack import SongError, missing_stems, read_song, song_folders, song_snapshot
@@ -438,7 +456,7 @@ def import_stems(
     with httpx.Client(timeout=60) as client:
         for song_folder in folders:
             try:
-                song = read_song(song_folder)
+                song = read_song(song_folder, sample_rate)
                 snapshot = song_snapshot(song)
             except SongError as error:
                 typer.echo(f"skipped: {error}", err=True)

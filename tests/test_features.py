@@ -1,4 +1,4 @@
-"""Feature version fe-2 and Studio's streams: every kept value put back at its time and
+"""Feature version fe-3 and Studio's streams: every kept value put back at its time and
 component, levels per stem and step as the target, and snapshots computed from audio the way
 Studio's own code computes them."""
 

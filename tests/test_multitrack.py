@@ -111,15 +111,50 @@ def test_a_folder_without_songs_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "is not a folder" in result.output
 
 
+@pytest.mark.parametrize("name", ["r01-stereo-44k-1s", "r04-mono-44k-3s", "r09-stereo-44k-10s-loud"])
+def test_import_stems_sends_what_studios_own_code_sends(tmp_path, name):
+    """A song's mixture file (a mono one stays mono) with its stems as ground truth, against the
+    snapshot Studio's own code made of the same files."""
+    from tests.support.reference_songs import SONGS_DIR, STUDIO_DIR
+    from tests.test_snapshot_builder import assert_same_snapshot
+
+    shutil.copytree(SONGS_DIR / name, tmp_path / "songs" / name)
+    result = run("import-stems", str(tmp_path / "songs"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    [written] = (tmp_path / "out").glob("*.json")
+    assert_same_snapshot(json.loads(written.read_text()), json.loads((STUDIO_DIR / f"{name}.json").read_text()))
+
+
+def test_import_stems_describes_a_song_at_the_rate_a_browser_decodes_it(tmp_path):
+    from tests.support.reference_songs import SONGS_DIR
+
+    shutil.copytree(SONGS_DIR / "r04-mono-44k-3s", tmp_path / "songs" / "r04")
+    result = run("import-stems", str(tmp_path / "songs"), "--out", str(tmp_path / "out"), "--sample-rate", "48000")
+    assert result.exit_code == 0, result.output
+    [written] = (tmp_path / "out").glob("*.json")
+    snapshot = json.loads(written.read_text())
+    assert snapshot["originalAudio"] == {"duration": 3.0, "sampleRate": 48000, "channels": 1}
+    assert snapshot["quantumFeatures"]["stereo"] == [0.0, 0.0, 0.0]
+    # 3 s at 48 kHz: (144000 - 1024) / 1024 -> 140 temporal frames of 3 values, all kept
+    assert len(snapshot["quantumFeatures"]["temporal"]) == 420
+    assert all(len(values) == 500 for values in snapshot["groundTruthStems"].values())
+
+
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_encode_prints_exactly_what_training_feeds_the_model(name):
     result = run("encode", str(FIXTURES / f"{name}.json"))
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     expected = encode_features(from_wire(json.loads((FIXTURES / f"{name}.json").read_text())))
-    assert printed["featureVersion"] == "fe-2" and printed["shape"] == list(expected.shape)
+    assert printed["featureVersion"] == "fe-3" and printed["shape"] == list(expected.shape)
     assert len(printed["columns"]) == expected.shape[1]
     np.testing.assert_array_equal(np.array(printed["data"], dtype=np.float32).reshape(expected.shape), expected)
+
+
+def test_encode_refuses_a_model_of_another_feature_version():
+    result = run("encode", str(FIXTURES / f"{FIXTURE_NAMES[0]}.json"), "--feature-version", "fe-2")
+    assert result.exit_code == 2 and "the model wants fe-2" in result.output
+    assert run("encode", str(FIXTURES / f"{FIXTURE_NAMES[0]}.json"), "--feature-version", "fe-3").exit_code == 0
 
 
 def test_encode_refuses_what_is_not_a_snapshot(tmp_path):
@@ -148,32 +183,3 @@ def test_evaluate_audio_scores_filters_model_and_oracle(songs, tmp_path, instrum
         # oracle gains follow the true stem's level: never worse than the unchanged filter on SIR
         assert row["oracle_sir"] >= row["filters_sir"] - 0.5, (stem, row)
     assert np.isfinite(figures["headline"]["sir_oracle_share"])
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node")
-@pytest.mark.parametrize(("seconds", "channels"), [(12.0, 2), (7.3, 1)])
-def test_streams_equal_studios_own_loops(tmp_path, seconds, channels):
-    """training/studio.py against a line-by-line port of Studio's TypeScript to JavaScript, run
-    in Node on the same samples: loud enough that harmonic peaks and transients fire."""
-    import subprocess
-
-    from tests.tfjs import JS_DIR
-    from training.studio import ground_truth_values, studio_streams
-
-    song = render_song(tmp_path, 910 + channels, seconds, 22050)
-    stems = [soundfile.read(path, dtype="float32", always_2d=True)[0].T for path in sorted(song.glob("*.wav"))]
-    audio = (4 * sum(stems))[:channels].astype(np.float32)  # louder than a mix needs to be: peaks over 0.1
-    audio.tofile(tmp_path / "audio.f32")
-    subprocess.run(
-        ["node", str(JS_DIR / "studio_streams.mjs"), str(tmp_path / "audio.f32"), str(channels), str(tmp_path / "js.json")],
-        check=True,
-        timeout=300,
-    )
-    studio = json.loads((tmp_path / "js.json").read_text())
-    ours = studio_streams(audio)
-    for stream in ("spectral", "temporal", "harmonic", "percussive", "stereo", "energy"):
-        theirs, mine = np.array(studio[stream], dtype=np.float32), np.array(ours[stream], dtype=np.float32)
-        assert theirs.shape == mine.shape, stream
-        np.testing.assert_allclose(mine, theirs, rtol=2e-5, atol=1e-7, err_msg=stream)
-    assert ground_truth_values(audio) == pytest.approx(studio["groundTruth"])
-    assert (np.array(studio["harmonic"]) > 0).mean() > 0.05  # the peak picking was exercised

@@ -77,7 +77,7 @@ def test_the_kit_is_served_with_an_etag_and_cors_for_studio(client):
     assert client.get("/studio/prime-fabric.py").status_code == 404
 
 
-@pytest.mark.parametrize("version", ["fe-1", "fe-3"])
+@pytest.mark.parametrize("version", ["fe-1", "fe-2"])
 def test_the_kit_refuses_a_model_of_another_feature_version(tmp_path, version):
     script = tmp_path / "refuse.mjs"
     kit = (Path(__file__).resolve().parent.parent / "app/studio/static/prime-fabric.js").as_uri()

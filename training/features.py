@@ -1,4 +1,4 @@
-"""Feature version fe-2: a snapshot's streams put back on a time axis, and per-stem levels over
+"""Feature version fe-3: a snapshot's streams put back on a time axis, and per-stem levels over
 time as the target. The full definition, for anyone who must reproduce it (the Studio kit
 does), is in training/MODEL_CARD.md; this docstring is the short form.
 
@@ -43,7 +43,7 @@ import numpy as np
 from training.contract import KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS, STREAMS
 from training.studio import BAND_WEIGHTS, STREAM_LAYOUT, kept_indices
 
-FEATURE_VERSION = "fe-2"
+FEATURE_VERSION = "fe-3"
 STEP_SECONDS = 2.0
 MAX_STEPS = 150  # 5 minutes
 LEVEL_FLOOR_DB = -40.0

@@ -17,7 +17,7 @@ class DatasetView(CamelModel):
                     "contentHash": "9f2c...e1",
                     "runLabel": "weekly",
                     "createdAt": "2026-11-21T06:00:02Z",
-                    "featureVersion": "fe-2",
+                    "featureVersion": "fe-3",
                     "trainRatio": 0.7,
                     "trainCount": 1420,
                     "validationCount": 300,

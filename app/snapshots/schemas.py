@@ -17,8 +17,11 @@ from app.snapshots import arrays
 from app.wire import CamelModel
 from training.contract import CORRECTION_TYPES, KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS
 
-# Studio keeps at most 200 transients (every fixture holds 196-200); 1000 leaves room.
-MAX_TRANSIENTS = 1000
+# Studio sends every rise of a sample above 0.35 as a transient, uncapped: loud songs give
+# 50-150 a second, clipped mixes over 2,000 (tests/fixtures/studio_reference). 180,000 holds ten
+# minutes at 300 a second, and their JSON (~7.6 MB) still fits the body limit; only the count
+# and the mean strength are stored.
+MAX_TRANSIENTS = 180_000
 MAX_DOMINANT_FREQUENCIES = 10
 MAX_CORRECTIONS = 256
 MAX_SAMPLE_RATE = 384_000
@@ -27,6 +30,9 @@ MAX_DURATION_S = 4 * 3600.0
 # Client clock, ms since epoch: 2001-09-09 .. 2100-01-01.
 MIN_TIMESTAMP_MS = 1_000_000_000_000
 MAX_TIMESTAMP_MS = 4_102_444_800_000
+# Studio's detectBPM: 60 x the mean rate of samples above 0.6 on a 512-sample grid, rounded; from
+# 0 (two such samples minutes apart) to 60 x sampleRate / 512 (every grid point).
+MAX_BPM = 60 * MAX_SAMPLE_RATE / 512
 
 # Studio's vocabulary (training/contract.py) as types: Literal takes the tuples as they are.
 StemName = Literal[STEMS]
@@ -111,7 +117,7 @@ class HarmonicContent(WireModel):
 class MusicalContext(WireModel):
     key: KeyName
     mode: ModeName | None = None
-    bpm: Annotated[float, Field(ge=20.0, le=400.0, allow_inf_nan=False)] | None
+    bpm: Annotated[float, Field(ge=0.0, le=MAX_BPM, allow_inf_nan=False)] | None
     transients: Annotated[list[Transient], Field(max_length=MAX_TRANSIENTS)]
     harmonic_content: HarmonicContent
 

@@ -77,11 +77,11 @@ class LatestManifest(CamelModel):
                         "name": "stem_features:0",
                         "shape": [None, 150, 84],
                         "dtype": "float32",
-                        "feature_version": "fe-2",
+                        "feature_version": "fe-3",
                         "step_seconds": 2.0,
                     },
                     "output": {"name": "Identity:0", "shape": [None, 6, 150], "stem_axis": 1, "unit": "dB relative to the mix"},
-                    "featureVersion": "fe-2",
+                    "featureVersion": "fe-3",
                     "metrics": EXAMPLE_METRICS,
                     "studioKit": {"url": "https://fabric.example/studio/prime-fabric.js", "integrity": "sha384-..."},
                 }

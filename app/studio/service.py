@@ -11,6 +11,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 KIT_FILES = {
     "prime-fabric.js": "text/javascript; charset=utf-8",
     "prime-fabric.d.ts": "application/typescript; charset=utf-8",
+    "snapshot-worker.js": "text/javascript; charset=utf-8",  # buildSnapshotInWorker's module worker
     # The /studio/demo page and what it loads (tfjs 4.22 as its ES module build: no external assets).
     "demo.html": "text/html; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",

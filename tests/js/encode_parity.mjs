@@ -7,7 +7,7 @@ import { encodeSnapshot } from '../../app/studio/static/prime-fabric.js';
 const [casesPath, outPath] = process.argv.slice(2);
 const cases = JSON.parse(readFileSync(casesPath, 'utf8'));
 const results = cases.map(({ name, snapshot, expected }) => {
-  const { shape, data } = encodeSnapshot(snapshot, { featureVersion: 'fe-2' });
+  const { shape, data } = encodeSnapshot(snapshot, { featureVersion: 'fe-3' });
   let maxAbs = 0;
   let worst = -1;
   for (let i = 0; i < expected.length; i++) {

@@ -1,6 +1,6 @@
 // Types of Prime Fabric's Studio kit (/studio/prime-fabric.js).
 
-export declare const FEATURE_VERSION: "fe-2";
+export declare const FEATURE_VERSION: "fe-3";
 export declare const STEMS: readonly ["vocals", "drums", "bass", "harmonic", "perc", "sub"];
 export declare const KEYS: readonly string[];
 export declare const MODES: readonly ["major", "minor"];

@@ -1,10 +1,10 @@
 // Prime Fabric's Studio kit: a dependency-free ES module, served by the API at
 // /studio/prime-fabric.js. encodeSnapshot is the model's input, equal to `fabric encode`
-// (training/features.py, feature version fe-2, defined in training/MODEL_CARD.md) to 1e-6;
+// (training/features.py, feature version fe-3, defined in training/MODEL_CARD.md) to 1e-6;
 // applyGains plays the model's levels on Studio's stems as `fabric evaluate --audio` scores them,
 // to 1e-5. tests/test_studio_kit.py runs both sides on the same inputs.
 
-export const FEATURE_VERSION = "fe-2";
+export const FEATURE_VERSION = "fe-3";
 export const STEMS = ["vocals", "drums", "bass", "harmonic", "perc", "sub"];
 export const KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 export const MODES = ["major", "minor"];
