@@ -311,6 +311,50 @@ export function applyGains(stems, sampleRate, prediction, mix) {
   return played;
 }
 
+// Studio's filter stems (its default path, training/studio.py filter_stems): the whole mix through
+// static Web Audio biquads, the same at every moment. What applyGains turns down.
+const FILTER_CHAINS = {
+  vocals: [["peaking", 1500, 2, 6], ["highpass", 80], ["lowpass", 8000]],
+  drums: [["highpass", 200]],
+  bass: [["lowpass", 250]],
+  harmonic: [["highpass", 250], ["notch", 1500, 2]],
+  perc: [["highpass", 2000]],
+  sub: [["lowpass", 60], ["lowpass", 60]],
+};
+const FILTER_GAINS = { drums: 1.2 };
+
+/**
+ * Studio's filter stems of an AudioBuffer, rendered offline in the browser: {stem: Float32Array[]}.
+ * The vocal stem is silent unless the classification is `twotrack` or `full`, as in Studio.
+ */
+export async function renderFilterStems(audioBuffer, classification = "full") {
+  const stems = {};
+  for (const stem of STEMS) {
+    const context = new OfflineAudioContext(audioBuffer.numberOfChannels, audioBuffer.length, audioBuffer.sampleRate);
+    const source = context.createBufferSource();
+    source.buffer = audioBuffer;
+    let node = source;
+    for (const [type, frequency, q, gain] of FILTER_CHAINS[stem]) {
+      if (frequency >= audioBuffer.sampleRate / 2) continue;
+      const filter = context.createBiquadFilter();
+      filter.type = type;
+      filter.frequency.value = frequency;
+      if (q !== undefined) filter.Q.value = q;
+      if (gain !== undefined) filter.gain.value = gain;
+      node.connect(filter);
+      node = filter;
+    }
+    const level = context.createGain();
+    level.gain.value = stem === "vocals" && !["twotrack", "full"].includes(classification) ? 0 : FILTER_GAINS[stem] ?? 1;
+    node.connect(level);
+    level.connect(context.destination);
+    source.start(0);
+    const rendered = await context.startRendering();
+    stems[stem] = Array.from({ length: rendered.numberOfChannels }, (_, c) => rendered.getChannelData(c));
+  }
+  return stems;
+}
+
 // --- Loading the latest model ---------------------------------------------------------------
 
 const CACHE_NAME = "prime-fabric-models"; // Cache Storage: files are immutable, keyed by URL
