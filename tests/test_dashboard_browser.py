@@ -333,8 +333,10 @@ def _champion(site) -> int | None:
 
 
 def test_the_studio_kit_demo_shows_the_loop(page: Page, site):
-    """/studio/demo, no external assets: a fixture snapshot posted, the latest model's files
-    checked and loaded with tfjs through the kit, and its six stems' levels drawn."""
+    """/studio/demo, no external assets: the bundled song decoded, its snapshot built by the kit in
+    a worker and stored, the latest model's files checked and loaded with tfjs through the kit, its
+    six stems' levels drawn over a time axis, and Studio's filter stems played with and without the
+    model's gains, switched while playing."""
     if httpx.get(f"{site['base']}/models/latest").status_code == 404:  # neither tiny model passed the gate
         from app.stem_models import service as stem_models
 
@@ -345,14 +347,22 @@ def test_the_studio_kit_demo_shows_the_loop(page: Page, site):
     latest = httpx.get(f"{site['base']}/models/latest").json()
     stored_before = sql(site, "SELECT count(*) FROM snapshots")[0][0]
     outside: list[str] = []
-    page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(site["base"]) else None)
+    page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(("blob:", site["base"])) else None)
     page.goto("/studio/demo")
-    page.wait_for_selector("body[data-ready]", timeout=60_000)
-    shot(page, "studio-demo")
+    page.wait_for_selector("body[data-ready=true], body[data-ready=error]", timeout=120_000)
     assert page.get_attribute("body", "data-ready") == "true", page.text_content("#error")
+    expect(page.locator("#built")).to_contain_text("24.0 s")
     expect(page.locator("#posted")).to_have_text("201 stored")
     expect(page.locator("#model")).to_contain_text(latest["version"])
     assert page.locator("polyline.stem").count() == 6
     assert sorted(page.locator("polyline.stem").evaluate_all("lines => lines.map(l => l.dataset.stem)")) == sorted(STEMS)
+    assert page.locator("text.time").all_text_contents()[:3] == ["0 s", "5 s", "10 s"]
     assert sql(site, "SELECT count(*) FROM snapshots")[0][0] == stored_before + 1
+    page.click("#play")
+    expect(page.locator("body")).to_have_attribute("data-playing", "gained")
+    page.uncheck("#gains")  # while playing
+    expect(page.locator("body")).to_have_attribute("data-playing", "filters")
+    shot(page, "studio-demo")
+    page.click("#play")
+    expect(page.locator("body")).not_to_have_attribute("data-playing", "filters")
     assert outside == []

@@ -16,7 +16,7 @@ KIT_FILES = {
     "demo.html": "text/html; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",
     "demo.css": "text/css; charset=utf-8",
-    "demo-snapshot.json": "application/json",
+    "demo-song.flac": "audio/flac",  # 24 s rendered by sampled instruments
     "vendor/tfjs-4.22.0.fesm.min.js": "text/javascript; charset=utf-8",
 }
 KIT_PATH = "/studio/prime-fabric.js"

@@ -10,7 +10,7 @@ router = APIRouter(tags=["studio kit"])
 
 
 DEMO_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -22,7 +22,9 @@ DEMO_HEADERS = {
     responses={200: {"content": {"text/html": {"example": "<!doctype html>..."}}}},
 )
 def demo(request: Request):
-    """Posts a fixture snapshot, loads the latest model through the kit and draws its levels."""
+    """The loop on a song (a bundled one, or one the visitor picks): the kit builds its snapshot
+    and sends it, loads the latest model, draws its levels over time and plays Studio's filter
+    stems with and without them."""
     return _answer("demo.html", request, DEMO_HEADERS)
 
 

@@ -87,3 +87,37 @@ export declare function createExporter(options: {
   retryDelayMs?: number;
   maxAttempts?: number;
 }): { enqueue(snapshot: Snapshot): void; flush(): Promise<void>; pending(): number };
+
+/** Decoded audio as Studio holds it: an AudioBuffer, or its channels and rate. */
+export type AudioLike = AudioBuffer | { channels: Float32Array[]; sampleRate: number };
+
+export interface BuildOptions {
+  /** The true stems (each as decoded audio), sent as Studio's groundTruthStems: channel 0, every ceil(n/500)-th sample. */
+  groundTruthStems?: Partial<Record<(typeof STEMS)[number], AudioLike | Float32Array[]>>;
+  userCorrections?: Snapshot["userCorrections"];
+  /** ms; default: the time the build took. */
+  processingTime?: number;
+  /** Default: a new UUID v4. */
+  id?: string;
+  /** ms since the epoch; default: now. */
+  timestamp?: number;
+}
+
+/**
+ * The snapshot Studio's own code makes of a decoded buffer (classifyAudio, extractFeatures' six
+ * streams, analyzeMusicalContext, buildStemSeparationSnapshot), value for value, for songs of any
+ * length and any classification; ready for createExporter().enqueue. Runs in browsers and Node.
+ */
+export declare function buildSnapshot(audio: AudioLike, options?: BuildOptions): Snapshot;
+
+/** buildSnapshot in a module worker (/studio/snapshot-worker.js), so the page stays responsive. */
+export declare function buildSnapshotInWorker(audio: AudioLike, options?: BuildOptions): Promise<Snapshot>;
+
+/** Studio's classifyAudio on channel 0: the type and confidence the snapshot's metadata carries. */
+export declare function classifyAudio(channel: Float32Array): { type: "vocal" | "twotrack" | "full"; confidence: number };
+
+/** Studio's filter stems of a buffer, rendered offline with Web Audio biquads (browser only). */
+export declare function renderFilterStems(
+  audioBuffer: AudioBuffer,
+  classification?: string,
+): Promise<Record<(typeof STEMS)[number], Channels>>;
