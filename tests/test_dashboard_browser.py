@@ -172,15 +172,17 @@ def test_log_in_and_read_the_overview_against_the_database(page, site):
     expect(page.locator("h1")).to_have_text("Overview")
     shot(page, "02-overview")
 
-    ((total, with_truth, with_corrections, duplicates),) = sql(
+    ((total, with_truth, with_corrections, unlabelled, duplicates),) = sql(
         site,
         """
         SELECT count(*), count(*) FILTER (WHERE has_ground_truth), count(*) FILTER (WHERE correction_count > 0),
+               count(*) FILTER (WHERE NOT has_ground_truth AND correction_count = 0),
                sum(duplicates_absorbed) FROM snapshots""",
     )
     assert n(page.inner_text("#stat-total")) == total == 69
     assert page.inner_text("#stat-ground-truth") == f"{100 * with_truth / total:.1f}%"
     assert page.inner_text("#stat-corrections") == f"{100 * with_corrections / total:.1f}%"
+    assert page.inner_text("#stat-unlabelled") == f"{100 * unlabelled / total:.1f}%" and unlabelled > 0
     assert n(page.inner_text("#stat-duplicates")) == duplicates == 1
     rejected = dict(sql(site, "SELECT reason_type, count(*) FROM quarantine GROUP BY reason_type"))
     assert n(page.inner_text("#stat-rejected")) == sum(rejected.values()) == 2

@@ -86,6 +86,9 @@ def test_overview_counts_what_was_seeded(seeded, name):
     assert figures.total == len(chosen)
     assert figures.with_ground_truth == sum("groundTruthStems" in s["snapshot"] for s in chosen)
     assert figures.with_corrections == sum(bool(s["snapshot"].get("userCorrections")) for s in chosen)
+    assert figures.without_labels == sum(
+        "groundTruthStems" not in s["snapshot"] and not s["snapshot"].get("userCorrections") for s in chosen
+    )
     assert figures.duplicates_absorbed == (1 if _in(window, seeded[0]) else 0)
     assert sum(day.count for day in figures.per_day) == len(chosen)
     by_day = {d.label: d.count for d in figures.per_day}

@@ -35,6 +35,7 @@ class Overview(CamelModel):
                     "total": 1830,
                     "withGroundTruth": 412,
                     "withCorrections": 97,
+                    "withoutLabels": 1321,
                     "duplicatesAbsorbed": 14,
                     "rejectedItems": 3,
                     "rejectedOccurrences": 11,
@@ -55,6 +56,9 @@ class Overview(CamelModel):
     total: int
     with_ground_truth: int
     with_corrections: int
+    # Neither ground truth nor corrections: what most of Studio's own traffic is (its call passes
+    # no ground truth; imported multitracks bring it, users' corrections are the only other label).
+    without_labels: int
     duplicates_absorbed: int  # retries answered "duplicate" instead of stored again
     rejected_items: int
     rejected_occurrences: int

@@ -65,11 +65,12 @@ def window_for(
 def overview(window: StatsWindow, now: datetime | None = None, *, db_session: Session) -> Overview:
     now = now or datetime.now(UTC)
     where = _snapshot_conditions(window)
-    total, with_truth, with_corrections, duplicates = db_session.execute(
+    total, with_truth, with_corrections, unlabelled, duplicates = db_session.execute(
         select(
             func.count(),
             func.count().filter(Snapshot.has_ground_truth.is_(True)),
             func.count().filter(Snapshot.correction_count > 0),
+            func.count().filter(Snapshot.has_ground_truth.is_(False), Snapshot.correction_count == 0),
             func.coalesce(func.sum(Snapshot.duplicates_absorbed), 0),
         )
         .select_from(Snapshot)
@@ -98,6 +99,7 @@ def overview(window: StatsWindow, now: datetime | None = None, *, db_session: Se
         total=total,
         with_ground_truth=with_truth,
         with_corrections=with_corrections,
+        without_labels=unlabelled,
         duplicates_absorbed=duplicates,
         rejected_items=sum(r.items for r in rejected),
         rejected_occurrences=sum(r.occurrences for r in rejected),
