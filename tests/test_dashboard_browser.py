@@ -349,7 +349,9 @@ def test_the_studio_kit_demo_shows_the_loop(page: Page, site):
     latest = httpx.get(f"{site['base']}/models/latest").json()
     stored_before = sql(site, "SELECT count(*) FROM snapshots")[0][0]
     outside: list[str] = []
-    page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(("blob:", site["base"])) else None)
+    page.on(
+        "request", lambda request: outside.append(request.url) if not request.url.startswith(("blob:", site["base"])) else None
+    )
     page.goto("/studio/demo")
     page.wait_for_selector("body[data-ready=true], body[data-ready=error]", timeout=120_000)
     assert page.get_attribute("body", "data-ready") == "true", page.text_content("#error")
