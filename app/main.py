@@ -9,12 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from psycopg.errors import UndefinedColumn, UndefinedTable
+from sqlalchemy.exc import ProgrammingError
 
 from app import metrics
 from app.config import Settings, get_settings
 from app.dashboard import views as dashboard_views
 from app.datasets import views as dataset_views
 from app.db.engine import UNAVAILABLE_ERRORS, ping_database, session_scope
+from app.db.migrate import head_revision, schema_problem
 from app.limits import (
     BodyLimitMiddleware,
     BodyTimeout,
@@ -100,10 +103,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ping_database()
         return {"status": "ok"}
 
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: the database is reachable and its schema is this code's",
+        responses={
+            200: {"content": {"application/json": {"example": {"status": "ready", "revision": "0012"}}}},
+            503: {"description": "Not ready, and why (database unreachable, or its schema not at this code's revision)"},
+        },
+    )
+    def readyz() -> JSONResponse:
+        try:
+            problem = schema_problem()
+        except UNAVAILABLE_ERRORS as error:
+            problem = f"database unreachable: {str(error).splitlines()[0]}"
+        if problem:
+            return JSONResponse({"status": "not ready", "detail": problem}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"status": "ready", "revision": head_revision()})
+
     app.add_exception_handler(BodyTooLarge, body_too_large_handler)
     app.add_exception_handler(BodyTimeout, body_timeout_handler)
     for error in (*UNAVAILABLE_ERRORS, IngestBacklogFull):
         app.add_exception_handler(error, database_unavailable)
+    app.add_exception_handler(ProgrammingError, schema_missing)
 
     # Added last = outermost: CORS headers go on every answer, 413 and 429 included, so a
     # browser shows Studio the real status rather than a CORS failure.
@@ -123,11 +145,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+SCHEMA_MISSING = "the database schema is not this code's (a table or column is missing): run `fabric db upgrade`"
+
+
 async def database_unavailable(_request: Request, error: Exception) -> JSONResponse:
     # Nothing was stored (the transaction rolled back): Studio retries, and the retry is
     # absorbed as a duplicate if the commit did in fact land.
-    log.warning("database unavailable: %s", str(error).splitlines()[0])
+    reason = str(error).splitlines()[0]
+    if "no such table" in reason or "no such column" in reason:  # SQLite's words for an unmigrated schema
+        log.error("database schema missing: %s", reason)
+        return JSONResponse({"detail": SCHEMA_MISSING}, status_code=503, headers={"Retry-After": "30"})
+    log.warning("database unavailable: %s", reason)
     return JSONResponse({"detail": "database unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "2"})
+
+
+async def schema_missing(_request: Request, error: ProgrammingError) -> JSONResponse:
+    """A table or column this code needs is not in the database (not migrated): 503 with the
+    reason. Any other ProgrammingError is a bug, answered 500 as FastAPI would."""
+    if isinstance(error.orig, UndefinedTable | UndefinedColumn):
+        log.error("database schema missing: %s", str(error.orig).splitlines()[0])
+        return JSONResponse({"detail": SCHEMA_MISSING}, status_code=503, headers={"Retry-After": "30"})
+    log.exception("database programming error", exc_info=error)
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
 
 
 def _openapi(app: FastAPI) -> dict:

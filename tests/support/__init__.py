@@ -46,13 +46,14 @@ def amplified_gzip_body() -> bytes:
     return gzip.compress(b"[" + b"0," * (8 * 1024 * 1024 - 1) + b"0]", compresslevel=9)
 
 
-def create_postgres_database(name: str) -> str:
-    """A new, migrated database on the local Postgres server; returns its URL."""
+def create_postgres_database(name: str, migrate: bool = True) -> str:
+    """A new database on the local Postgres server (migrated unless told not to); returns its URL."""
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {name}")
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url)
+    if migrate:
+        upgrade_database(url)
     return url
 
 
