@@ -77,22 +77,25 @@ def get_celery() -> Celery:
     return create_celery(get_settings())
 
 
-def run_pipeline(run_id: int, dispatch: int, training_queue: str | None = None) -> chain:
-    """A run's stages as one chain. `dispatch` numbers this sending of the run: a worker drops
-    a message whose number is not the run's latest (one that was sent again)."""
+def run_pipeline(run_id: int, dispatch: int, training_queue: str | None = None, first_stage: int = 0) -> chain:
+    """A run's stages as one chain, from `first_stage` on. `dispatch` numbers this sending of
+    the run: a worker drops a message whose number is not the run's latest (one sent again)."""
     celery = get_celery()
     training_queue = training_queue or get_settings().training_queue
     return chain(
         celery.signature(name, args=[run_id], kwargs={"dispatch": dispatch}, immutable=True, queue=queue or training_queue)
-        for name, queue in RUN_STAGES
+        for name, queue in RUN_STAGES[first_stage:]
     )
 
 
-def send_run(run_id: int, dispatch: int) -> None:
-    """Queues a run's pipeline; BrokerUnavailable within ~2 s when the broker cannot take it."""
+def send_run(run_id: int, dispatch: int, first_stage: int = 0) -> None:
+    """Queues a run's pipeline (from `first_stage` on); BrokerUnavailable within ~2 s when the
+    broker cannot take it."""
     try:
         # Its state is the run row; no result is kept (waiting on one would also hold a
         # connection to the result backend, retried for 20 s when Redis is down).
-        run_pipeline(run_id, dispatch).apply_async(retry=True, retry_policy=SEND_RETRY_POLICY, ignore_result=True)
+        run_pipeline(run_id, dispatch, first_stage=first_stage).apply_async(
+            retry=True, retry_policy=SEND_RETRY_POLICY, ignore_result=True
+        )
     except (KombuOperationalError, OSError) as error:
         raise BrokerUnavailable(f"the task broker is unavailable: {error}") from error

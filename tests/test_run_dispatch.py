@@ -145,3 +145,93 @@ def test_a_stage_error_fails_an_active_run_and_leaves_an_ended_one_alone(configu
     assert (succeeded.status, succeeded.error, succeeded.finished_at) == ("succeeded", None, None)
     cancelled = run_after(service.RunCancelled("run was cancelled"), "cancelled")
     assert cancelled.status == "cancelled" and cancelled.error.startswith("RunCancelled") and cancelled.finished_at
+
+
+def test_a_run_stalled_between_stages_is_sent_again_from_there_then_failed(configure, sqlite_url, tmp_path):
+    """Its first stage done, the next one's message lost: the sweep sends the run again from that
+    stage (not from the start), and fails it with the reason once its sendings are spent."""
+    from app.training_runs import service
+
+    configure(
+        DATABASE_URL=sqlite_url,
+        FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"),
+        FABRIC_RUN_DISPATCH_TIMEOUT_S="0.3",
+        FABRIC_RUN_MAX_DISPATCHES="2",
+    )
+    _empty_runs()
+    with session_scope() as session:
+        run = service.create_run(RunParameters(run_label="stalled", model_size="tiny"), db_session=session)
+        run_id = run.id
+        run.dispatches = 1
+    service._enter_stage(run_id, "dataset", "a-worker", 1)
+    service.finish_stage(run_id, 1)
+    with session_scope() as session:
+        assert redispatch_lost_runs(get_settings(), db_session=session) == []  # not yet: within the timeout
+    time.sleep(0.4)
+    with session_scope() as session:
+        assert redispatch_lost_runs(get_settings(), db_session=session) == [
+            f"run {run_id} sent again from its training stage (sending 2)"
+        ]
+    [message] = (tmp_path / "broker" / "queue").iterdir()
+    body = message.read_text()
+    assert "fabric.train" in body and "fabric.build_dataset" not in body
+    with session_scope() as session:
+        assert redispatch_lost_runs(get_settings(), db_session=session) == []  # timed from the new sending
+    time.sleep(0.4)
+    with session_scope() as session:
+        [line] = redispatch_lost_runs(get_settings(), db_session=session)
+        run = session.get(TrainingRun, run_id)
+    assert run.status == "failed" and "training stage never started after dataset finished, over 2 sendings" in run.error
+    assert line == f"run {run_id} failed: {run.error}"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_stage_message_lost_in_redis_the_run_still_finishes(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+    """Real Redis, real workers: the dataset stage finishes and its chain sends the training stage
+    to the `gpu` queue, where the message is deleted before any worker reads it. The API's sweep
+    sends the run again from its training stage, a `gpu` worker takes it, and the run succeeds."""
+    env = {
+        "DATABASE_URL": postgres_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "FABRIC_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "FABRIC_RATE_LIMIT_PER_S": "0",
+        "FABRIC_TRAINING_QUEUE": "gpu",
+        "FABRIC_RUN_DISPATCH_TIMEOUT_S": "8",  # a worker's first task imports TensorFlow: seconds
+        "FABRIC_RUN_SWEEP_INTERVAL_S": "0.5",
+    }
+    configure(**env)
+    _empty_runs()
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete("gpu")
+    with TestClient(create_app()) as client:
+        for snapshot in synthetic_snapshots(60, seed=5):
+            assert client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS).status_code == 201
+    with session_scope() as session:
+        run_id = start_run(RunParameters(run_label="lost-stage", epochs=2, model_size="tiny"), db_session=session).id
+    with worker_process(env, queue="cpu", log_path=tmp_path / "cpu.log"):
+        deadline = time.monotonic() + 120
+        while True:  # the dataset stage done, the training stage's message waiting in Redis
+            with session_scope() as session:
+                run = session.get(TrainingRun, run_id)
+            if run.stage_finished_at is not None and broker.llen("gpu") == 1:
+                break
+            assert run.status == "running" or run.status == "queued", run.error
+            assert time.monotonic() < deadline, (run.status, run.stage)
+            time.sleep(0.1)
+        assert run.stage == "dataset"
+        broker.delete("gpu")  # lost: a Redis restart without its append-only file
+        with TestClient(create_app()), worker_process(env, queue="gpu", name="gpu", log_path=tmp_path / "gpu.log"):
+            deadline = time.monotonic() + 180
+            while True:
+                with session_scope() as session:
+                    run = session.get(TrainingRun, run_id)
+                if run.status not in ("queued", "running"):
+                    break
+                assert time.monotonic() < deadline, (run.status, run.stage)
+                time.sleep(0.3)
+    assert run.status == "succeeded" and run.dispatches == 2, (run.status, run.error)
+    assert "fabric.train" in (tmp_path / "gpu.log").read_text()
+    assert (tmp_path / "cpu.log").read_text().count("fabric.build_dataset[") >= 1

@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 
 def _stage(function, run_id: int, dispatch: int | None, hostname: str | None):
     try:
-        return function(run_id, get_store(), hostname or socket.gethostname(), dispatch)
+        result = function(run_id, get_store(), hostname or socket.gethostname(), dispatch)
     except runs.StaleDispatch as stale:
         log.warning("%s; dropped", stale)
         raise Ignore() from None  # acknowledged, and the rest of this chain is not sent
     except Exception as error:
         runs.mark_failed(run_id, error)
         raise
+    runs.finish_stage(run_id, dispatch)  # the chain sends the next stage now; the API's sweep watches that it starts
+    return result
 
 
 @app.task(name="fabric.build_dataset", bind=True)

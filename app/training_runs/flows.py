@@ -4,9 +4,12 @@ The run row is the outbox. A run is committed as queued, then numbered and sent;
 message never reaches a worker (the broker down at that moment, or a broker restart losing its
 queue) is found by `redispatch_lost_runs`, which the API calls every `run_sweep_interval_s`:
 a queued run that no worker has started `run_dispatch_timeout_s` after it was sent is sent
-again, and after `run_max_dispatches` sendings it is failed with the reason. So no run holds
-the single run slot for longer than run_max_dispatches x run_dispatch_timeout_s +
-run_sweep_interval_s (6.5 min by default) without a worker taking it.
+again, and after `run_max_dispatches` sendings it is failed with the reason. The same holds
+between stages: a running run whose next stage no worker has started `run_dispatch_timeout_s`
+after the previous one finished (the chain's message lost) is sent again from that stage, and
+failed once its sendings reach `run_max_dispatches`. So no run waits for a worker, at its start
+or between two stages, for longer than run_max_dispatches x run_dispatch_timeout_s +
+run_sweep_interval_s (6.5 min by default).
 """
 
 import logging
@@ -82,6 +85,31 @@ def redispatch_lost_runs(settings: Settings, *, db_session: Session) -> list[str
             done.append(f"run {run.id} sent again (sending {dispatch})")
         except BrokerUnavailable as error:  # counted as a sending: the next sweep tries again
             done.append(f"run {run.id} could not be sent again: {error}")
+    done += _resend_stalled_runs(settings, now, db_session=db_session)
     for line in done:
         log.warning("%s", line)
+    return done
+
+
+def _resend_stalled_runs(settings: Settings, now: datetime, *, db_session: Session) -> list[str]:
+    stalled = service.get_stalled(db_session=db_session, finished_before=now - timedelta(seconds=settings.run_dispatch_timeout_s))
+    done = []
+    for run in stalled:
+        next_stage = service.STAGES.index(run.stage) + 1
+        if run.dispatches >= settings.run_max_dispatches:
+            reason = (
+                f"its {service.STAGES[next_stage]} stage never started after {run.stage} finished, over "
+                f"{run.dispatches} sendings {settings.run_dispatch_timeout_s:g} s apart: is a worker listening on its queue?"
+            )
+            if service.fail(run.id, reason, db_session=db_session):
+                done.append(f"run {run.id} failed: {reason}")
+            continue
+        dispatch = service.record_dispatch(run.id, db_session=db_session, seen=run.dispatches)
+        if dispatch is None:  # the next stage started, or another API process sent it, meanwhile
+            continue
+        try:
+            send_run(run.id, dispatch, first_stage=next_stage)
+            done.append(f"run {run.id} sent again from its {service.STAGES[next_stage]} stage (sending {dispatch})")
+        except BrokerUnavailable as error:
+            done.append(f"run {run.id} could not be sent again: {error}")
     return done

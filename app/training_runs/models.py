@@ -35,6 +35,9 @@ class TrainingRun(Base):
     # starts is sent again (training_runs/flows.py), and only the latest sending is carried out.
     dispatches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when a stage finishes, cleared when the next one starts: a running run whose next stage
+    # has not started some time after is sent again from that stage (the chain's message was lost).
+    stage_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -11,7 +11,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from app.artifacts import ArtifactStore
@@ -75,15 +75,25 @@ def get_active(*, db_session: Session) -> TrainingRun | None:
     return db_session.scalar(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_STATUSES)).limit(1))
 
 
+# A run's stages in order, as the run row names them (app/broker.py RUN_STAGES sends them).
+STAGES = ("dataset", "training", "evaluating", "publishing")
+
+
 def record_dispatch(run_id: int, *, db_session: Session, seen: int | None = None) -> int | None:
-    """Numbers the next sending of a queued run and commits it; returns that number, or None
-    when the run is no longer queued or another process numbered it first (`seen` is the
-    number the caller read)."""
-    query = update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == "queued")
+    """Numbers the next sending of a run that waits for a worker (queued, or running between two
+    stages) and commits it; returns that number, or None when the run no longer waits or another
+    process numbered it first (`seen` is the number the caller read)."""
+    waiting = (TrainingRun.status == "queued") | ((TrainingRun.status == "running") & TrainingRun.stage_finished_at.is_not(None))
+    query = update(TrainingRun).where(TrainingRun.id == run_id, waiting)
     if seen is not None:
         query = query.where(TrainingRun.dispatches == seen)
+    now = datetime.now(UTC)
+    # A run between stages keeps waiting, timed from this sending.
+    waited = case((TrainingRun.stage_finished_at.is_not(None), now), else_=None)
     result = db_session.execute(
-        query.values(dispatches=TrainingRun.dispatches + 1, dispatched_at=datetime.now(UTC)).returning(TrainingRun.dispatches)
+        query.values(dispatches=TrainingRun.dispatches + 1, dispatched_at=now, stage_finished_at=waited).returning(
+            TrainingRun.dispatches
+        )
     )
     number = result.scalar()
     db_session.commit()
@@ -99,6 +109,27 @@ def get_unstarted(*, db_session: Session, dispatched_before: datetime) -> list[T
             .order_by(TrainingRun.id)
         )
     )
+
+
+def get_stalled(*, db_session: Session, finished_before: datetime) -> list[TrainingRun]:
+    """Running runs whose last stage finished (or which were last sent between stages) before
+    the moment given, and whose next stage no worker has started."""
+    return list(
+        db_session.scalars(
+            select(TrainingRun)
+            .where(TrainingRun.status == "running", TrainingRun.stage_finished_at < finished_before)
+            .order_by(TrainingRun.id)
+        )
+    )
+
+
+def finish_stage(run_id: int, dispatch: int | None) -> None:
+    """Records that this sending's stage is done: the next one should start soon."""
+    with session_scope() as session:
+        query = update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == "running")
+        if dispatch is not None:
+            query = query.where(TrainingRun.dispatches == dispatch)
+        session.execute(query.values(stage_finished_at=datetime.now(UTC)))
 
 
 def fail(run_id: int, reason: str, *, db_session: Session, only_if_queued: bool = False) -> bool:
@@ -128,7 +159,13 @@ def _enter_stage(run_id: int, stage: str, worker: str, dispatch: int | None) -> 
             claim = claim.where(TrainingRun.dispatches == dispatch)
         now = datetime.now(UTC)
         claimed = session.execute(
-            claim.values(status="running", stage=stage, worker=worker, started_at=func.coalesce(TrainingRun.started_at, now))
+            claim.values(
+                status="running",
+                stage=stage,
+                worker=worker,
+                started_at=func.coalesce(TrainingRun.started_at, now),
+                stage_finished_at=None,
+            )
         ).rowcount
         run = session.get(TrainingRun, run_id)
         if run is None:
@@ -168,9 +205,9 @@ def dataset_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int 
 def training_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> int:
     """Trains (resuming from the run's checkpoint, on whichever worker wrote it, if there is
     one); returns epochs run."""
+    run = _enter_stage(run_id, "training", worker, dispatch)  # before TensorFlow's import: seconds
     from training.train import STATE_FILE, train
 
-    run = _enter_stage(run_id, "training", worker, dispatch)
     config = model_config(RunParameters(**run.parameters))
     directory = _dataset_directory(run.dataset_id, store)
     key = run_key(run_id)
@@ -223,9 +260,9 @@ def model_config(parameters: RunParameters):
 
 def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> dict:
     """Metrics of the trained model next to the baselines, on the test split."""
+    run = _enter_stage(run_id, "evaluating", worker, dispatch)
     from training.train import evaluate_against_baselines
 
-    run = _enter_stage(run_id, "evaluating", worker, dispatch)
     directory = _dataset_directory(run.dataset_id, store)
     model = _best_model(store, run_id)
     splits = [load_split(directory, split) for split in ("train", "validation", "test")]
