@@ -18,18 +18,19 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian's Chromium (and a font) for the dashboard's browser tests, and FluidSynth with the
-# General MIDI soundfont that renders real-instrument songs for the model's tests; skipped
-# once installed.
+# Debian's Chromium (and a font) for the dashboard's browser tests, FluidSynth with the General
+# MIDI soundfont that renders real-instrument songs for the model's tests, and Debian's
+# docker-compose 1.29 that checks docker/compose.yaml; skipped once installed.
 CHROMIUM   := /usr/bin/chromium
 FLUIDSYNTH := /usr/bin/fluidsynth
 SOUNDFONT  := /usr/share/sounds/sf2/FluidR3_GM.sf2
+COMPOSE    := /usr/bin/docker-compose
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-$(CHROMIUM) $(FLUIDSYNTH) $(SOUNDFONT) &:
+$(CHROMIUM) $(FLUIDSYNTH) $(SOUNDFONT) $(COMPOSE) &:
 	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fluidsynth fluid-soundfont-gm
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fluidsynth fluid-soundfont-gm docker-compose
 
-install: $(VENV)/.installed tests/js/node_modules/.installed $(CHROMIUM) $(FLUIDSYNTH) $(SOUNDFONT)
+install: $(VENV)/.installed tests/js/node_modules/.installed $(CHROMIUM) $(FLUIDSYNTH) $(SOUNDFONT) $(COMPOSE)
 
 # API on http://127.0.0.1:8000 plus a Celery worker, on SQLite and a filesystem broker in var/.
 run: $(VENV)/.installed

@@ -4,8 +4,11 @@ Dockerfiles, the Prometheus config and the Grafana files and checks that what th
 ports, and every metric the dashboard plots."""
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,9 +25,19 @@ SERVICES = COMPOSE["services"]
 OURS = {name: service for name, service in SERVICES.items() if "build" in service}
 
 
+# What an operator sets for the variables Compose requires (${VAR:?message}).
+REQUIRED = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "FABRIC_S3_ACCESS_KEY": "fabric",
+    "FABRIC_S3_SECRET_KEY": "s3-secret",
+    "FLOWER_BASIC_AUTH": "ops:pw",
+}
+
+
 def interpolated(value: str) -> str:
-    """A Compose value with ${VAR:-default} as its default would make it (none is set here)."""
-    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", str(value)).replace("$$", "$")
+    """A Compose value as Compose makes it: ${VAR:-default} its default, ${VAR:?message} what REQUIRED sets."""
+    value = re.sub(r"\$\{([A-Z0-9_]+):\?[^}]*\}", lambda m: REQUIRED[m.group(1)], str(value))
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value).replace("$$", "$")
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -129,3 +142,32 @@ def test_the_dashboard_plots_only_metrics_the_service_exports():
     assert plotted <= exported, plotted - exported
     provider = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "dashboards" / "prime-fabric.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] in {v.split(":")[1] for v in SERVICES["grafana"]["volumes"]}
+
+
+def test_safe_defaults_pinned_images_no_default_passwords_no_trusted_proxies():
+    text = (DOCKER / "compose.yaml").read_text()
+    for name, service in SERVICES.items():
+        if "image" in service:
+            image, _, tag = service["image"].rpartition(":")
+            assert image and tag and tag != "latest", (name, service["image"])
+    # Every password, secret key and login is required from the operator: no default to forget.
+    for variable in ("POSTGRES_PASSWORD", "FABRIC_S3_SECRET_KEY", "FABRIC_S3_ACCESS_KEY", "FLOWER_BASIC_AUTH"):
+        assert f"${{{variable}:?" in text and f"${{{variable}:-" not in text, variable
+    assert "change-me" not in text and "POSTGRES_PASSWORD: fabric" not in text
+    for service in OURS.values():  # nothing in the file stands in front of the API
+        assert "FABRIC_TRUSTED_PROXIES" not in (service.get("environment") or {})
+    assert SERVICES["api"]["ports"] == ["${FABRIC_API_BIND:-127.0.0.1}:8000:8000"]
+    assert not SERVICES["worker"].get("ports")  # its metrics port stays on Compose's network
+    # Secrets from files: Compose 1.29 has no `environment:` secrets (a v2-only form).
+    assert all(set(secret) == {"file"} for secret in COMPOSE["secrets"].values())
+    assert "readyz" in " ".join(SERVICES["api"]["healthcheck"]["test"])
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose 1.29 is not installed")
+def test_compose_1_29_accepts_the_file_and_refuses_to_start_without_its_passwords(tmp_path):
+    env = {"PATH": os.environ["PATH"], **REQUIRED}
+    command = ["docker-compose", "-f", str(DOCKER / "compose.yaml"), "--profile", "monitoring", "config", "--quiet"]
+    accepted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert accepted.returncode == 0, accepted.stderr
+    refused = subprocess.run(command, env={**env, "POSTGRES_PASSWORD": ""}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "set POSTGRES_PASSWORD" in refused.stderr
