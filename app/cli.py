@@ -292,7 +292,7 @@ def _print_judgement(metrics: dict) -> None:
     """A judged run's figures: every predictor's test level error, and the margin."""
     typer.echo(f"{'':14}{'level error dB':>15}{'present err dB':>15}{'presence AUC':>13}{'false activity':>15}")
     for name, report in metrics.items():
-        if name == "margin":
+        if name in ("margin", "audio"):  # the gate's margin and the audio judgement are not predictors
             continue
         typer.echo(
             f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
@@ -354,9 +354,12 @@ def evaluate(
 def run(
     run_label: Annotated[str, typer.Option("--run-label", "--runLabel")] = "run",
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
-    batch_size: Annotated[int, typer.Option("--batch-size", "--batchSize")] = 32,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learningRate")] = 1e-3,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "--batchSize", help="Default: the size's own")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--learningRate", help="Default: the size's own")
+    ] = None,
     model_size: Annotated[str, typer.Option("--model-size", "--modelSize")] = "full",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
     wait: Annotated[bool, typer.Option(help="Follow the run until it ends")] = True,
 ) -> None:
     """All of it: create a run and have the workers build, train and evaluate."""
@@ -369,7 +372,7 @@ def run(
     from app.training_runs.schemas import RunParameters
 
     parameters = RunParameters(
-        run_label=run_label, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, model_size=model_size
+        run_label=run_label, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, model_size=model_size, seed=seed
     )
     try:
         with session_scope() as session:

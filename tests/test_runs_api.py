@@ -17,6 +17,7 @@ from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot
 from app.stem_models.models import ModelPromotion, StemModel
 from app.training_runs.models import TrainingRun
+from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS
 from tests.support.servers import worker_process
 from tests.test_worker import redis_url  # noqa: F401  (fixture)
@@ -151,7 +152,6 @@ def test_the_database_refuses_a_second_active_run_when_the_check_is_raced(operat
     from sqlalchemy.exc import IntegrityError
 
     from app.training_runs import flows, service
-    from app.training_runs.schemas import RunParameters
 
     with session_scope() as session:
         first = service.create_run(RunParameters(run_label="first"), db_session=session).id
@@ -168,3 +168,26 @@ def test_the_database_refuses_a_second_active_run_when_the_check_is_raced(operat
     with pytest.raises(flows.RunInProgress) as refused, session_scope() as session:
         flows.start_run(RunParameters(run_label="third"), db_session=session)
     assert refused.value.run_id == first and len(looks) == 2
+
+
+def test_a_size_keeps_its_own_hyperparameters_unless_the_run_sets_them_and_the_seed_is_recorded():
+    from app.training_runs.service import model_config
+    from training.model import SIZES
+
+    own = model_config(RunParameters(model_size="small", epochs=7))
+    assert (own.batch_size, own.learning_rate, own.epochs) == (SIZES["small"].batch_size, SIZES["small"].learning_rate, 7)
+    assert SIZES["small"].learning_rate != RunParameters.model_fields["learning_rate"].default
+    chosen = model_config(RunParameters(model_size="small", batch_size=8, learning_rate=1e-4))
+    assert (chosen.batch_size, chosen.learning_rate) == (8, 1e-4)
+    assert RunParameters(seed=3).model_dump()["seed"] == 3 and RunParameters().seed == 0
+
+
+def test_fabric_prints_a_judgement_that_carries_an_audio_entry(capsys):
+    """`fabric run` with FABRIC_EVALUATION_SONGS_DIR set ended in KeyError: 'level_error_db'."""
+    from app.cli import _print_judgement
+
+    report = {"level_error_db": 9.1, "present_error_db": 7.2, "presence_auc": 0.8, "false_activity": 0.1}
+    margin = {"reference": "ridge", "difference_db": -0.4, "low_db": -0.9, "high_db": -0.1, "snapshots": 40}
+    _print_judgement({"model": report, "ridge": report, "margin": margin, "audio": {"headline": {}, "per_stem": {}}})
+    printed = capsys.readouterr().out
+    assert "model - ridge: -0.40 dB" in printed and "audio" not in printed

@@ -18,10 +18,13 @@ class RunParameters(CamelModel):
     validation_share: float = Field(default=0.15, gt=0.0, lt=0.5)
     test_share: float = Field(default=0.15, gt=0.0, lt=0.5)
     epochs: int = Field(default=50, ge=1, le=1000)
-    batch_size: int = Field(default=32, ge=1, le=4096)
-    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
+    # Unset: the model size's own (training/model.py SIZES); set: this run's, recorded as given.
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
     # "full" is Studio's architecture; "small" trains in minutes on a CPU; "tiny" in seconds (tests, demos).
     model_size: Literal["full", "small", "tiny"] = "full"
+    # Weights' initialisation and the order of batches: the same seed, data and machine give the same model.
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 class RunStarted(CamelModel):

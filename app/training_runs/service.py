@@ -235,6 +235,7 @@ def training_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int
         run_dir,
         on_epoch=on_epoch,
         should_stop=cancelled,
+        seed=RunParameters(**run.parameters).seed,
     )
     with session_scope() as session:
         current = session.get(TrainingRun, run_id)
@@ -247,14 +248,12 @@ def training_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int
 
 
 def model_config(parameters: RunParameters):
-    """The model configuration a run's parameters ask for."""
+    """The model configuration a run's parameters ask for: the size's own, but for what the run sets."""
     from training.model import SIZES
 
+    overrides = {"batch_size": parameters.batch_size, "learning_rate": parameters.learning_rate}
     return dataclasses.replace(
-        SIZES[parameters.model_size],
-        epochs=parameters.epochs,
-        batch_size=parameters.batch_size,
-        learning_rate=parameters.learning_rate,
+        SIZES[parameters.model_size], epochs=parameters.epochs, **{name: v for name, v in overrides.items() if v is not None}
     )
 
 
