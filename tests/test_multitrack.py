@@ -183,3 +183,27 @@ def test_evaluate_audio_scores_filters_model_and_oracle(songs, tmp_path, instrum
         # oracle gains follow the true stem's level: never worse than the unchanged filter on SIR
         assert row["oracle_sir"] >= row["filters_sir"] - 0.5, (stem, row)
     assert np.isfinite(figures["headline"]["sir_oracle_share"])
+    # The ceiling is the best level-only gain on MDX SDR: filters alone (every gain 1) and the
+    # oracle's gains are among those it chose from.
+    for song in figures["songs"]:
+        for stem, ceiling in song["scores"]["ceiling"].items():
+            best_other = max(song["scores"][system][stem]["sdr_mdx"] for system in ("filters", "oracle", "model"))
+            assert ceiling["sdr_mdx"] >= best_other - 1e-3, (song["song"], stem)
+    headline = figures["headline"]
+    assert headline["sdr_ceiling_share"] <= 1.0 + 1e-9 and 0.0 <= headline["worst_stem_worse_share"] <= 1.0
+
+
+def test_the_ceiling_finds_the_gains_that_made_a_stem():
+    """A reference made from the filtered signal by a known gain curve in [0, 1] is recovered."""
+    from training.audio_eval import ceiling_gains, gain_curve, mdx_sdr
+
+    rate, seconds = 8000, 13.0
+    rng = np.random.default_rng(4)
+    filtered = rng.normal(size=int(rate * seconds))
+    truth = np.clip(rng.uniform(-0.2, 1.2, size=150), 0.0, 1.0)  # some knots at the bounds
+    reference = filtered * gain_curve(truth, len(filtered), rate)
+    found = ceiling_gains(reference, filtered, rate)
+    steps = int(np.ceil(seconds / 2.0))  # the knots a 13 s song reaches (centres at 1, 3, ... 13 s)
+    np.testing.assert_allclose(found[:steps], truth[:steps], atol=1e-6)
+    assert mdx_sdr(reference, filtered * gain_curve(found, len(filtered), rate)) > 80
+    assert ((found >= 0) & (found <= 1)).all()

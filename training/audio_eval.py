@@ -13,6 +13,17 @@ against the true stems. A gain moves a filter stem's level, step by step, to a t
 The headline is the share of the oracle's SIR improvement over filters alone that the model
 recovers: per stem, median over songs of (model - filters) over median of (oracle - filters),
 then the median over stems. Stems silent in the whole song cannot be scored and are skipped.
+
+Beside it, on the metric users hear, the Music Demixing Challenge's SDR (`mdx_sdr`: the true
+stem's energy over the error's, no distortion filter), judged against its true ceiling:
+  ceiling the gain knots (one per step, interpolated as above, each in [0, 1]) that maximise
+          that SDR for this stem and song. The output is linear in the knots, so this is a
+          bounded linear least-squares problem (`ceiling_gains`): no level-only gain Studio can
+          apply does better, the oracle's and filters alone (all knots 1) included.
+`sdr_ceiling_share` is the share of the ceiling's SDR improvement over filters that the model's
+gains recover, as a ratio of sums over songs (stable where the ceiling gains little), with a
+bootstrap interval over songs; `worse_share` is the share of songs in which a stem's gains make
+its SDR worse than filters alone.
 """
 
 import functools
@@ -29,7 +40,8 @@ from training.multitrack import Song, SongError, read_song, song_folders, song_s
 from training.studio import filter_stems
 
 MAX_GAIN = 1.0  # gains only ever turn a filter stem down
-SYSTEMS = ("filters", "model", "oracle")
+SYSTEMS = ("filters", "model", "oracle", "ceiling")
+MDX_DELTA = 1e-7  # the Music Demixing Challenge's guard against empty signals
 SILENT_STEM_POWER = 1e-10
 
 
@@ -55,6 +67,39 @@ def gain_curve(step_gains: np.ndarray, length: int, sample_rate: float) -> np.nd
 def level_gains(target_power: np.ndarray, filter_power: np.ndarray) -> np.ndarray:
     gains = np.sqrt(target_power / np.maximum(filter_power, 1e-20))
     return np.clip(np.where(filter_power > 0, gains, 0.0), 0.0, MAX_GAIN)
+
+
+def mdx_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """The Music Demixing Challenge's SDR in dB: 10 log10(|s|^2 / |s - e|^2), no distortion filter."""
+    return float(10 * np.log10((np.sum(reference**2) + MDX_DELTA) / (np.sum((reference - estimate) ** 2) + MDX_DELTA)))
+
+
+def ceiling_gains(reference: np.ndarray, filtered: np.ndarray, sample_rate: float) -> np.ndarray:
+    """The step gains [MAX_STEPS] in [0, 1] whose curve (gain_curve) makes filtered closest to
+    reference in squared error: the best mdx_sdr any level-only gain reaches. Each sample is a
+    mix of two neighbouring knots (np.interp's weights, held past the ends), so the normal
+    equations are tridiagonal; the bounded problem is solved on their Cholesky factor."""
+    from scipy.optimize import lsq_linear
+
+    position = np.clip(np.arange(len(filtered)) / (STEP_SECONDS * sample_rate) - 0.5, 0, MAX_STEPS - 1)
+    left = np.minimum(np.floor(position).astype(int), MAX_STEPS - 2)
+    weight = 1.0 - (position - left)  # on the left knot; the rest on left + 1
+    f, b = filtered.astype(np.float64), reference.astype(np.float64)
+    gram = np.zeros((MAX_STEPS, MAX_STEPS))
+    diagonal_left = np.bincount(left, f * f * weight * weight, MAX_STEPS)
+    diagonal_right = np.bincount(left + 1, f * f * (1 - weight) ** 2, MAX_STEPS)
+    off = np.bincount(left, f * f * weight * (1 - weight), MAX_STEPS)[: MAX_STEPS - 1]
+    gram[np.diag_indices(MAX_STEPS)] = diagonal_left + diagonal_right
+    gram[np.arange(MAX_STEPS - 1), np.arange(1, MAX_STEPS)] = off
+    gram[np.arange(1, MAX_STEPS), np.arange(MAX_STEPS - 1)] = off
+    target = np.bincount(left, f * b * weight, MAX_STEPS) + np.bincount(left + 1, f * b * (1 - weight), MAX_STEPS)
+    used = np.flatnonzero(np.diag(gram) > 1e-12 * max(np.diag(gram).max(), 1e-30))
+    gains = np.zeros(MAX_STEPS)
+    if len(used):
+        system = gram[np.ix_(used, used)] + np.eye(len(used)) * 1e-12 * np.trace(gram) / len(used)
+        factor = np.linalg.cholesky(system)
+        gains[used] = lsq_linear(factor.T, np.linalg.solve(factor, target[used]), bounds=(0.0, 1.0)).x
+    return gains
 
 
 def apply_levels(stems: dict[str, np.ndarray], mix: np.ndarray, sample_rate: float, levels: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,8 +145,29 @@ class AudioEvaluation:
                 oracle = float(np.median([r["oracle"][stem][metric] - r["filters"][stem][metric] for r in rows]))
                 figures[f"model_{metric}_gain"], figures[f"oracle_{metric}_gain"] = model, oracle
                 figures[f"{metric}_oracle_share"] = model / oracle if oracle > 0 else float("nan")
+            for system in ("filters", "model", "ceiling"):
+                figures[f"{system}_sdr_mdx"] = float(np.median([r[system][stem]["sdr_mdx"] for r in rows]))
+            figures["sdr_ceiling_share"] = _ceiling_share(rows, [stem])
+            figures["worse_share"] = float(np.mean([r["model"][stem]["sdr_mdx"] < r["filters"][stem]["sdr_mdx"] for r in rows]))
             out[stem] = figures
         return out
+
+    def ceiling_share(self, songs: list[SongResult] | None = None) -> float:
+        """The share of the ceiling's SDR improvement over filters the model recovers, summed over
+        every scored stem of every song."""
+        return _ceiling_share([song.scores for song in (self.songs if songs is None else songs)], list(STEMS))
+
+    def ceiling_share_interval(self, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+        """Bootstrap 95% interval of ceiling_share, resampling songs."""
+        if len(self.songs) < 2:
+            return float("nan"), float("nan")
+        rng = np.random.default_rng(seed)
+        samples = [
+            self.ceiling_share([self.songs[i] for i in rng.integers(0, len(self.songs), len(self.songs))])
+            for _ in range(resamples)
+        ]
+        low, high = np.nanpercentile(samples, [2.5, 97.5])
+        return float(low), float(high)
 
     def oracle_share(self, songs: list[SongResult] | None = None) -> float:
         """The median over stems of the share of the oracle's SIR improvement the model recovers."""
@@ -126,8 +192,13 @@ class AudioEvaluation:
         added after the evaluation."""
         stems = self.per_stem()
         low, high = self.share_interval()
+        ceiling_low, ceiling_high = self.ceiling_share_interval()
         return {
             "songs": len(self.songs),
+            "sdr_ceiling_share": self.ceiling_share(),
+            "sdr_ceiling_share_low": ceiling_low,
+            "sdr_ceiling_share_high": ceiling_high,
+            "worst_stem_worse_share": max((f["worse_share"] for f in stems.values()), default=float("nan")),
             "sir_oracle_share": self.oracle_share(),
             "sir_oracle_share_low": low,
             "sir_oracle_share_high": high,
@@ -160,6 +231,11 @@ class AudioEvaluation:
             f"improvement (median of per-stem shares; 95% interval over songs [{h['sir_oracle_share_low']:.2f}, "
             f"{h['sir_oracle_share_high']:.2f}])"
         )
+        lines.append(
+            f"SDR (MDX): the model recovers {h['sdr_ceiling_share']:.2f} of the ceiling's improvement over filters "
+            f"(ratio of sums; 95% interval over songs [{h['sdr_ceiling_share_low']:.2f}, {h['sdr_ceiling_share_high']:.2f}]); "
+            "per stem, songs made worse: " + ", ".join(f"{stem} {f['worse_share']:.2f}" for stem, f in self.per_stem().items())
+        )
         return "\n".join(lines)
 
 
@@ -182,14 +258,15 @@ def evaluate_song(song: Song, predict_levels: Callable[[np.ndarray], np.ndarray]
         estimates["filters"].append(filtered)
         estimates["model"].append(played[stem].mean(axis=0))
         estimates["oracle"].append(filtered * gain_curve(level_gains(oracle_power, filter_power), length, rate))
+        estimates["ceiling"].append(filtered * gain_curve(ceiling_gains(references[index], filtered, rate), length, rate))
     stacked = np.concatenate([np.stack(estimates[system]) for system in SYSTEMS])
     metrics = bss_eval(references, stacked, reference_of=np.tile(np.arange(len(scored)), len(SYSTEMS)))
     result = SongResult(song.name)
     for position, system in enumerate(SYSTEMS):
         rows = slice(position * len(scored), (position + 1) * len(scored))
         result.scores[system] = {
-            stem: {"sdr": float(sdr), "sir": float(sir)}
-            for stem, sdr, sir in zip(scored, metrics["sdr"][rows], metrics["sir"][rows], strict=True)
+            stem: {"sdr": float(sdr), "sir": float(sir), "sdr_mdx": mdx_sdr(references[i], estimates[system][i])}
+            for i, (stem, sdr, sir) in enumerate(zip(scored, metrics["sdr"][rows], metrics["sir"][rows], strict=True))
         }
     return result
 
@@ -206,3 +283,15 @@ def evaluate_songs(model, root: Path, on_skip: Callable[[str], None] = lambda me
             skipped.append(str(error))
             on_skip(str(error))
     return AudioEvaluation(results, skipped)
+
+
+def _ceiling_share(rows: list[dict], stems: list[str]) -> float:
+    """Sum over songs and stems of the model's MDX SDR gain over filters, over the ceiling's."""
+    model = ceiling = 0.0
+    for scores in rows:
+        for stem in stems:
+            if stem in scores.get("filters", {}):
+                base = scores["filters"][stem]["sdr_mdx"]
+                model += scores["model"][stem]["sdr_mdx"] - base
+                ceiling += scores["ceiling"][stem]["sdr_mdx"] - base
+    return model / ceiling if ceiling > 0 else float("nan")

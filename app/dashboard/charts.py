@@ -39,6 +39,7 @@ def bounds(*series: Sequence[float | None]) -> tuple[float, float]:
 
 
 def number(value: float | None, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    # Not a number (None, NaN, or a figure an older run's metrics do not have): a dash.
+    if not isinstance(value, int | float) or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{value:,.{digits}f}"

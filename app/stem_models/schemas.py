@@ -36,6 +36,9 @@ class Headline(CamelModel):
     sir_oracle_share: float | None = Field(
         None, description="Share of the oracle gains' SIR improvement the model's gains recover"
     )
+    sdr_ceiling_share: float | None = Field(
+        None, description="Share of the best level-only gains' SDR (MDX) improvement over filters the model's gains recover"
+    )
 
 
 class StudioKitRef(CamelModel):

@@ -106,6 +106,7 @@ def headline(metrics: dict) -> Headline:
         test_snapshots=model["snapshots"],
         corrections_met=model.get("corrections_met"),
         sir_oracle_share=(metrics.get("audio") or {}).get("headline", {}).get("sir_oracle_share"),
+        sdr_ceiling_share=(metrics.get("audio") or {}).get("headline", {}).get("sdr_ceiling_share"),
     )
 
 
