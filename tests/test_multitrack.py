@@ -115,8 +115,7 @@ def test_a_folder_without_songs_is_a_clear_error(tmp_path):
 def test_import_stems_sends_what_studios_own_code_sends(tmp_path, name):
     """A song's mixture file (a mono one stays mono) with its stems as ground truth, against the
     snapshot Studio's own code made of the same files."""
-    from tests.support.reference_songs import SONGS_DIR, STUDIO_DIR
-    from tests.test_snapshot_builder import assert_same_snapshot
+    from tests.support.reference_songs import SONGS_DIR, STUDIO_DIR, assert_same_snapshot
 
     shutil.copytree(SONGS_DIR / name, tmp_path / "songs" / name)
     result = run("import-stems", str(tmp_path / "songs"), "--out", str(tmp_path / "out"))

@@ -10,14 +10,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.db.engine import session_scope
 from app.snapshots.models import Snapshot
 from tests.support import FETCH_HEADERS
-from tests.support.reference_songs import SONGS, STUDIO_DIR, song_audio
-from training.contract import FEATURE_STREAMS
+from tests.support.reference_songs import SONGS, STUDIO_DIR, assert_same_snapshot, song_audio
 from training.studio import studio_snapshot
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -26,35 +24,6 @@ NAMES = [song.name for song in SONGS]
 
 def studio_reference(name: str) -> dict:
     return json.loads((STUDIO_DIR / f"{name}.json").read_text())
-
-
-def assert_same_snapshot(ours: dict, studio: dict) -> None:
-    for stream in FEATURE_STREAMS:
-        expected = np.asarray(studio["quantumFeatures"][stream], np.float32)
-        got = np.asarray(ours["quantumFeatures"][stream], np.float32)
-        assert got.shape == expected.shape, stream
-        assert np.array_equal(got.view(np.int32), expected.view(np.int32)), f"{stream}: {(got != expected).sum()} values differ"
-    studio_truth = {stem: values for stem, values in (studio.get("groundTruthStems") or {}).items() if values is not None}
-    ours_truth = ours.get("groundTruthStems") or {}
-    assert sorted(ours_truth) == sorted(studio_truth)
-    for stem, values in studio_truth.items():
-        assert np.array_equal(np.asarray(ours_truth[stem], np.float32), np.asarray(values, np.float32)), stem
-    context, studio_context = ours["musicalContext"], studio["musicalContext"]
-    for name in ("key", "bpm"):
-        assert context[name] == studio_context[name], name
-    assert context.get("mode") == studio_context.get("mode")
-    assert [t["time"] for t in context["transients"]] == [t["time"] for t in studio_context["transients"]]
-    assert [t["strength"] for t in context["transients"]] == [t["strength"] for t in studio_context["transients"]]
-    np.testing.assert_allclose(
-        context["harmonicContent"]["dominantFrequencies"],
-        studio_context["harmonicContent"]["dominantFrequencies"],
-        rtol=0,
-        atol=1e-6,
-    )
-    assert context["harmonicContent"]["tensionLevel"] == studio_context["harmonicContent"]["tensionLevel"]
-    for name in ("classification", "confidence"):
-        assert ours["metadata"][name] == studio["metadata"][name], name
-    assert ours["originalAudio"] == studio["originalAudio"]
 
 
 def test_the_references_cover_what_the_builders_must_handle():

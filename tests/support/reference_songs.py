@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from training.contract import FEATURE_STREAMS
+
 ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "studio_reference"
 SONGS_DIR = ROOT / "songs"
 STUDIO_DIR = ROOT / "studio"
@@ -63,6 +65,37 @@ def song_audio(song: ReferenceSong) -> dict[str, np.ndarray]:
     """'mixture' and, where the song has them, its stems: [channels, samples] float32 each."""
     folder = SONGS_DIR / song.name
     return {path.stem: read_audio(path)[0] for path in sorted(folder.glob("*.flac"))}
+
+
+def assert_same_snapshot(ours: dict, studio: dict) -> None:
+    """Ours equals Studio's: streams and ground truth bit for bit, context and classification equal,
+    dominant frequencies to 1e-6 (only id, timestamp and processing time may differ)."""
+    for stream in FEATURE_STREAMS:
+        expected = np.asarray(studio["quantumFeatures"][stream], np.float32)
+        got = np.asarray(ours["quantumFeatures"][stream], np.float32)
+        assert got.shape == expected.shape, stream
+        assert np.array_equal(got.view(np.int32), expected.view(np.int32)), f"{stream}: {(got != expected).sum()} values differ"
+    studio_truth = {stem: values for stem, values in (studio.get("groundTruthStems") or {}).items() if values is not None}
+    ours_truth = ours.get("groundTruthStems") or {}
+    assert sorted(ours_truth) == sorted(studio_truth)
+    for stem, values in studio_truth.items():
+        assert np.array_equal(np.asarray(ours_truth[stem], np.float32), np.asarray(values, np.float32)), stem
+    context, studio_context = ours["musicalContext"], studio["musicalContext"]
+    for name in ("key", "bpm"):
+        assert context[name] == studio_context[name], name
+    assert context.get("mode") == studio_context.get("mode")
+    assert [t["time"] for t in context["transients"]] == [t["time"] for t in studio_context["transients"]]
+    assert [t["strength"] for t in context["transients"]] == [t["strength"] for t in studio_context["transients"]]
+    np.testing.assert_allclose(
+        context["harmonicContent"]["dominantFrequencies"],
+        studio_context["harmonicContent"]["dominantFrequencies"],
+        rtol=0,
+        atol=1e-6,
+    )
+    assert context["harmonicContent"]["tensionLevel"] == studio_context["harmonicContent"]["tensionLevel"]
+    for name in ("classification", "confidence"):
+        assert ours["metadata"][name] == studio["metadata"][name], name
+    assert ours["originalAudio"] == studio["originalAudio"]
 
 
 def _render(song: ReferenceSong, scratch: Path) -> dict[str, np.ndarray]:
