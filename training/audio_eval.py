@@ -157,31 +157,20 @@ class AudioEvaluation:
         every scored stem of every song."""
         return _ceiling_share([song.scores for song in (self.songs if songs is None else songs)], list(STEMS))
 
-    def ceiling_share_interval(self, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-        """Bootstrap 95% interval of ceiling_share, resampling songs."""
-        if len(self.songs) < 2:
-            return float("nan"), float("nan")
-        rng = np.random.default_rng(seed)
-        samples = [
-            self.ceiling_share([self.songs[i] for i in rng.integers(0, len(self.songs), len(self.songs))])
-            for _ in range(resamples)
-        ]
-        low, high = np.nanpercentile(samples, [2.5, 97.5])
-        return float(low), float(high)
-
     def oracle_share(self, songs: list[SongResult] | None = None) -> float:
         """The median over stems of the share of the oracle's SIR improvement the model recovers."""
         shares = [f["sir_oracle_share"] for f in self.per_stem(songs).values() if np.isfinite(f["sir_oracle_share"])]
         return float(np.median(shares)) if shares else float("nan")
 
-    def share_interval(self, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-        """Bootstrap 95% interval of oracle_share, resampling songs."""
+    def interval(
+        self, statistic: Callable[[list[SongResult]], float], resamples: int = 1000, seed: int = 0
+    ) -> tuple[float, float]:
+        """Bootstrap 95% interval of statistic(songs) (oracle_share, ceiling_share), resampling songs."""
         if len(self.songs) < 2:
             return float("nan"), float("nan")
         rng = np.random.default_rng(seed)
         samples = [
-            self.oracle_share([self.songs[i] for i in rng.integers(0, len(self.songs), len(self.songs))])
-            for _ in range(resamples)
+            statistic([self.songs[i] for i in rng.integers(0, len(self.songs), len(self.songs))]) for _ in range(resamples)
         ]
         low, high = np.nanpercentile(samples, [2.5, 97.5])
         return float(low), float(high)
@@ -191,8 +180,8 @@ class AudioEvaluation:
         """Computed once (its interval resamples the songs a thousand times); songs are not
         added after the evaluation."""
         stems = self.per_stem()
-        low, high = self.share_interval()
-        ceiling_low, ceiling_high = self.ceiling_share_interval()
+        low, high = self.interval(self.oracle_share)
+        ceiling_low, ceiling_high = self.interval(self.ceiling_share)
         return {
             "songs": len(self.songs),
             "sdr_ceiling_share": self.ceiling_share(),
