@@ -5,6 +5,7 @@ database without the schema gets 503 with the reason, never 500."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,12 @@ from tests.support.servers import ROOT, _stop, answers_healthz, free_port, wait_
 
 @pytest.mark.slow
 def test_a_wheel_in_a_fresh_virtualenv_migrates_serves_and_stores(tmp_path):
+    # From a copy of the sources: setuptools keeps build/ in the tree it builds, and a stale one leaks into wheels.
+    source = tmp_path / "source"
+    ignored = shutil.ignore_patterns(
+        ".git", ".venv", "var", "build", "node_modules", "test-artifacts", "*.egg-info", "__pycache__"
+    )
+    shutil.copytree(ROOT, source, ignore=ignored)
     subprocess.run(
         [
             sys.executable,
@@ -34,7 +41,7 @@ def test_a_wheel_in_a_fresh_virtualenv_migrates_serves_and_stores(tmp_path):
             "--no-build-isolation",
             "-w",
             str(tmp_path / "dist"),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         timeout=300,
