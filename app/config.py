@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"
 
     # Limits. A Studio snapshot is ~70-130 KB of JSON; a beacon is at most 64 KiB.
-    max_body_bytes: int = 8 * 1024 * 1024  # as sent on the wire (compressed or not)
+    # As sent on the wire (compressed or not): as much as a gzip body may decode to, so a plain one
+    # costs no more memory. Studio's fetch sends plain JSON: ten loud minutes are ~15 MiB of it.
+    max_body_bytes: int = 16 * 1024 * 1024
     max_decoded_body_bytes: int = 16 * 1024 * 1024  # after gzip: a bomb stops here
     max_snapshots_per_request: int = 100
     # JSON values (commas) in one decoded body, checked before it is parsed: a Studio snapshot

@@ -10,8 +10,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from app.config import get_settings
 from app.db.engine import session_scope
 from app.snapshots.models import Snapshot
 from tests.support import FETCH_HEADERS
@@ -91,15 +93,20 @@ def test_ingest_stores_what_studio_sends(client, name):
         assert row.bpm == studio["musicalContext"]["bpm"] and row.key == studio["musicalContext"]["key"]
 
 
-def test_ingest_takes_ten_minutes_of_dense_transients_and_says_why_beyond(client):
-    studio = studio_reference("r13-mono-44k-180s")
-    studio["originalAudio"]["duration"] = 600.0
-    studio["musicalContext"]["bpm"] = 2583  # a loud song: detectBPM's mean rate of samples above 0.6
+def test_ingest_takes_ten_loud_minutes_of_transients_and_says_why_beyond(client):
+    """Studio sends every rise above 0.35, as the time i / sampleRate: ten minutes of a loud mix at
+    600 a second, at 48 kHz, must be stored (through the default body limit); one more is refused."""
     from app.snapshots.schemas import MAX_TRANSIENTS
 
-    studio["musicalContext"]["transients"] = [{"time": i * 600 / MAX_TRANSIENTS, "strength": 1} for i in range(MAX_TRANSIENTS)]
+    studio = studio_reference("r13-mono-44k-180s")
+    studio["originalAudio"] = {"duration": 600.0, "sampleRate": 48_000, "channels": 1}
+    studio["musicalContext"]["bpm"] = 2583  # a loud song: detectBPM's mean rate of samples above 0.6
+    onsets = np.sort(np.random.default_rng(1).choice(600 * 48_000, MAX_TRANSIENTS, replace=False))
+    studio["musicalContext"]["transients"] = [{"time": int(i) / 48_000, "strength": 1} for i in onsets]
     studio["id"] = str(uuid.uuid4())
-    assert client.post("/stem-separation", json=studio, headers=FETCH_HEADERS).status_code == 201
+    body = json.dumps(studio).encode()
+    assert MAX_TRANSIENTS >= 600 * 600 and len(body) <= get_settings().max_body_bytes
+    assert client.post("/stem-separation", content=body, headers=FETCH_HEADERS).status_code == 201
 
     studio["musicalContext"]["transients"].append({"time": 599.99, "strength": 1})
     studio["id"] = str(uuid.uuid4())

@@ -17,11 +17,12 @@ from app.snapshots import arrays
 from app.wire import CamelModel
 from training.contract import CORRECTION_TYPES, KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS
 
-# Studio sends every rise of a sample above 0.35 as a transient, uncapped: loud songs give
-# 50-150 a second, clipped mixes over 2,000 (tests/fixtures/studio_reference). 180,000 holds ten
-# minutes at 300 a second, and their JSON (~7.6 MB) still fits the body limit; only the count
-# and the mean strength are stored.
-MAX_TRANSIENTS = 180_000
+# Studio sends every rise of a sample above 0.35 as a transient, uncapped: real-instrument mixes
+# give 50-600 a second by loudness, clipped ones over 2,000 (tests/fixtures/studio_reference).
+# 360,000 holds ten minutes at 600 a second; their JSON (~14.5 MiB) fits the body limit, within the
+# memory bound every request already has (16 MiB decoded, FABRIC_MAX_VALUES_PER_REQUEST values).
+# Only the count and the mean strength are stored.
+MAX_TRANSIENTS = 360_000
 MAX_DOMINANT_FREQUENCIES = 10
 MAX_CORRECTIONS = 256
 MAX_SAMPLE_RATE = 384_000
