@@ -106,7 +106,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_FLAGS
+    from tests.support.servers import CHROMIUM, CHROMIUM_FLAGS
 
     with tempfile.TemporaryDirectory() as scratch_name:
         site = Path(scratch_name)

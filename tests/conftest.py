@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
@@ -19,6 +20,7 @@ from app.quarantine.models import QuarantinedItem
 from app.snapshots.models import Snapshot, SnapshotCorrection
 from tests.support import (
     POSTGRES_ADMIN_URL,
+    REDIS_URL,
     STUDIO_ORIGIN,
     create_postgres_database,
     drop_postgres_database,
@@ -48,6 +50,18 @@ def postgres_url() -> Iterator[str]:
     yield url
     reset_caches()
     drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis (CI has it); skipped without it, except under CI where that is a failure."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return REDIS_URL
 
 
 @pytest.fixture(scope="session")

@@ -22,25 +22,13 @@ from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS, create_postgres_database, drop_postgres_database, fixture_snapshot, reset_caches
-from tests.support.servers import ROOT, api_process, wait_until
+from tests.support.servers import CHROMIUM, CHROMIUM_FLAGS, ROOT, api_process, wait_until
 from training.contract import STEMS
 from training.synthetic import synthetic_snapshots
 
 pytestmark = pytest.mark.postgres
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = os.environ.get("FABRIC_TEST_CHROMIUM", "/usr/bin/chromium")
-# Headless, and nothing that would reach out of this machine.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS
 from tests.support.servers import worker_process
-from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from tests.tfjs import serve_directory, tfjs_predict
 from training.contract import STEMS
 from training.model import predict
@@ -34,7 +33,7 @@ EPOCHS = 80
 
 
 @pytest.fixture
-def pipeline_env(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+def pipeline_env(configure, postgres_url, redis_url, tmp_path):
     env = {
         "DATABASE_URL": postgres_url,
         "CELERY_BROKER_URL": redis_url,

@@ -23,7 +23,6 @@ from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS
 from tests.support.servers import TcpProxy, worker_process
-from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from training.synthetic import synthetic_snapshots
 
 
@@ -63,7 +62,7 @@ def test_a_run_no_worker_takes_is_sent_again_then_failed_with_the_reason(configu
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
-def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_url, tmp_path):
     from sqlalchemy.engine import make_url
 
     url = make_url(redis_url)  # the same URL grammar: redis://host:port/db
@@ -188,7 +187,7 @@ def test_a_run_stalled_between_stages_is_sent_again_from_there_then_failed(confi
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
-def test_a_stage_message_lost_in_redis_the_run_still_finishes(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+def test_a_stage_message_lost_in_redis_the_run_still_finishes(configure, postgres_url, redis_url, tmp_path):
     """Real Redis, real workers: the dataset stage finishes and its chain sends the training stage
     to the `gpu` queue, where the message is deleted before any worker reads it. The API's sweep
     sends the run again from its training stage, a `gpu` worker takes it, and the run succeeds."""

@@ -20,14 +20,13 @@ from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS
 from tests.support.servers import worker_process
-from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from training.synthetic import synthetic_snapshots
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
-def operator_client(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+def operator_client(configure, postgres_url, redis_url, tmp_path):
     env = {
         "DATABASE_URL": postgres_url,
         "CELERY_BROKER_URL": redis_url,

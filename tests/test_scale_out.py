@@ -24,14 +24,13 @@ from app.stem_models.models import ModelPromotion, StemModel
 from app.training_runs.models import TrainingRun
 from tests.support import FETCH_HEADERS
 from tests.support.servers import api_process, free_port, object_store_server, worker_process
-from tests.test_worker import redis_url  # noqa: F401  (fixture)
 from training.synthetic import synthetic_snapshots
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
-def shared_env(configure, postgres_url, redis_url, tmp_path):  # noqa: F811
+def shared_env(configure, postgres_url, redis_url, tmp_path):
     with object_store_server() as store_env:
         env = {
             "DATABASE_URL": postgres_url,

@@ -21,8 +21,7 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy.engine import make_url
 
 from tests.support import FIXTURE_NAMES, create_postgres_database, drop_postgres_database, fixture_snapshot
-from tests.support.servers import TcpProxy, api_process, free_port, wait_until
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.support.servers import CHROMIUM, CHROMIUM_FLAGS, TcpProxy, api_process, free_port, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

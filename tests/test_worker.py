@@ -1,30 +1,15 @@
 """A real Celery worker process, on the real Redis broker and result backend, runs a task that
 reaches the real Postgres."""
 
-import os
 import uuid
 
 import pytest
-import redis
 
 from app.broker import create_celery
 from app.config import Settings
 from tests.support.servers import worker_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-REDIS_URL = os.environ.get("FABRIC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.exceptions.ConnectionError:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return REDIS_URL
 
 
 def test_worker_process_runs_tasks_from_redis_and_reaches_postgres(postgres_url, redis_url, tmp_path):

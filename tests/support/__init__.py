@@ -17,6 +17,7 @@ from app.db.migrate import upgrade_database
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE_NAMES = ["snapshot-with-ground-truth", "snapshot-mono-no-ground-truth", "snapshot-with-corrections-and-nan"]
+REDIS_URL = os.environ.get("FABRIC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_ADMIN_URL = os.environ.get("FABRIC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STUDIO_ORIGIN = "http://localhost:5173"
 
