@@ -7,6 +7,7 @@ are sent by name, so app/ never imports workers/ (which defines them on this sam
 
 import functools
 import logging
+import sys
 
 from celery import Celery, chain
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -75,6 +76,12 @@ def get_celery() -> Celery:
     """The process's Celery app, built from the settings in force (workers/celery_app.py
     exposes this same one to `celery -A`)."""
     return create_celery(get_settings())
+
+
+def worker_argv(queue: str, hostname: str, *options: str) -> list[str]:
+    """The command line of a Celery worker process of ours on one queue (`fabric serve`, tests)."""
+    app = ["-A", "workers.celery_app", "worker"]
+    return [sys.executable, "-m", "celery", *app, "--queues", queue, "--hostname", hostname, *options]
 
 
 def run_pipeline(run_id: int, dispatch: int, training_queue: str | None = None, first_stage: int = 0) -> chain:

@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -37,23 +36,12 @@ def serve(
     upgrade_database()
     worker_process = None
     if worker:
+        from app.broker import worker_argv
+
         worker_process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--queues",
-                settings.worker_kind,
-                "--hostname",
-                f"{settings.worker_kind}@%h",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                settings.log_level.upper(),
-            ]
+            worker_argv(
+                settings.worker_kind, f"{settings.worker_kind}@%h", "--concurrency", "1", "--loglevel", settings.log_level.upper()
+            )
         )
     # uvicorn shuts down gracefully on SIGTERM and then raises it again; with the default
     # handler that killed this process before `finally`, leaving the worker running.
@@ -78,7 +66,7 @@ def api(
     workers: Annotated[int, typer.Option(help="API processes")] = 1,
 ) -> None:
     """Run the API alone (uvicorn, with the connection limits and timeouts of the settings);
-    the database must be migrated (`fabric db-upgrade`)."""
+    the database must be migrated (`fabric db upgrade`)."""
     from app.serving import run_api
 
     run_api(host, port, workers)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from app.broker import worker_argv
+
 ROOT = Path(__file__).resolve().parents[2]
 # Debian's Chromium, driven by Playwright in the browser tests and benchmarks.
 CHROMIUM = os.environ.get("FABRIC_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -164,25 +166,17 @@ def worker_process(
     """Runs a real Celery worker process (solo pool) until the block ends."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
+        worker_argv(
+            queue,
+            f"{name or 'test-' + queue}@%h",
             "--pool",
             "solo",
-            "--queues",
-            queue,
-            "--hostname",
-            f"{name or 'test-' + queue}@%h",
             "--loglevel",
             "INFO",
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
-        ],
+        ),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log,
