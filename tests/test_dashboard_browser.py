@@ -256,7 +256,12 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
         assert page.inner_text(f"#metrics tr[data-stem='overall'] td[data-baseline='{baseline}']") != "–"
     expect(page.locator("#margin")).to_contain_text("95% interval")
     expect(page.locator("#audio tr[data-stem='vocals']")).to_be_visible()
-    expect(page.locator("#audio-headline")).to_contain_text("Over 3 songs")
+    ((audio,),) = sql(site, "SELECT metrics::json -> 'audio' FROM training_runs WHERE id = %s", run_id)
+    assert audio["headline"]["songs"] + audio["validation_songs"] == 3  # the three songs: a report half, a deciding half
+    expect(page.locator("#audio-headline")).to_contain_text(f"Over {audio['headline']['songs']} songs")
+    expect(page.locator("#audio-applied")).to_contain_text(f"{audio['validation_songs']} validation songs")
+    for stem in audio["applied_stems"]:
+        expect(page.locator("#audio-applied")).to_contain_text(stem)
     shot(page, "08-run")
     ((decision,),) = sql(site, "SELECT decision FROM stem_models WHERE id = %s", model_id)
     if decision == "rejected":  # the gate said no: promoting it needs a reason, kept in the audit

@@ -164,6 +164,7 @@ def test_latest_manifest_revalidates_with_etag_and_carries_cors(registry):
     assert first.headers["cache-control"] == "no-cache"
     manifest = first.json()
     assert manifest["stems"] == list(STEMS) and manifest["output"]["stem_axis"] == 1
+    assert manifest["appliedStems"] == list(STEMS)  # judged without audio: no stem's gains were found unhelpful
     assert {f["path"] for f in manifest["files"]} >= {"float32/model.json", "float16/model.json"}
     assert all(f["integrity"].startswith("sha256-") for f in manifest["files"])
     kit = client.get(manifest["studioKit"]["url"].removeprefix("http://testserver"))  # Studio pins the kit

@@ -206,3 +206,31 @@ def test_the_ceiling_finds_the_gains_that_made_a_stem():
     np.testing.assert_allclose(found[:steps], truth[:steps], atol=1e-6)
     assert mdx_sdr(reference, filtered * gain_curve(found, len(filtered), rate)) > 80
     assert ((found >= 0) & (found <= 1)).all()
+
+
+def test_only_stems_whose_gains_help_on_validation_are_applied():
+    from training.audio_eval import AudioEvaluation, SongResult
+
+    def song(name: str, gains: dict[str, float]) -> SongResult:
+        scores = {system: {} for system in ("filters", "model", "oracle", "ceiling")}
+        for stem, gain in gains.items():
+            base = {"sdr": 0.0, "sir": 0.0, "sdr_mdx": 1.0}
+            scores["filters"][stem] = base
+            scores["model"][stem] = {**base, "sdr_mdx": 1.0 + gain}
+            scores["oracle"][stem] = base
+            scores["ceiling"][stem] = {**base, "sdr_mdx": 3.0}
+        return SongResult(name, scores)
+
+    # drums help in every song; bass helps in sum but is worse in 2 of 3; perc is worse.
+    songs = [song(f"s{i}", {"drums": 0.5, "bass": [-0.1, -0.1, 3.0][i], "perc": -0.2}) for i in range(3)]
+    evaluation = AudioEvaluation(songs, [])
+    assert evaluation.helpful_stems() == ["drums"]
+    played = evaluation.applied_only(["drums"])
+    for result in played.songs:
+        assert result.scores["model"]["bass"] == result.scores["filters"]["bass"]  # untouched: its filter stem
+        assert result.scores["model"]["drums"]["sdr_mdx"] == 1.5
+    assert played.per_stem()["perc"]["worse_share"] == 0.0 and evaluation.per_stem()["perc"]["worse_share"] == 1.0
+    validation, test = AudioEvaluation([song(f"song-{i}", {"drums": 0.1}) for i in range(40)], ["x"]).split()
+    names = [s.song for s in validation.songs] + [s.song for s in test.songs]
+    assert sorted(names) == sorted(f"song-{i}" for i in range(40)) and validation.songs and test.songs
+    assert test.skipped == ["x"]

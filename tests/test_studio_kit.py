@@ -90,6 +90,21 @@ def test_the_kit_refuses_a_model_of_another_feature_version(tmp_path, version):
     assert run.returncode == 0 and f"the model wants {version}" in run.stdout
 
 
+def test_apply_gains_leaves_stems_that_are_not_applied_untouched(tmp_path):
+    kit = (Path(__file__).resolve().parent.parent / "app/studio/static/prime-fabric.js").as_uri()
+    script = tmp_path / "applied.mjs"
+    script.write_text(
+        f"import {{ applyGains }} from '{kit}';\n"
+        "const n = 44100 * 5, mix = [Float32Array.from({length: n}, (_, i) => Math.sin(i / 7))];\n"
+        "const stems = {drums: [mix[0].map((v) => v * 0.5)], bass: [mix[0].map((v) => v * 0.5)]};\n"
+        "const prediction = {drums: new Float32Array(150).fill(-30), bass: new Float32Array(150).fill(-30)};\n"
+        "const played = applyGains(stems, 44100, prediction, mix, ['drums']);\n"
+        "console.log(JSON.stringify({bassSame: played.bass === stems.bass, drumsTurnedDown: played.drums[0][1000] !== stems.drums[0][1000]}));\n"
+    )
+    run = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert json.loads(run.stdout) == {"bassSame": True, "drumsTurnedDown": True}, run.stderr
+
+
 @pytest.mark.parametrize("claimed_rate, length", [(None, None), (44_100, 317_771)])
 def test_the_kits_gains_are_what_the_audio_evaluation_plays(tmp_path, instrument_songs, claimed_rate, length):
     """applyGains on Studio's filter stems of a real-instrument song equals apply_levels, the

@@ -24,6 +24,11 @@ stem's energy over the error's, no distortion filter), judged against its true c
 gains recover, as a ratio of sums over songs (stable where the ceiling gains little), with a
 bootstrap interval over songs; `worse_share` is the share of songs in which a stem's gains make
 its SDR worse than filters alone.
+
+Only what helps is applied: the songs are split by name into validation and test halves; a
+stem's gains are applied when, on the validation songs, they raise its SDR in sum and make it
+worse in at most a third of them (`helpful_stems`). The test songs are then judged as Studio
+plays them: an unapplied stem is its filter stem, untouched (`applied_only`).
 """
 
 import functools
@@ -42,6 +47,7 @@ from training.studio import filter_stems
 MAX_GAIN = 1.0  # gains only ever turn a filter stem down
 SYSTEMS = ("filters", "model", "oracle", "ceiling")
 MDX_DELTA = 1e-7  # the Music Demixing Challenge's guard against empty signals
+MAX_WORSE_SHARE = 1 / 3  # an applied stem may make SDR worse in at most this share of songs
 SILENT_STEM_POWER = 1e-10
 
 
@@ -175,6 +181,34 @@ class AudioEvaluation:
         low, high = np.nanpercentile(samples, [2.5, 97.5])
         return float(low), float(high)
 
+    def split(self) -> tuple["AudioEvaluation", "AudioEvaluation"]:
+        """(validation, test): the songs by a hash of their names, half each."""
+        from training.features import split_of
+
+        halves = {name: [song for song in self.songs if split_of(song.song, 0.5, 0.5) == name] for name in ("validation", "test")}
+        return AudioEvaluation(halves["validation"], []), AudioEvaluation(halves["test"], self.skipped)
+
+    def helpful_stems(self) -> list[str]:
+        """Stems whose gains raise SDR (MDX) over filters, summed over these songs, and make it
+        worse in at most MAX_WORSE_SHARE of them."""
+        return [
+            stem
+            for stem, f in self.per_stem().items()
+            if np.isfinite(f["model_sdr_mdx"]) and _sdr_gain(self.songs, stem) > 0 and f["worse_share"] <= MAX_WORSE_SHARE
+        ]
+
+    def applied_only(self, applied: list[str]) -> "AudioEvaluation":
+        """These songs as Studio plays them when only `applied` stems take the model's gains: the
+        others are their filter stems, so the model's figures for them are the filters'."""
+        songs = []
+        for song in self.songs:
+            model = {
+                stem: (scores if stem in applied else song.scores["filters"][stem])
+                for stem, scores in song.scores["model"].items()
+            }
+            songs.append(SongResult(song.song, {**song.scores, "model": model}))
+        return AudioEvaluation(songs, self.skipped)
+
     @functools.cached_property
     def headline(self) -> dict[str, float]:
         """Computed once (its interval resamples the songs a thousand times); songs are not
@@ -272,6 +306,12 @@ def evaluate_songs(model, root: Path, on_skip: Callable[[str], None] = lambda me
             skipped.append(str(error))
             on_skip(str(error))
     return AudioEvaluation(results, skipped)
+
+
+def _sdr_gain(songs: list[SongResult], stem: str) -> float:
+    """The model's MDX SDR gain over filters for one stem, summed over the songs that score it."""
+    rows = [song.scores for song in songs if stem in song.scores.get("filters", {})]
+    return float(sum(r["model"][stem]["sdr_mdx"] - r["filters"][stem]["sdr_mdx"] for r in rows))
 
 
 def _ceiling_share(rows: list[dict], stems: list[str]) -> float:

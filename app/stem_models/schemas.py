@@ -76,6 +76,7 @@ class LatestManifest(CamelModel):
                         }
                     ],
                     "stems": ["vocals", "drums", "bass", "harmonic", "perc", "sub"],
+                    "appliedStems": ["vocals", "drums", "harmonic"],
                     "input": {
                         "name": "stem_features:0",
                         "shape": [None, 150, 84],
@@ -99,6 +100,10 @@ class LatestManifest(CamelModel):
     float16_model_json_url: str
     files: list[WeightFile]
     stems: list[str] = Field(description="Order of the stems along the output's stem axis")
+    applied_stems: list[str] = Field(
+        description="The stems whose gains Studio applies (those that helped on validation audio; all when the model "
+        "was not judged on audio); applyGains leaves the others untouched"
+    )
     input: dict
     output: dict
     feature_version: str

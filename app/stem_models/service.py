@@ -57,6 +57,7 @@ def latest_manifest(base_url: str, channel: str, *, db_session: Session) -> Late
         float16_model_json_url=base + manifest["model_json"]["float16"],
         files=[{**f, "url": base + f["path"]} for f in manifest["files"]],
         stems=manifest["stems"],
+        applied_stems=((manifest["metrics"] or {}).get("audio") or {}).get("applied_stems", manifest["stems"]),
         input=manifest["input"],
         output=manifest["output"],
         feature_version=manifest["feature_version"],

@@ -274,12 +274,17 @@ def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: i
     if songs is not None:
         from training.audio_eval import evaluate_songs
 
-        audio = json_safe(evaluate_songs(model, songs).as_dict())
+        # Which stems' gains to apply is decided on half the songs; the other half is the report.
+        validation, test = evaluate_songs(model, songs).split()
+        applied = validation.helpful_stems()
+        audio = json_safe(test.applied_only(applied).as_dict())
         metrics["audio"] = {
             "headline": audio["headline"],
             "per_stem": audio["per_stem"],
             "skipped": audio["skipped"],
             "songs_dir": str(songs),
+            "applied_stems": applied,
+            "validation_songs": len(validation.songs),
         }
     with session_scope() as session:
         session.get(TrainingRun, run_id).metrics = metrics

@@ -33,7 +33,7 @@ async function run(name, bytes) {
 
   const stems = await renderFilterStems(buffer, snapshot.metadata.classification);
   const mix = Array.from({ length: buffer.numberOfChannels }, (_, c) => buffer.getChannelData(c));
-  const played = applyGains(stems, buffer.sampleRate, levels, mix);
+  const played = applyGains(stems, buffer.sampleRate, levels, mix, model.appliedStems);
   player = { filters: toBuffer(stems, buffer), gained: toBuffer(played, buffer) };
   document.getElementById("play").disabled = false;
   document.getElementById("gains").disabled = false;

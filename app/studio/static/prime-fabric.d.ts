@@ -51,12 +51,16 @@ export declare function applyGains(
   sampleRate: number,
   prediction: Partial<Record<(typeof STEMS)[number], ArrayLike<number>>>,
   mix: Channels,
+  /** The stems whose gains help (StemModel.appliedStems); the others come back untouched. Default: all. */
+  applied?: readonly string[],
 ): Partial<Record<(typeof STEMS)[number], Channels>>;
 
 /** The latest model, checked and loaded: predict() gives each stem's 150 levels (unit: `unit`). */
 export interface StemModel {
   version: string;
   stems: (typeof STEMS)[number][];
+  /** The stems whose gains helped on validation audio: pass to applyGains. */
+  appliedStems: (typeof STEMS)[number][];
   unit: string;
   manifest: Record<string, unknown>;
   predict(snapshot: Snapshot): Promise<Record<(typeof STEMS)[number], Float32Array>>;

@@ -290,12 +290,17 @@ function gainCurve(stepGains, length, sampleRate) {
  * Studio's filter stems with the model's predicted levels applied.
  * stems: {stem: [Float32Array per channel]}, the filter stems Studio made of `mix`
  * mix: [Float32Array per channel]; prediction: {stem: 150 levels in dB relative to the mix}
+ * applied: the stems whose gains help (the model's appliedStems); the others come back untouched.
  * Returns {stem: [Float32Array per channel]} for the stems given.
  */
-export function applyGains(stems, sampleRate, prediction, mix) {
+export function applyGains(stems, sampleRate, prediction, mix, applied = STEMS) {
   const mixPower = stepPower(monoOf(mix), sampleRate);
   const played = {};
   for (const [stem, channels] of Object.entries(stems)) {
+    if (!applied.includes(stem)) {
+      played[stem] = channels;
+      continue;
+    }
     const levels = prediction[stem];
     if (!levels) throw new Error(`no predicted levels for ${stem}`);
     const stemPower = stepPower(monoOf(channels), sampleRate);
@@ -433,6 +438,7 @@ export async function loadLatestModel(baseUrl, { tf, fetch: fetchImpl = globalTh
   const model = {
     version: manifest.version,
     stems,
+    appliedStems: manifest.appliedStems ?? stems,
     unit: manifest.output.unit,
     manifest,
     async predict(snapshot) {
