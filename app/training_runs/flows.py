@@ -61,55 +61,37 @@ def start_run(parameters: RunParameters, *, db_session: Session) -> TrainingRun:
 
 
 def redispatch_lost_runs(settings: Settings, *, db_session: Session) -> list[str]:
-    """Sends again each queued run that no worker has started in time, or fails it after the
-    last try; returns what it did, one line per run."""
-    now = datetime.now(UTC)
-    lost = service.get_unstarted(
-        db_session=db_session, dispatched_before=now - timedelta(seconds=settings.run_dispatch_timeout_s)
-    )
+    """Sends again each run that waits for a worker (queued and not started, or running with
+    its next stage not started) past run_dispatch_timeout_s, from the stage it waits for, or
+    fails it after the last try; returns what it did, one line per run."""
+    before = datetime.now(UTC) - timedelta(seconds=settings.run_dispatch_timeout_s)
+    waiting = [(run, 0) for run in service.get_unstarted(db_session=db_session, dispatched_before=before)]
+    waiting += [
+        (run, service.STAGES.index(run.stage) + 1) for run in service.get_stalled(db_session=db_session, finished_before=before)
+    ]
     done = []
-    for run in lost:
+    for run, first_stage in waiting:
         if run.dispatches >= settings.run_max_dispatches:
-            reason = (
-                f"no worker started it after {run.dispatches} sendings, {settings.run_dispatch_timeout_s:g} s "
-                f"apart: is a worker listening on the 'cpu' queue?"
-            )
-            if service.fail(run.id, reason, db_session=db_session, only_if_queued=True):
+            sendings, apart = run.dispatches, f"{settings.run_dispatch_timeout_s:g} s apart"
+            if first_stage == 0:
+                reason = f"no worker started it after {sendings} sendings, {apart}: is a worker listening on the 'cpu' queue?"
+            else:
+                reason = (
+                    f"its {service.STAGES[first_stage]} stage never started after {run.stage} finished, over "
+                    f"{sendings} sendings {apart}: is a worker listening on its queue?"
+                )
+            if service.fail(run.id, reason, db_session=db_session, only_if_queued=first_stage == 0):
                 done.append(f"run {run.id} failed: {reason}")
             continue
         dispatch = service.record_dispatch(run.id, db_session=db_session, seen=run.dispatches)
         if dispatch is None:  # started, cancelled, or sent again by another API process meanwhile
             continue
         try:
-            send_run(run.id, dispatch)
-            done.append(f"run {run.id} sent again (sending {dispatch})")
+            send_run(run.id, dispatch, first_stage=first_stage)
+            where = f" from its {service.STAGES[first_stage]} stage" if first_stage else ""
+            done.append(f"run {run.id} sent again{where} (sending {dispatch})")
         except BrokerUnavailable as error:  # counted as a sending: the next sweep tries again
             done.append(f"run {run.id} could not be sent again: {error}")
-    done += _resend_stalled_runs(settings, now, db_session=db_session)
     for line in done:
         log.warning("%s", line)
-    return done
-
-
-def _resend_stalled_runs(settings: Settings, now: datetime, *, db_session: Session) -> list[str]:
-    stalled = service.get_stalled(db_session=db_session, finished_before=now - timedelta(seconds=settings.run_dispatch_timeout_s))
-    done = []
-    for run in stalled:
-        next_stage = service.STAGES.index(run.stage) + 1
-        if run.dispatches >= settings.run_max_dispatches:
-            reason = (
-                f"its {service.STAGES[next_stage]} stage never started after {run.stage} finished, over "
-                f"{run.dispatches} sendings {settings.run_dispatch_timeout_s:g} s apart: is a worker listening on its queue?"
-            )
-            if service.fail(run.id, reason, db_session=db_session):
-                done.append(f"run {run.id} failed: {reason}")
-            continue
-        dispatch = service.record_dispatch(run.id, db_session=db_session, seen=run.dispatches)
-        if dispatch is None:  # the next stage started, or another API process sent it, meanwhile
-            continue
-        try:
-            send_run(run.id, dispatch, first_stage=next_stage)
-            done.append(f"run {run.id} sent again from its {service.STAGES[next_stage]} stage (sending {dispatch})")
-        except BrokerUnavailable as error:
-            done.append(f"run {run.id} could not be sent again: {error}")
     return done
