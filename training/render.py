@@ -128,13 +128,27 @@ def _midi_file(notes: list[Note], bpm: float, program: int | None, pan: int, pat
 
 
 def render_song(out_dir: Path, seed: int, seconds: float = 30.0, sample_rate: int = 22050, audio_format: str = "wav") -> Path:
-    """Renders one song into out_dir/song-<seed>/<stem>.<format>; returns the song's folder. A stem
-    that never plays is still written (silent): a silent stem is ground truth too."""
-    if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
-        raise RuntimeError("rendering needs Debian's fluidsynth and fluid-soundfont-gm (make install)")
+    """Renders one generated song into out_dir/song-<seed>/<stem>.<format>; returns its folder."""
     rng = np.random.default_rng(seed)
     bpm, notes, programs, pans = _arrangement(rng, seconds)
-    song = out_dir / f"song-{seed:05d}"
+    return render_stems(out_dir / f"song-{seed:05d}", bpm, notes, programs, pans, seconds, sample_rate, audio_format)
+
+
+def render_stems(
+    song: Path,
+    bpm: float,
+    notes: dict[str, list[Note]],
+    programs: dict[str, int],
+    pans: dict[str, int],
+    seconds: float,
+    sample_rate: int,
+    audio_format: str = "wav",
+) -> Path:
+    """Plays each stem's notes (drums and perc on the drum channel, the others with their General
+    MIDI program) and writes song/<stem>.<format>, `seconds` long. A stem that never plays is
+    still written (silent): a silent stem is ground truth too."""
+    if shutil.which("fluidsynth") is None or not SOUNDFONT.exists():
+        raise RuntimeError("rendering needs Debian's fluidsynth and fluid-soundfont-gm (make install)")
     song.mkdir(parents=True, exist_ok=True)
     length = int(seconds * sample_rate)
     with tempfile.TemporaryDirectory() as scratch:
@@ -142,7 +156,7 @@ def render_song(out_dir: Path, seed: int, seconds: float = 30.0, sample_rate: in
         def render(stem: str) -> np.ndarray:
             midi, wav = Path(scratch) / f"{stem}.mid", Path(scratch) / f"{stem}.wav"
             program = None if stem in ("drums", "perc") else programs[stem]
-            _midi_file(notes[stem], bpm, program, pans[stem], midi)
+            _midi_file(notes.get(stem, []), bpm, program, pans[stem], midi)
             subprocess.run(
                 ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(sample_rate), "-F", str(wav), str(SOUNDFONT), str(midi)],
                 check=True,
