@@ -218,8 +218,9 @@ def dataset(
     validation_share: Annotated[float, typer.Option("--validation-share")] = 0.15,
     test_share: Annotated[float, typer.Option("--test-share")] = 0.15,
 ) -> None:
-    """Build a dataset from the stored snapshots with ground truth (DATABASE_URL) into the
-    artifact store (FABRIC_ARTIFACTS_DIR, or FABRIC_ARTIFACTS_URL)."""
+    """Build a dataset from the stored snapshots that carry a label (DATABASE_URL): ground truth,
+    users' corrections, or both; into the artifact store (FABRIC_ARTIFACTS_DIR, or
+    FABRIC_ARTIFACTS_URL)."""
     from app.artifacts import get_store
     from app.datasets.service import build_dataset
     from app.db.engine import session_scope
@@ -279,8 +280,10 @@ def train(
 def _print_judgement(metrics: dict) -> None:
     """A judged run's figures: every predictor's test level error, and the margin."""
     typer.echo(f"{'':14}{'level error dB':>15}{'present err dB':>15}{'presence AUC':>13}{'false activity':>15}")
-    for name, report in metrics.items():
-        if name in ("margin", "audio"):  # the gate's margin and the audio judgement are not predictors
+    from training.metrics import BASELINES
+
+    for name in ("model", *BASELINES):
+        if (report := metrics.get(name)) is None:
             continue
         typer.echo(
             f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
@@ -325,7 +328,8 @@ def evaluate(
         from app.stem_models.service import gate, judge
         from training.train import evaluate_against_baselines
 
-        metrics = judge(evaluate_against_baselines(model, *(load_split(dataset_dir, s) for s in ("train", "validation", "test"))))
+        splits = [load_split(dataset_dir, s) for s in ("train", "validation", "test")]
+        metrics = judge(evaluate_against_baselines(model, *splits), splits[0])
         _print_judgement(metrics)
         typer.echo(gate(metrics)[1])
     else:
@@ -377,7 +381,10 @@ def run(
             if current.status in TERMINAL_STATUSES:
                 typer.echo(f"\n{current.error or ''}")
                 if current.metrics and "margin" in current.metrics:
+                    from app.stem_models.service import corrections_summary
+
                     _print_judgement(current.metrics)
+                    typer.echo(corrections_summary(current.metrics))
                 break
 
 

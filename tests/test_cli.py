@@ -60,6 +60,7 @@ def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tm
     assert "3 epochs" in result.output
     result = invoke("evaluate", "--dataset-dir", dataset_dir, "--model-dir", str(model_dir))
     assert all(name in result.output for name in ("model", "ridge", "train_median", "mix_copy", "95% interval"))
+    assert "snapshots whose only label is users' corrections" in result.output
 
 
 def test_serve_stops_its_worker_when_it_is_terminated(tmp_path):

@@ -31,7 +31,7 @@ def decide(splits, predictions: np.ndarray, champion: tuple | None = None) -> tu
     reports = {"model": evaluate(test, predictions)} | {
         name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()
     }
-    return gate(judge(reports), *(champion or (None, None)))
+    return gate(judge(reports, train), *(champion or (None, None)))
 
 
 def test_a_flat_line_is_rejected(splits):
@@ -74,3 +74,34 @@ def test_the_champion_must_be_matched_on_its_own_test_data(splits):
     assert decide(splits, good, (worse, better))[0] is False
     publish, reason = decide(splits, good, (better, worse))
     assert publish and "champion" in reason
+
+
+def test_the_gate_says_what_users_corrections_taught(splits):
+    """A run's judgement counts the training snapshots whose only label is corrections and says
+    how often the model obeys the test split's corrections, beside the strongest baseline."""
+    train, validation, test = splits
+    plays = train.targets > LEVEL_FLOOR_DB
+    weights, bounds = train.weights.copy(), train.bounds.copy()
+    weights[:30] = 0  # the first 30 keep only a user's word: these stems play (at least -20 dB)
+    bounds[:30, ..., 0] = np.where(plays[:30], -20.0, bounds[:30, ..., 0])
+    test_bounds = test.bounds.copy()
+    test_bounds[..., 0] = np.where(test.targets > LEVEL_FLOOR_DB, -20.0, test_bounds[..., 0])
+    held_out = Split(test.features, test.targets, test.weights, test_bounds)
+    corrected_train = Split(train.features, train.targets, weights, bounds)
+    reports = {"model": evaluate(held_out, held_out.targets)} | {
+        name: evaluate(held_out, p) for name, p in baseline_predictions(corrected_train, validation, held_out).items()
+    }
+    metrics = judge(reports, corrected_train)
+    cells = int((test.targets > LEVEL_FLOOR_DB).sum())
+    assert metrics["corrections"] == {
+        "corrections_only_snapshots": 30,
+        "held_out_cells": cells,
+        "held_out_met": 1.0,
+        "baseline_held_out_met": reports[metrics["margin"]["reference"]].corrections_met,
+    }
+    publish, reason = gate(metrics)
+    assert (
+        publish
+        and f"trained with 30 snapshots whose only label is users' corrections; on the test split the model obeys 1.000 of the {cells} cells"
+        in reason
+    )

@@ -57,6 +57,7 @@ class Report:
     per_stem: dict[str, StemFigures]
     corrections_met: float  # share of the cells users' corrections bound where the level obeys
     corrected_cells: int
+    corrections_met_per_snapshot: list[float]  # each snapshot's share (NaN when nothing is bounded)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +103,8 @@ def evaluate(split: Split, predictions: np.ndarray) -> Report:
     aucs = [f.presence_auc for f in per_stem.values() if np.isfinite(f.presence_auc)]
     bounded = split.bounded
     obeyed = (predictions >= split.bounds[..., 0]) & (predictions <= split.bounds[..., 1])
+    bounded_counts = bounded.sum(axis=(1, 2))
+    met_per_snapshot = np.where(bounded_counts > 0, (obeyed & bounded).sum(axis=(1, 2)) / np.maximum(bounded_counts, 1), np.nan)
     return Report(
         level_error_db=float(np.nanmean(per_snapshot)) if np.isfinite(per_snapshot).any() else float("nan"),
         present_error_db=_mean(error[known & present]),
@@ -112,6 +115,7 @@ def evaluate(split: Split, predictions: np.ndarray) -> Report:
         per_stem=per_stem,
         corrections_met=_mean(obeyed[bounded].astype(float)),
         corrected_cells=int(bounded.sum()),
+        corrections_met_per_snapshot=[float(v) for v in met_per_snapshot],
     )
 
 

@@ -45,6 +45,9 @@ class ModelConfig:
     epochs: int = 50
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 5
+    # A corrected cell's weight against a known one in the loss (bench/corrections.py chose it).
+    correction_weight: float = 1.0
+    correction_margin_db: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,18 +108,41 @@ def encoder_block(x, mask, config: ModelConfig, index: int):
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")
-def level_loss(y_true, y_pred):
-    """Weighted absolute error in units of 10 dB: the metric the model is judged on (a level is
-    often either the floor or near the mix, and the squared error's answer between the two is
-    wrong both ways), plus how far a level lies outside the bounds users' corrections set.
-    y_true packs [target, weight, lower, upper] on its last axis (weight 0 = unknown cell), so
-    one snapshot's unknown stems and steps cost nothing."""
-    target, weight, lower, upper = y_true[..., 0], y_true[..., 1], y_true[..., 2], y_true[..., 3]
-    error = ops.abs((y_pred - target) / DB_UNIT) * weight
-    bounded = ops.cast(ops.logical_or(lower > NO_BOUND[0], upper < NO_BOUND[1]), y_pred.dtype)
-    outside = (ops.relu(lower - y_pred) + ops.relu(y_pred - upper)) / DB_UNIT * bounded
-    total = ops.sum(error, axis=(1, 2)) + ops.sum(outside, axis=(1, 2))
-    return total / ops.maximum(ops.sum(weight, axis=(1, 2)) + ops.sum(bounded, axis=(1, 2)), 1.0)
+class LevelLoss(keras.losses.Loss):
+    """Absolute error in units of 10 dB on the cells the ground truth knows (the metric the model
+    is judged on: a level is often either the floor or near the mix, and the squared error's
+    answer between the two is wrong both ways), plus how far a level lies outside the bounds
+    users' corrections set, each bounded cell counting `correction_weight` of a known cell.
+    y_true packs [target, weight, lower, upper] on its last axis (weight 0 = unknown cell).
+
+    The mean is over the batch's cells, not over snapshots: a snapshot whose only label is a
+    handful of corrected cells weighs by those cells, not as much as one with a whole known
+    track (averaged per snapshot, each corrected cell counted ~10x and corrections hurt)."""
+
+    def __init__(
+        self, correction_weight: float = 1.0, correction_margin_db: float = 0.0, name: str = "level_loss", **kwargs
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        self.correction_weight = float(correction_weight)
+        self.correction_margin_db = float(correction_margin_db)
+
+    def call(self, y_true, y_pred):
+        target, weight, lower, upper = y_true[..., 0], y_true[..., 1], y_true[..., 2], y_true[..., 3]
+        error = ops.abs((y_pred - target) / DB_UNIT) * weight
+        bounded = ops.cast(ops.logical_or(lower > NO_BOUND[0], upper < NO_BOUND[1]), y_pred.dtype) * self.correction_weight
+        margin = self.correction_margin_db
+        outside = (ops.relu(lower + margin - y_pred) + ops.relu(y_pred - upper + margin)) / DB_UNIT * bounded
+        total = ops.sum(error, axis=(1, 2)) + ops.sum(outside, axis=(1, 2))
+        # Keras averages what this returns over the batch: scaled so that average is per cell.
+        batch = ops.cast(ops.shape(total)[0], total.dtype)
+        return total * batch / ops.maximum(ops.sum(weight) + ops.sum(bounded), 1.0)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "correction_weight": self.correction_weight,
+            "correction_margin_db": self.correction_margin_db,
+        }
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")
@@ -180,7 +206,7 @@ def build_model(config: ModelConfig, train_features: np.ndarray, start_levels: n
     model = keras.Model(inputs, outputs, name="quantum_transformer")
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=level_loss,
+        loss=LevelLoss(config.correction_weight, config.correction_margin_db),
         metrics=[StemLevelError(index) for index in range(len(STEMS))],
     )
     return model

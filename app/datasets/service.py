@@ -1,8 +1,10 @@
 """Building datasets from stored snapshots, and reading them back for training.
 
-Snapshots with ground truth are streamed from the database in id order (a server-side cursor
-on Postgres), encoded (training/features.py) and written as .npz shards of SHARD_SIZE rows per
-split, so memory does not grow with the number of snapshots. The split (train, validation for
+Snapshots with a label are streamed from the database in id order (a server-side cursor on
+Postgres): ground truth (imported multitracks), users' corrections (Studio's own traffic; each
+bounds a stem's level over a stretch), or both. They are encoded (training/features.py) and
+written as .npz shards of SHARD_SIZE rows per split, so memory does not grow with the number of
+snapshots. The split (train, validation for
 model selection, test for the report and the gate) is decided by the snapshot id alone, so it
 never changes when snapshots are added. The dataset's hash covers the feature version, the
 split shares and every member's id and content hash.
@@ -165,9 +167,10 @@ def build_dataset(
     coverage: Counter = Counter()
     seen_content: set[bytes] = set()  # 8 bytes a member: 160 KB at 20,000 snapshots
     corrected = 0
+    corrections_only: Counter = Counter()  # per split: snapshots whose only label is corrections
 
     corrections_of = _corrections(db_session)
-    # Snapshots with ground truth, and those whose only signal is a user's corrections.
+    # Snapshots with ground truth, and those whose only label is users' corrections.
     query = select(*_COLUMNS).where(Snapshot.has_ground_truth.is_(True) | (Snapshot.correction_count > 0)).order_by(Snapshot.id)
     result = db_session.execute(query, execution_options={"stream_results": True, "yield_per": STREAM_BATCH})
     for row in result:
@@ -202,7 +205,9 @@ def build_dataset(
             audit.no_signal += 1  # e.g. a silent mix, or corrections of nothing in the track
             continue
         corrected += bool(snapshot.corrections)
-        writer = writers[split_of(snapshot_id, validation_share, test_share)]
+        split = split_of(snapshot_id, validation_share, test_share)
+        corrections_only[split] += not weights.any()
+        writer = writers[split]
         writer.add(encode_features(snapshot), targets, weights, bounds, row.id.bytes)
         classifications[row.classification] += 1
         coverage.update(stem for stem, values in truth.items() if values is not None)
@@ -227,6 +232,7 @@ def build_dataset(
         "classification_distribution": dict(classifications),
         "stem_coverage": {stem: coverage[stem] for stem in STEMS},
         "with_corrections": corrected,
+        "corrections_only": {split: corrections_only[split] for split in SPLITS},
         "audit": audit.as_dict(),
         "shards": {split: writers[split].files for split in SPLITS},
     }

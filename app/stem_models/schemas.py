@@ -32,7 +32,10 @@ class Headline(CamelModel):
     margin_low_db: float | None = None
     margin_high_db: float | None = None
     test_snapshots: int | None = None
-    corrections_met: float | None = None
+    corrections_met: float | None = Field(
+        None, description="Share of the test cells users' corrections bound where the model's level obeys the bound"
+    )
+    corrections_only_snapshots: int | None = Field(None, description="Training snapshots whose only label was users' corrections")
     sir_oracle_share: float | None = Field(
         None, description="Share of the oracle gains' SIR improvement the model's gains recover"
     )

@@ -28,7 +28,7 @@ from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.schemas import Headline, LatestManifest, StudioKitRef
 from app.studio.service import KIT_PATH, kit_file
 from app.wire import json_safe
-from training.features import FEATURE_VERSION
+from training.features import FEATURE_VERSION, Split
 from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
 
 KERAS_FILE = "model.keras"
@@ -106,17 +106,44 @@ def headline(metrics: dict) -> Headline:
         margin_high_db=margin.get("high_db"),
         test_snapshots=model["snapshots"],
         corrections_met=model.get("corrections_met"),
+        corrections_only_snapshots=(metrics.get("corrections") or {}).get("corrections_only_snapshots"),
         sir_oracle_share=(metrics.get("audio") or {}).get("headline", {}).get("sir_oracle_share"),
         sdr_ceiling_share=(metrics.get("audio") or {}).get("headline", {}).get("sdr_ceiling_share"),
     )
 
 
-def judge(reports: dict[str, Report]) -> dict:
-    """The metrics stored with a run: every report, plus the margin over the strongest baseline.
-    JSON has no NaN (Postgres refuses it): a figure that cannot be computed is null."""
+def judge(reports: dict[str, Report], train: Split) -> dict:
+    """The metrics stored with a run: every report, the margin over the strongest baseline, and
+    what users' corrections taught: how many training snapshots had corrections as their only
+    label, and how often the model obeys the corrections of the test snapshots. JSON has no NaN
+    (Postgres refuses it): a figure that cannot be computed is null."""
     reference = strongest_baseline(reports)
     margin = paired_margin(reports["model"].per_snapshot, reports[reference].per_snapshot, reference)
-    return json_safe({name: report.as_dict() for name, report in reports.items()} | {"margin": asdict(margin)})
+    corrections = {
+        "corrections_only_snapshots": int(train.corrections_only.sum()),
+        "held_out_cells": reports["model"].corrected_cells,
+        "held_out_met": reports["model"].corrections_met,
+        "baseline_held_out_met": reports[reference].corrections_met,
+    }
+    return json_safe(
+        {name: report.as_dict() for name, report in reports.items()} | {"margin": asdict(margin), "corrections": corrections}
+    )
+
+
+def corrections_summary(metrics: dict) -> str:
+    """One line on what users' corrections taught a run (empty for a run judged before they were counted)."""
+    c = metrics.get("corrections")
+    if not c:
+        return ""
+    met = (
+        "no test snapshot was corrected"
+        if not c["held_out_cells"]
+        else (
+            f"on the test split the model obeys {c['held_out_met']:.3f} of the {c['held_out_cells']} cells users' corrections "
+            f"bound ({metrics['margin']['reference']}: {c['baseline_held_out_met']:.3f})"
+        )
+    )
+    return f"trained with {c['corrections_only_snapshots']} snapshots whose only label is users' corrections; {met}"
 
 
 def gate(
@@ -133,6 +160,8 @@ def gate(
         f"difference {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
         f"over {margin.snapshots} test snapshots"
     )
+    if metrics.get("corrections"):
+        figures += f"; {corrections_summary(metrics)}"
     if not margin.significant_win:
         return False, f"does not beat the strongest baseline ({margin.reference}) with a margin above 0: {figures}"
     if candidate_on_champion_data is None:

@@ -196,7 +196,7 @@ def dataset_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int 
         if min(dataset.train_count, dataset.validation_count, dataset.test_count) == 0:
             raise ValueError(
                 f"dataset {dataset.content_hash[:16]} has {dataset.train_count} training, {dataset.validation_count} "
-                f"validation and {dataset.test_count} test snapshots with ground truth: each split needs some"
+                f"validation and {dataset.test_count} test snapshots with a label: each split needs some"
             )
         session.get(TrainingRun, run_id).dataset_id = dataset.id
         return dataset.id
@@ -269,7 +269,7 @@ def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: i
     from app.stem_models.service import judge
     from app.wire import json_safe
 
-    metrics = judge(evaluate_against_baselines(model, *splits))
+    metrics = judge(evaluate_against_baselines(model, *splits), splits[0])
     songs = get_settings().evaluation_songs_dir
     if songs is not None:
         from training.audio_eval import evaluate_songs

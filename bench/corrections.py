@@ -1,0 +1,244 @@
+"""Do users' corrections teach? Held-out figures of models trained with and without
+corrections-only snapshots, on real compositions (training/compositions.py) with Studio-identical
+snapshots (training/studio.py) and simulated users (training/simulated_users.py):
+
+1. renders one 20 s excerpt of each of the first --songs works of music21's corpus (kept in
+   --songs-dir for the next run) and makes each song's snapshot, stems as ground truth;
+2. splits the songs by work: test (ground truth and a truthful user's corrections: the held-out
+   figures), validation (the same: early stopping and the correction weight), a fixed training
+   set with ground truth, and a pool whose ground truth is removed and replaced by a simulated
+   user's corrections (1-5 each, ranges of 1-6 s);
+3. trains the tiny model on the fixed set plus M = 0, 100, 250, 500 corrections-only snapshots,
+   with truthful users and with noisy ones (ranges off by up to 1 s, one correction in ten
+   backwards), over --seeds seeds;
+4. prints, per case, held-out level error and held-out corrections obeyed (the share of bounded
+   cells the predicted level obeys), and the paired difference against M = 0 with a bootstrap
+   95% interval over test songs (each song's figure averaged over the seeds), beside the
+   baselines on the same test songs.
+
+    .venv/bin/python bench/corrections.py [--seeds 3] [--correction-weights 1] [--json out.json]
+
+With --correction-weights a,b,c it also trains the middle M (250; truthful) with each weight and prints
+their validation figures; the cases then use the weight with the lowest validation level error
+(without it, ModelConfig's correction_weight).
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+SONG_SECONDS, SAMPLE_RATE = 20.0, 16_000
+
+
+def render_corpus(folder: Path, count: int) -> list[Path]:
+    """One excerpt of each of `count` works (a fixed shuffle of the corpus), rendered if missing."""
+    from training.compositions import corpus_works, render_composition, work_name
+
+    works = corpus_works()
+    folders = []
+    for index in np.random.default_rng(0).permutation(len(works))[:count]:
+        song = folder / f"{work_name(works[index])}-s{index}"
+        if not song.exists():
+            try:
+                render_composition(folder, works[index], int(index), SONG_SECONDS, SAMPLE_RATE)
+            except ValueError:  # fewer than three voices
+                continue
+        folders.append(song)
+    return folders
+
+
+def songs_with_corrections(folders: list[Path]) -> list[dict]:
+    """Each song's snapshot (ground truth) and what a truthful and a noisy user would correct."""
+    from training.multitrack import read_song, song_snapshot
+    from training.simulated_users import NOISY, TRUTHFUL, simulate_corrections
+
+    songs = []
+    for index, folder in enumerate(folders):
+        song = read_song(folder)
+        songs.append(
+            {
+                "name": folder.name,
+                "snapshot": song_snapshot(song),
+                "truthful": simulate_corrections(song.stems, song.sample_rate, np.random.default_rng(index), TRUTHFUL),
+                "noisy": simulate_corrections(song.stems, song.sample_rate, np.random.default_rng(index), NOISY),
+            }
+        )
+    return songs
+
+
+def encode(songs: list[dict], user: str | None, keep_truth: bool):
+    """A Split of these songs with `user`'s corrections (None: none), with or without truth."""
+    from training.features import Split, encode_bounds, encode_features, encode_targets, from_wire
+
+    rows = []
+    for song in songs:
+        snapshot = dict(song["snapshot"], userCorrections=song[user] if user else [])
+        arrays = from_wire(snapshot)
+        targets, weights = encode_targets(arrays)
+        rows.append((encode_features(arrays), targets, weights if keep_truth else np.zeros_like(weights), encode_bounds(arrays)))
+    return Split(*(np.stack(column) for column in zip(*rows, strict=True)))
+
+
+def head(split, count: int):
+    from training.features import Split
+
+    return Split(split.features[:count], split.targets[:count], split.weights[:count], split.bounds[:count])
+
+
+def concat(*splits):
+    from training.features import Split
+
+    return Split(
+        *(np.concatenate(parts) for parts in zip(*((s.features, s.targets, s.weights, s.bounds) for s in splits), strict=True))
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--songs-dir", type=Path, default=ROOT / "var" / "bench-compositions")
+    parser.add_argument("--songs", type=int, default=820)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--test", type=int, default=120)
+    parser.add_argument("--validation", type=int, default=80)
+    parser.add_argument("--with-truth", type=int, default=80)
+    parser.add_argument("--pool-sizes", default="0,100,250,500")
+    parser.add_argument("--correction-weights", default="")
+    parser.add_argument("--correction-margin", type=float, default=None, help="dB (default: ModelConfig's)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from training.metrics import baseline_predictions, evaluate, paired_margin
+    from training.model import TINY, predict
+    from training.train import train
+
+    started = time.perf_counter()
+    folders = render_corpus(args.songs_dir, args.songs)
+    rendered = time.perf_counter()
+    songs = songs_with_corrections(folders)
+    # Split by work (one excerpt per work), by a hash of its name: no work is in two splits.
+    songs.sort(key=lambda song: hashlib.sha256(song["name"].encode()).hexdigest())
+    pool_sizes = [int(m) for m in args.pool_sizes.split(",")]
+    cut = np.cumsum([args.test, args.validation, args.with_truth])
+    test, validation, with_truth, pool = songs[: cut[0]], songs[cut[0] : cut[1]], songs[cut[1] : cut[2]], songs[cut[2] :]
+    if len(pool) < max(pool_sizes):
+        raise SystemExit(f"{len(songs)} songs: the pool needs {max(pool_sizes)}; raise --songs")
+    test_split, validation_split = encode(test, "truthful", True), encode(validation, "truthful", True)
+    truth_split = encode(with_truth, None, True)
+    pools = {user: encode(pool, user, False) for user in ("truthful", "noisy")}
+    encoded = time.perf_counter()
+    bounded_cells = {user: int(split.bounded.sum()) for user, split in pools.items()}
+    truth_obeys = {
+        user: float(evaluate(encode(pool, user, True), encode(pool, None, True).targets).corrections_met) for user in pools
+    }
+    print(
+        f"{len(songs)} songs of real compositions: test {len(test)}, validation {len(validation)}, "
+        f"with ground truth {len(with_truth)}, corrections-only pool {len(pool)}; "
+        f"pool bounded cells {bounded_cells}; the truth obeys its users' bounds {truth_obeys}"
+    )
+
+    baselines = {
+        name: evaluate(test_split, p) for name, p in baseline_predictions(truth_split, validation_split, test_split).items()
+    }
+
+    def fit(m: int, user: str, seed: int, weight: float):
+        config = dataclasses.replace(TINY, epochs=args.epochs, correction_weight=weight)
+        if args.correction_margin is not None:
+            config = dataclasses.replace(config, correction_margin_db=args.correction_margin)
+        train_split = concat(truth_split, head(pools[user], m))
+        scratch = ROOT / "var" / "bench-corrections" / f"{user}-{m}-{seed}-{weight}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        model = train(train_split, validation_split, config, scratch, seed=seed).model
+        return evaluate(test_split, predict(model, test_split.features)), evaluate(
+            validation_split, predict(model, validation_split.features)
+        )
+
+    weights = [float(w) for w in args.correction_weights.split(",") if w]
+    selection = {}
+    for weight in weights:
+        _, on_validation = fit(pool_sizes[len(pool_sizes) // 2], "truthful", 0, weight)
+        selection[weight] = {"level_error_db": on_validation.level_error_db, "corrections_met": on_validation.corrections_met}
+        print(
+            f"  weight {weight}: validation level error {on_validation.level_error_db:.3f} dB, obeyed {on_validation.corrections_met:.3f}"
+        )
+
+    # The weight validation picks (level error, the metric the gate judges), else the model's own.
+    chosen = min(selection, key=lambda w: selection[w]["level_error_db"]) if selection else TINY.correction_weight
+    print(f"correction weight: {chosen}")
+    cases = [("truthful", m) for m in pool_sizes] + [("noisy", m) for m in pool_sizes[len(pool_sizes) // 2 :] if m]
+    results, on_validation = {}, {}
+    for user, m in cases:
+        fits = [fit(m, user, seed, chosen) for seed in range(args.seeds)]
+        results[(user, m)] = [on_test for on_test, _ in fits]
+        on_validation[(user, m)] = [v for _, v in fits]
+    trained = time.perf_counter()
+
+    def per_song(reports, field: str) -> np.ndarray:
+        values = np.array([getattr(r, field) for r in reports], dtype=np.float64)
+        with warnings.catch_warnings():  # a song with no known or no bounded cell stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(values, axis=0)
+
+    reference = results[("truthful", 0)]
+    print(
+        f"\nHeld-out ({len(test)} test songs), tiny model, {args.seeds} seeds; differences against M = 0, paired, 95% bootstrap"
+    )
+    print(
+        f"{'users':9} {'M':>4} {'level error dB':>15} {'difference [interval]':>26} {'obeyed':>7} {'difference [interval]':>26}  seeds' level errors"
+    )
+    table = []
+    for (user, m), reports in results.items():
+        error, met = per_song(reports, "per_snapshot"), per_song(reports, "corrections_met_per_snapshot")
+        error_margin = paired_margin(error, per_song(reference, "per_snapshot"), "M=0")
+        met_margin = paired_margin(met, per_song(reference, "corrections_met_per_snapshot"), "M=0")
+        row = {
+            "users": user,
+            "m": m,
+            "level_error_db": float(np.nanmean(error)),
+            "level_error_difference": dataclasses.asdict(error_margin),
+            "corrections_met": float(np.nanmean(met)),
+            "corrections_met_difference": dataclasses.asdict(met_margin),
+            "seeds_level_error_db": [r.level_error_db for r in reports],
+            "seeds_corrections_met": [r.corrections_met for r in reports],
+            "validation_level_error_db": float(np.mean([r.level_error_db for r in on_validation[(user, m)]])),
+            "validation_corrections_met": float(np.mean([r.corrections_met for r in on_validation[(user, m)]])),
+        }
+        table.append(row)
+        print(
+            f"{user:9} {m:>4} {row['level_error_db']:>15.3f} "
+            f"{error_margin.difference_db:>+8.3f} [{error_margin.low_db:+.3f}, {error_margin.high_db:+.3f}] "
+            f"{row['corrections_met']:>7.3f} {met_margin.difference_db:>+8.3f} [{met_margin.low_db:+.3f}, {met_margin.high_db:+.3f}]  "
+            + " ".join(f"{v:.3f}" for v in row["seeds_level_error_db"])
+            + f"  validation {row['validation_level_error_db']:.3f} dB, obeyed {row['validation_corrections_met']:.3f}"
+        )
+    print(
+        "baselines on the same test songs (fitted on the ground-truth set): "
+        + ", ".join(
+            f"{name} {report.level_error_db:.3f} dB (obeyed {report.corrections_met:.3f})" for name, report in baselines.items()
+        )
+    )
+    print(
+        f"time: render {rendered - started:.0f} s, snapshots and users {encoded - rendered:.0f} s, "
+        f"training {trained - encoded:.0f} s ({len(cases) * args.seeds + len(weights)} models)"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"cases": table, "weight_selection": selection, "correction_weight": chosen, "truth_obeys": truth_obeys}, indent=2
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
