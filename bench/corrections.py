@@ -5,7 +5,7 @@ snapshots (training/studio.py) and simulated users (training/simulated_users.py)
 1. renders one 20 s excerpt of each of the first --songs works of music21's corpus (kept in
    --songs-dir for the next run) and makes each song's snapshot, stems as ground truth;
 2. splits the songs by work: test (ground truth and a truthful user's corrections: the held-out
-   figures), validation (the same: early stopping and the correction weight), a fixed training
+   figures), validation (the same: early stopping, the correction weight and margin), a fixed training
    set with ground truth, and a pool whose ground truth is removed and replaced by a simulated
    user's corrections (1-5 each, ranges of 1-6 s);
 3. trains the tiny model on the fixed set plus M = 0, 100, 250, 500 corrections-only snapshots,
@@ -16,11 +16,14 @@ snapshots (training/studio.py) and simulated users (training/simulated_users.py)
    95% interval over test songs (each song's figure averaged over the seeds), beside the
    baselines on the same test songs.
 
-    .venv/bin/python bench/corrections.py [--seeds 3] [--correction-weights 1] [--json out.json]
+    .venv/bin/python bench/corrections.py [--seeds 5] [--select-weights 0.3,1,3 --select-margins 0,3]
+                                          [--json out.json]
 
-With --correction-weights a,b,c it also trains the middle M (250; truthful) with each weight and prints
-their validation figures; the cases then use the weight with the lowest validation level error
-(without it, ModelConfig's correction_weight).
+With --select-weights and --select-margins it first trains the middle M (250; truthful) with each
+pair of correction weight and margin (--select-seeds seeds each) and prints their validation
+figures; the cases then use the pair whose levels lie closest to what validation's labels say
+(targets and bounds, one scale for all pairs; without them, ModelConfig's correction_weight and
+correction_margin_db).
 """
 
 import argparse
@@ -90,6 +93,14 @@ def encode(songs: list[dict], user: str | None, keep_truth: bool):
     return Split(*(np.stack(column) for column in zip(*rows, strict=True)))
 
 
+def yardstick(split, predictions: np.ndarray) -> float:
+    """What a candidate's loss measures, on one scale for every weight and margin: the mean over
+    known and bounded cells of the level's distance from its target or outside its bound (dB)."""
+    known, bounded = split.weights > 0, split.bounded
+    outside = np.maximum(split.bounds[..., 0] - predictions, 0) + np.maximum(predictions - split.bounds[..., 1], 0)
+    return float((np.abs(predictions - split.targets)[known].sum() + outside[bounded].sum()) / (known.sum() + bounded.sum()))
+
+
 def head(split, count: int):
     from training.features import Split
 
@@ -108,14 +119,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs-dir", type=Path, default=ROOT / "var" / "bench-compositions")
     parser.add_argument("--songs", type=int, default=820)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--test", type=int, default=120)
     parser.add_argument("--validation", type=int, default=80)
     parser.add_argument("--with-truth", type=int, default=80)
     parser.add_argument("--pool-sizes", default="0,100,250,500")
-    parser.add_argument("--correction-weights", default="")
-    parser.add_argument("--correction-margin", type=float, default=None, help="dB (default: ModelConfig's)")
+    parser.add_argument("--select-weights", default="")
+    parser.add_argument("--select-margins", default="")
+    parser.add_argument("--select-seeds", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -152,36 +164,46 @@ def main() -> None:
         name: evaluate(test_split, p) for name, p in baseline_predictions(truth_split, validation_split, test_split).items()
     }
 
-    def fit(m: int, user: str, seed: int, weight: float):
-        config = dataclasses.replace(TINY, epochs=args.epochs, correction_weight=weight)
-        if args.correction_margin is not None:
-            config = dataclasses.replace(config, correction_margin_db=args.correction_margin)
+    def fit(m: int, user: str, seed: int, weight: float, margin: float):
+        config = dataclasses.replace(TINY, epochs=args.epochs, correction_weight=weight, correction_margin_db=margin)
         train_split = concat(truth_split, head(pools[user], m))
-        scratch = ROOT / "var" / "bench-corrections" / f"{user}-{m}-{seed}-{weight}"
+        scratch = ROOT / "var" / "bench-corrections" / f"{user}-{m}-{seed}-{weight}-{margin}"
         shutil.rmtree(scratch, ignore_errors=True)
         model = train(train_split, validation_split, config, scratch, seed=seed).model
-        return evaluate(test_split, predict(model, test_split.features)), evaluate(
-            validation_split, predict(model, validation_split.features)
+        on_validation = predict(model, validation_split.features)
+        return (
+            evaluate(test_split, predict(model, test_split.features)),
+            evaluate(validation_split, on_validation),
+            yardstick(validation_split, on_validation),
         )
 
-    weights = [float(w) for w in args.correction_weights.split(",") if w]
+    weights = [float(w) for w in args.select_weights.split(",") if w] or [TINY.correction_weight]
+    margins = [float(m) for m in args.select_margins.split(",") if m] or [TINY.correction_margin_db]
+    candidates = [(w, m) for w in weights for m in margins] if len(weights) * len(margins) > 1 else []
     selection = {}
-    for weight in weights:
-        _, on_validation = fit(pool_sizes[len(pool_sizes) // 2], "truthful", 0, weight)
-        selection[weight] = {"level_error_db": on_validation.level_error_db, "corrections_met": on_validation.corrections_met}
+    for weight, margin in candidates:
+        fits = [fit(pool_sizes[len(pool_sizes) // 2], "truthful", seed, weight, margin) for seed in range(args.select_seeds)]
+        figures = {
+            "level_error_db": float(np.mean([v.level_error_db for _, v, _ in fits])),
+            "corrections_met": float(np.mean([v.corrections_met for _, v, _ in fits])),
+            "yardstick_db": float(np.mean([y for _, _, y in fits])),
+        }
+        selection[f"weight {weight}, margin {margin} dB"] = figures | {"weight": weight, "margin": margin}
         print(
-            f"  weight {weight}: validation level error {on_validation.level_error_db:.3f} dB, obeyed {on_validation.corrections_met:.3f}"
+            f"  weight {weight}, margin {margin} dB: validation level error {figures['level_error_db']:.3f} dB, "
+            f"obeyed {figures['corrections_met']:.3f}, distance from target or bound {figures['yardstick_db']:.3f} dB"
         )
 
-    # The weight validation picks (level error, the metric the gate judges), else the model's own.
-    chosen = min(selection, key=lambda w: selection[w]["level_error_db"]) if selection else TINY.correction_weight
-    print(f"correction weight: {chosen}")
+    # The pair validation picks, on what both labels say (the yardstick), else the model's own.
+    best = min(selection.values(), key=lambda f: f["yardstick_db"]) if selection else None
+    chosen = (best["weight"], best["margin"]) if best else (TINY.correction_weight, TINY.correction_margin_db)
+    print(f"correction weight {chosen[0]}, margin {chosen[1]} dB")
     cases = [("truthful", m) for m in pool_sizes] + [("noisy", m) for m in pool_sizes[len(pool_sizes) // 2 :] if m]
     results, on_validation = {}, {}
     for user, m in cases:
-        fits = [fit(m, user, seed, chosen) for seed in range(args.seeds)]
-        results[(user, m)] = [on_test for on_test, _ in fits]
-        on_validation[(user, m)] = [v for _, v in fits]
+        fits = [fit(m, user, seed, *chosen) for seed in range(args.seeds)]
+        results[(user, m)] = [on_test for on_test, _, _ in fits]
+        on_validation[(user, m)] = [v for _, v, _ in fits]
     trained = time.perf_counter()
 
     def per_song(reports, field: str) -> np.ndarray:
@@ -230,12 +252,19 @@ def main() -> None:
     )
     print(
         f"time: render {rendered - started:.0f} s, snapshots and users {encoded - rendered:.0f} s, "
-        f"training {trained - encoded:.0f} s ({len(cases) * args.seeds + len(weights)} models)"
+        f"training {trained - encoded:.0f} s ({len(cases) * args.seeds + len(candidates) * args.select_seeds} models)"
     )
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"cases": table, "weight_selection": selection, "correction_weight": chosen, "truth_obeys": truth_obeys}, indent=2
+                {
+                    "cases": table,
+                    "weight_selection": selection,
+                    "correction_weight": chosen[0],
+                    "correction_margin_db": chosen[1],
+                    "truth_obeys": truth_obeys,
+                },
+                indent=2,
             )
         )
 

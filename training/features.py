@@ -222,9 +222,8 @@ def unbounded(count: int) -> np.ndarray:
 # is there) where it covers at least half, loosened by the share it covers (were the mix's power
 # even over the step, the stem's power over the step is at least that share of its power over
 # the part heard); an upper bound (the stem is quiet) only where it covers three quarters, as
-# the rest of the step may hold anything. Rounding ranges out to whole steps bounded steps the
-# user never heard: the truth broke 2.5% of those bounds against 0.2% of these
-# (docs/decisions/corrections-as-bounds.md).
+# the rest of the step may hold anything. Rounding ranges out to whole steps bounded what the
+# user never heard (docs/decisions/corrections-as-bounds.md).
 LOWER_BOUND_COVER = 0.5
 UPPER_BOUND_COVER = 0.75
 

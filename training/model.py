@@ -45,9 +45,10 @@ class ModelConfig:
     epochs: int = 50
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 5
-    # A corrected cell's weight against a known one in the loss (bench/corrections.py chose it).
+    # A bounded cell's weight against a known one in the loss, and how far inside its bound (dB)
+    # a level must lie to cost nothing: chosen on validation by bench/corrections.py.
     correction_weight: float = 1.0
-    correction_margin_db: float = 0.0
+    correction_margin_db: float = 3.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +113,9 @@ class LevelLoss(keras.losses.Loss):
     """Absolute error in units of 10 dB on the cells the ground truth knows (the metric the model
     is judged on: a level is often either the floor or near the mix, and the squared error's
     answer between the two is wrong both ways), plus how far a level lies outside the bounds
-    users' corrections set, each bounded cell counting `correction_weight` of a known cell.
+    users' corrections set (a level less than `correction_margin_db` inside its bound costs too,
+    so held-out levels land inside, not on the edge), each bounded cell counting
+    `correction_weight` of a known cell.
     y_true packs [target, weight, lower, upper] on its last axis (weight 0 = unknown cell).
 
     The mean is over the batch's cells, not over snapshots: a snapshot whose only label is a
