@@ -255,6 +255,11 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     for baseline in ("ridge", "train_median", "silence", "mix_copy"):
         assert page.inner_text(f"#metrics tr[data-stem='overall'] td[data-baseline='{baseline}']") != "–"
     expect(page.locator("#margin")).to_contain_text("95% interval")
+    ((corrections,),) = sql(site, "SELECT metrics::json -> 'corrections' FROM training_runs WHERE id = %s", run_id)
+    expect(page.locator("#corrections")).to_contain_text(
+        f"trained with {corrections['corrections_only_snapshots']} snapshots whose only label is a correction"
+    )
+    expect(page.locator("#corrections")).to_contain_text(f"of the {corrections['held_out_cells']} cells")
     expect(page.locator("#audio tr[data-stem='vocals']")).to_be_visible()
     ((audio,),) = sql(site, "SELECT metrics::json -> 'audio' FROM training_runs WHERE id = %s", run_id)
     assert audio["headline"]["songs"] + audio["validation_songs"] == 3  # the three songs: a report half, a deciding half
