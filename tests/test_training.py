@@ -12,8 +12,8 @@ import pytest
 
 from app.stem_models.service import gate, judge
 from training.contract import STEMS
-from training.features import FEATURE_DIM, LEVEL_FLOOR_DB, MAX_STEPS, Split
-from training.model import TINY, level_loss, pack_targets
+from training.features import FEATURE_DIM, LEVEL_FLOOR_DB, MAX_STEPS, Split, unbounded
+from training.model import TINY, LevelLoss, pack_targets
 from training.train import STATE_FILE, CollapsedOutputError, check_not_collapsed, evaluate_against_baselines, train
 
 # What the tests train: the tiny configuration, long enough for early stopping to pick the epoch.
@@ -24,7 +24,9 @@ CONFIG = dataclasses.replace(TINY, epochs=80)
 def test_every_seed_beats_the_strongest_baseline_on_held_out_songs(instrument_splits, tmp_path, seed):
     splits = instrument_splits
     result = train(splits["train"], splits["validation"], CONFIG, tmp_path, seed=seed)
-    metrics = judge(evaluate_against_baselines(result.model, splits["train"], splits["validation"], splits["test"]))
+    metrics = judge(
+        evaluate_against_baselines(result.model, splits["train"], splits["validation"], splits["test"]), splits["train"]
+    )
     publish, reason = gate(metrics)
     assert publish, reason
     margin = metrics["margin"]
@@ -45,7 +47,7 @@ def test_a_flat_line_is_rejected_on_the_same_songs(instrument_splits):
         def predict(self, features, **_):
             return np.broadcast_to(median[None, :, None], (len(features), len(STEMS), MAX_STEPS)).astype(np.float32)
 
-    metrics = judge(evaluate_against_baselines(Flat(), train_split, splits["validation"], test))
+    metrics = judge(evaluate_against_baselines(Flat(), train_split, splits["validation"], test), train_split)
     assert not gate(metrics)[0]
 
 
@@ -57,10 +59,27 @@ def test_unknown_cells_cost_nothing_in_the_loss():
     weights[:, 0] = 0  # vocals unknown
     wild = targets.copy()
     wild[:, 0] = 1e6  # whatever an unknown cell holds
-    loss = keras.ops.convert_to_numpy(level_loss(pack_targets(targets, weights), predictions))
-    assert np.allclose(loss, keras.ops.convert_to_numpy(level_loss(pack_targets(wild, weights), predictions)))
+    loss = keras.ops.convert_to_numpy(LevelLoss().call(pack_targets(targets, weights), predictions))
+    assert np.allclose(loss, keras.ops.convert_to_numpy(LevelLoss().call(pack_targets(wild, weights), predictions)))
     expected = (np.abs(predictions - targets)[:, 1:] / 10).mean(axis=(1, 2))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("corrected_level", "outside_db"), [(-11.0, 1.0 + 3.0), (-8.0, 3.0 - 2.0), (-6.0, 0.0)])
+def test_the_loss_weighs_cells_not_snapshots_and_wants_levels_inside_bounds(corrected_level, outside_db):
+    """One snapshot with every cell known (each 10 dB off), one whose only label is a lower bound
+    of -10 dB on one cell: the bounded cell weighs as one cell of the batch, not as a snapshot, and
+    costs until the level is the margin (3 dB) inside its bound."""
+    targets = np.zeros((2, 6, MAX_STEPS), np.float32)
+    weights = np.zeros_like(targets)
+    weights[0] = 1
+    bounds = unbounded(2)
+    bounds[1, 0, 0, 0] = -10.0
+    predictions = targets + 10.0
+    predictions[1, 0, 0] = corrected_level
+    loss = LevelLoss(correction_weight=1.0, correction_margin_db=3.0)(pack_targets(targets, weights, bounds), predictions)
+    cells = 6 * MAX_STEPS
+    assert float(loss) == pytest.approx((cells * 1.0 + outside_db / 10) / (cells + 1), rel=1e-5)
 
 
 def test_a_collapsed_stem_is_a_clear_error():
