@@ -9,7 +9,7 @@ Both projections are orthogonal and the first subspace lies in the second, so
   SAR = |P_all e|^2 / (|e|^2 - |P_all e|^2)
 and only correlations are needed: an FFT gives every (reference, reference) and (reference,
 estimate) correlation up to TAPS-1 lags; the projections solve the Toeplitz-block Gram system.
-(fast-bss-eval 0.1.4 computes the same, but its filtered path fails under NumPy 2: CONTRACT.md.)
+(fast-bss-eval 0.1.4 computes the same, but its filtered path fails under NumPy 2: docs/decisions/bss-eval-in-house.md.)
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Studio's vocabulary, as CONTRACT.md states it: the names the snapshot, the model and the
+"""Studio's vocabulary, as docs/contract.md states it: the names the snapshot, the model and the
 Studio kit share. Everything else imports these instead of spelling them again."""
 
 STEMS = ("vocals", "drums", "bass", "harmonic", "perc", "sub")

@@ -1,6 +1,6 @@
 """Export to a TF.js graph model that Studio loads with `tf.loadGraphModel` (@tensorflow/tfjs 4.22).
 
-CONTRACT.md: a Keras 3 *layers-model* export does not load in tfjs 4.22; a graph model converted
+docs/contract.md: a Keras 3 *layers-model* export does not load in tfjs 4.22; a graph model converted
 from a SavedModel does. The converter names outputs Identity:0, Identity_1:0, ... and drops
 names, so the exported model has one output, [batch, 6, steps]: each stem's level in dB
 relative to the mix, stems along axis 1 in STEMS order, clipped to the range the targets live

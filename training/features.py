@@ -127,7 +127,7 @@ VALID_COLUMN = STEP_COLUMNS.index("step_valid")
 
 @dataclass(frozen=True)
 class Correction:
-    """A user's correction of one stem (CONTRACT.md): which way its level should go where."""
+    """A user's correction of one stem (docs/contract.md): which way its level should go where."""
 
     stem: str
     kind: str  # boost, cut, isolation, masking

@@ -2,7 +2,7 @@
 
 Written with keras.layers and keras.ops only, so the same code trains on the TensorFlow, torch
 or JAX backend (GPU workers may have torch or JAX with CUDA and no TensorFlow). The default
-configuration is the one Studio's model follows (CONTRACT.md): 4 encoder blocks of 8-head
+configuration is the one Studio's model follows (docs/contract.md): 4 encoder blocks of 8-head
 self-attention, d_model 256, feed-forward 1024, residual + layer norm, the quantum activation.
 
 Output `levels` [batch, 6, steps]: each stem's level relative to the mix in dB (features.py),

@@ -77,7 +77,7 @@ def _truthful_correction(levels: np.ndarray, rng: np.random.Generator) -> tuple[
 def simulate_corrections(
     stems: dict[str, np.ndarray], sample_rate: int, rng: np.random.Generator, user: UserModel = TRUTHFUL
 ) -> list[dict]:
-    """userCorrections (CONTRACT.md's wire shape) a user would make of this song."""
+    """userCorrections (docs/contract.md's wire shape) a user would make of this song."""
     levels = window_levels(stems, sample_rate)
     duration = levels.shape[1] * WINDOW_S
     wanted = int(rng.integers(user.corrections[0], user.corrections[1] + 1))

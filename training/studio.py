@@ -2,7 +2,7 @@
 static filter stems.
 
 The streams follow Studio's `quantumStemEngine.ts` and `stemSeparationSnapshot.ts` step by
-step (CONTRACT.md): per frame values in float64 from float32 samples, stored as float32, then
+step (docs/contract.md): per frame values in float64 from float32 samples, stored as float32, then
 every ceil(n/1000)-th value kept. Only the kept values are computed, so a 3-minute song costs
 about 1,000 frames per stream, not 50,000. Note what Studio's "spectral" stream really is: its
 `computePowerSpectrum` squares the Hann-windowed samples (no FFT), so each of the 32 "bands" is
@@ -309,7 +309,7 @@ def studio_snapshot(
     return snapshot
 
 
-# --- Studio's static filter stems (CONTRACT.md "How Studio separates today") -----------------
+# --- Studio's static filter stems (docs/contract.md, "How Studio separates") -----------------
 # Web Audio's BiquadFilterNode uses the Audio EQ Cookbook (RBJ) formulas; Q defaults to 1
 # (lowpass/highpass Q is in dB there: 1 dB), notch Q as given.
 

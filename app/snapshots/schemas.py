@@ -1,6 +1,6 @@
 """The snapshot exactly as Studio sends it (camelCase JSON), and the ingest answers.
 
-Limits come from ../shared/CONTRACT.md: feature streams are downsampled by Studio to at most
+Limits come from docs/contract.md: feature streams are downsampled by Studio to at most
 1000 values and ground-truth stems to at most 500, so anything longer is not from Studio (it
 could be raw audio) and is rejected, never truncated. `null` stands where Studio had NaN/inf.
 """

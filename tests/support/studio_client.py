@@ -1,4 +1,4 @@
-"""Studio's exporter as CONTRACT.md describes it, for tests and benchmarks: one POST per
+"""Studio's exporter as docs/contract.md describes it, for tests and benchmarks: one POST per
 snapshot; a non-2xx answer or a network error puts it in a retry queue (at most 50 held,
 oldest dropped on overflow), retried after 2 s, up to 5 attempts, then dropped."""
 
