@@ -123,9 +123,20 @@ def test_mono_and_empty_energy_are_flagged():
 
 
 def test_nulls_are_skipped_not_read_as_zero():
+    """Studio's nulls (its NaNs) leave no trace: the features are finite, and differ from those of
+    the same snapshot with zeros where the nulls were (reading a null as 0 makes them equal)."""
     snapshot = json.loads(fixture_bytes("snapshot-with-corrections-and-nan"))
-    features = encode_features(from_wire(snapshot))
-    assert np.isfinite(features).all()
+    zeroed = json.loads(fixture_bytes("snapshot-with-corrections-and-nan"))
+    nulls = 0
+    for stream, values in snapshot["quantumFeatures"].items():
+        for index, value in enumerate(values):
+            if value is None:
+                zeroed["quantumFeatures"][stream][index] = 0.0
+                nulls += 1
+    assert nulls > 0
+    with_nulls, with_zeros = encode_features(from_wire(snapshot)), encode_features(from_wire(zeroed))
+    assert np.isfinite(with_nulls).all()
+    assert not np.allclose(with_nulls, with_zeros)
 
 
 def test_synthetic_snapshots_are_valid_studio_snapshots_and_deterministic():
