@@ -56,4 +56,6 @@ def test_float16_weights_load_and_stay_close(trained, tmp_path):
         got, _ = tfjs_predict(f"{base}/model.json", validation.features, tmp_path)
     error = np.abs(got - expected).max()
     print(json.dumps({"float16_max_abs_error_db": float(error)}))
-    assert error < 0.5  # dB: inaudible as a gain
+    # Rounding every weight to float16 moved levels by at most ~0.13 dB here; weights read back
+    # wrongly (bytes as another dtype, a shifted file) move them by tens of dB.
+    assert error < 0.3
