@@ -1,8 +1,8 @@
 """The Studio kit's exporter in a real headless Chromium (Debian's, through Playwright): a page on
 Studio's origin imports the kit from the API, queues 30 Studio-shaped snapshots and navigates
 away without flush(); what was still pending is beaconed and kept in localStorage, and the next
-page load of Studio sends it. Every snapshot ends up stored exactly once, with the API up, and
-with the API unreachable for the first 10 s."""
+page load of Studio sends it. Every snapshot ends up stored (none missing; the id is the table's
+key, so none twice), with the API up, and with the API unreachable for the first 10 s."""
 
 import functools
 import json
