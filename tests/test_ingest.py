@@ -385,23 +385,34 @@ def _unavailable_error():
 
 
 def test_requests_wait_through_a_short_outage_and_are_stored(db, monkeypatch):
+    """Three requests while the database refuses the first three tries: each waits, is stored
+    by the real store once it is back, and gets its 201."""
     import asyncio
 
+    from app.quarantine.service import RequestContext
+    from app.snapshots import service
+    from app.snapshots.models import Snapshot
     from app.snapshots.writer import IngestWriter
 
     monkeypatch.setattr(IngestWriter, "OUTAGE_RETRY_S", 0.05)
     writer, calls = IngestWriter(max_batch=4, database_wait_s=5), []
+    context = RequestContext(channel="stem-separation", origin=None, content_type="application/json", content_encoding=None)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    requests = [service.prepare_request(json.dumps(fixture_snapshot(id=i)).encode(), context, get_settings()) for i in ids]
 
-    def back_on_the_fourth_try(connection, value):
-        calls.append(value)
+    def back_on_the_fourth_try(connection, prepared):
+        calls.append(prepared)
         if len(calls) < 4:
             raise _unavailable_error()
-        return value
+        return service.store_request(connection, prepared, get_settings())[0]
 
     async def three():
-        return await asyncio.gather(*(writer.run(back_on_the_fourth_try, n) for n in range(3)))
+        return await asyncio.gather(*(writer.run(back_on_the_fourth_try, prepared) for prepared in requests))
 
-    assert asyncio.run(three()) == [0, 1, 2]
+    assert asyncio.run(three()) == [201, 201, 201]
+    with session_scope() as session:
+        stored = {str(i) for i in session.scalars(select(Snapshot.id).where(Snapshot.id.in_([uuid.UUID(i) for i in ids])))}
+    assert stored == set(ids)
 
 
 def test_requests_past_their_wait_get_the_error_without_another_try(db, monkeypatch):
