@@ -26,22 +26,13 @@ from tests.support.servers import api_process  # noqa: E402
 
 
 def publish_two_models(artifacts: Path) -> list[int]:
-    from app.artifacts import LocalStore
     from app.db.engine import session_scope
     from app.stem_models.models import StemModel
-    from app.training_runs import service as runs
-    from app.training_runs.schemas import RunParameters
+    from tests.support.runs import tiny_runs
 
-    model_ids = []
-    for epochs in (2, 3):
-        with session_scope() as session:
-            run_id = runs.create_run(
-                RunParameters(run_label=f"bench{epochs}", epochs=epochs, model_size="tiny"), db_session=session
-            ).id
-        runs.run_all_stages(run_id, LocalStore(artifacts), "bench")
-        with session_scope() as session:
-            model_ids.append(session.query(StemModel).filter_by(run_id=run_id).one().id)
-    return model_ids
+    run_ids = tiny_runs(artifacts, (2, 3), "bench", worker="bench")
+    with session_scope() as session:
+        return [session.query(StemModel).filter_by(run_id=run_id).one().id for run_id in run_ids]
 
 
 def promote(model_id: int) -> None:

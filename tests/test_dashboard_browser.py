@@ -15,13 +15,13 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.engine import make_url
 
-from app.artifacts import LocalStore
 from app.auth.service import create_token
 from app.db.engine import session_scope
 from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS, create_postgres_database, drop_postgres_database, fixture_snapshot, reset_caches
+from tests.support.runs import tiny_runs
 from tests.support.servers import CHROMIUM, CHROMIUM_FLAGS, ROOT, api_process, wait_until
 from training.contract import STEMS
 from training.synthetic import synthetic_snapshots
@@ -55,12 +55,7 @@ def site(tmp_path_factory):
     try:
         with api_process(env) as base:
             _seed(base, url)
-            for epochs in (4, 6):
-                with session_scope() as session:
-                    run_id = runs.create_run(
-                        RunParameters(run_label=f"tiny-{epochs}", epochs=epochs, model_size="tiny"), db_session=session
-                    ).id
-                runs.run_all_stages(run_id, LocalStore(artifacts), "browser-test")
+            tiny_runs(artifacts, (4, 6), "tiny", worker="browser-test")
             with session_scope() as session:
                 token, _ = create_token("dashboard-admin", "admin", db_session=session)
             yield {"base": base, "db": url.replace("postgresql+psycopg://", "postgresql://"), "token": token}

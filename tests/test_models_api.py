@@ -17,7 +17,6 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from app.artifacts import LocalStore
 from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.auth.service import create_token, revoke_token
@@ -28,10 +27,9 @@ from app.main import create_app
 from app.snapshots.models import Snapshot
 from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.views import LATEST_RECHECK_S, LATEST_STALE_WAIT_S
-from app.training_runs import service as runs
 from app.training_runs.models import TrainingRun
-from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS, STUDIO_ORIGIN
+from tests.support.runs import tiny_runs
 from tests.support.servers import api_process
 from tests.tfjs import JS_DIR
 from training.contract import STEMS
@@ -60,14 +58,7 @@ def registry(postgres_url, tmp_path_factory):
     client = TestClient(create_app())
     for snapshot in synthetic_snapshots(100, seed=31):
         client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS)
-    run_ids = []
-    for epochs in (6, 8):
-        with session_scope() as session:
-            run_id = runs.create_run(
-                RunParameters(run_label=f"e{epochs}", epochs=epochs, model_size="tiny"), db_session=session
-            ).id
-        runs.run_all_stages(run_id, LocalStore(artifacts), "test")
-        run_ids.append(run_id)
+    run_ids = tiny_runs(artifacts, (6, 8), "e")
     with session_scope() as session:
         models = {m.run_id: (m.id, m.version) for m in session.query(StemModel)}
         operator, _ = create_token("ops", "operator", db_session=session)

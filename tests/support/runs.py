@@ -1,0 +1,22 @@
+"""Tiny training runs carried out in-process by the pipeline's own stage functions (dataset,
+train, evaluate, publish), for tests and benchmarks that need trained, judged models in the
+database and the artifact store, without a worker."""
+
+from pathlib import Path
+
+
+def tiny_runs(artifacts: Path, epochs: tuple[int, ...], label: str, worker: str = "test") -> list[int]:
+    """One tiny run per entry of `epochs` over the snapshots stored now; returns the run ids."""
+    from app.artifacts import LocalStore
+    from app.db.engine import session_scope
+    from app.training_runs import service as runs
+    from app.training_runs.schemas import RunParameters
+
+    run_ids = []
+    for count in epochs:
+        with session_scope() as session:
+            parameters = RunParameters(run_label=f"{label}-{count}", epochs=count, model_size="tiny")
+            run_id = runs.create_run(parameters, db_session=session).id
+        runs.run_all_stages(run_id, LocalStore(artifacts), worker)
+        run_ids.append(run_id)
+    return run_ids
