@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.metrics import RATE_LIMITED
+from app.counters import RATE_LIMITED
 
 
 class BodyTooLarge(Exception):

@@ -1,47 +1,23 @@
 """Prometheus metrics: what operators watch instead of hearing about a problem from users.
 
-Counters and histograms live in each API process; with several processes, set
-PROMETHEUS_MULTIPROC_DIR (an empty folder shared by them) and /metrics adds them up
-(prometheus_client's multiprocess mode). Label values come from closed sets (configured
-channels, outcome names, rejection reasons, route templates), so the series stay bounded.
+This module is the top of the house: the request middleware (latency by route template, and
+the request's id and access line), the /metrics route, and the collector that asks the
+services about runs, models and quarantine at scrape time. The counters themselves are in
+app/counters.py, which the code that counts imports; with several API processes,
+PROMETHEUS_MULTIPROC_DIR lets /metrics add them up (prometheus_client's multiprocess mode).
 """
 
 import os
 import time
 
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.dependencies import require
+from app.counters import REQUEST_SECONDS
 from app.logs import log_access, log_context, request_id_of
-
-INGEST_SNAPSHOTS = Counter(
-    "fabric_ingest_snapshots_total",
-    "Snapshots (or whole requests refused before any snapshot was read) by outcome",
-    ["channel", "outcome", "reason"],
-)
-RATE_LIMITED = Counter("fabric_rate_limited_total", "Requests answered 429 by the per-client rate limit")
-REQUEST_SECONDS = Histogram(
-    "fabric_http_request_duration_seconds",
-    "Time from a request's start to its answer's start",
-    ["method", "route", "status"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30),
-)
-INGEST_BATCH = Histogram(
-    "fabric_ingest_batch_requests", "Ingest requests stored per transaction", buckets=(1, 2, 4, 8, 16, 32, 64)
-)
-INGEST_COMMIT_SECONDS = Histogram(
-    "fabric_ingest_commit_seconds",
-    "Time the ingest writer took to store a batch",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 15),
-)
-
-
-def count_ingest(channel: str | None, outcome: str, reason: str | None = None, channels: list[str] | None = None) -> None:
-    known = channel if channel and channels is not None and channel in channels else "unknown"
-    INGEST_SNAPSHOTS.labels(channel=known, outcome=outcome, reason=(reason or "")[:64]).inc()
 
 
 class RequestMiddleware:

@@ -1,5 +1,6 @@
 """The codebase's shape, checked: imports go one way (workers -> app -> training), domains do
-not import each other in circles, and HTTP views and the CLI leave every query to services."""
+not import each other in circles, no chain of imports between app's folders and top-level
+modules comes back to where it started, and HTTP views and the CLI leave every query to services."""
 
 import ast
 from pathlib import Path
@@ -16,6 +17,8 @@ def imports(package: str) -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names.add(node.module)
+                if node.module in ("app", "training", "workers"):  # `from app import metrics`
+                    names |= {f"{node.module}.{alias.name}" for alias in node.names}
             elif isinstance(node, ast.Import):
                 names |= {alias.name for alias in node.names}
         found[module] = names
@@ -44,6 +47,43 @@ def test_domains_do_not_import_each_other_in_circles():
         if i.startswith("app.") and domain(m) and domain(i) and domain(m) != domain(i)
     }
     assert not {(a, b) for a, b in edges if (b, a) in edges}, edges
+
+
+def test_no_loop_between_the_houses_rooms():
+    """Each folder of app/ and each module at its top (metrics.py, limits.py, ...) is a room;
+    an import is a door from one room to another. No way through the doors may lead back to
+    where it started: the bottom (counters, config, the database) imports nothing above it."""
+
+    def room(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) >= 2 and parts[0] == "app" else None
+
+    doors: dict[str, set[str]] = {}
+    for module, names in imports("app").items():
+        for name in names:
+            here, there = room(module), room(name)
+            if here and there and here != there:
+                doors.setdefault(here, set()).add(there)
+
+    def loop_from(start: str) -> list[str] | None:
+        path, seen = [start], set()
+
+        def walk(current: str) -> list[str] | None:
+            for after in sorted(doors.get(current, ())):
+                if after == start:
+                    return [*path, start]
+                if after not in seen:
+                    seen.add(after)
+                    path.append(after)
+                    if found := walk(after):
+                        return found
+                    path.pop()
+            return None
+
+        return walk(start)
+
+    loops = [found for start in sorted(doors) if (found := loop_from(start))]
+    assert not loops, " ; ".join(" -> ".join(loop) for loop in loops)
 
 
 def test_views_and_the_cli_leave_queries_to_services():

@@ -11,9 +11,9 @@ from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from app.config import Settings
+from app.counters import count_ingest
 from app.db.engine import UNAVAILABLE_ERRORS
 from app.limits import BodyTooLarge, client_address, refund_rate_limit
-from app.metrics import count_ingest
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.payload import ACCEPTED_TYPES

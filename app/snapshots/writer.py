@@ -40,9 +40,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from app.counters import INGEST_BATCH, INGEST_COMMIT_SECONDS
 from app.db.engine import UNAVAILABLE_ERRORS, get_engine
 from app.db.writes import atomic
-from app.metrics import INGEST_BATCH, INGEST_COMMIT_SECONDS
 
 log = logging.getLogger(__name__)
 
