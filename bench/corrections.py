@@ -1,6 +1,6 @@
 """Do users' corrections teach? Held-out figures of models trained with and without
 corrections-only snapshots, on real compositions (training/compositions.py) with Studio-identical
-snapshots (training/studio.py) and simulated users (training/simulated_users.py):
+snapshots (training/studio_snapshot.py) and simulated users (training/simulated_users.py):
 
 1. renders one 20 s excerpt of each of the first --songs works of music21's corpus (kept in
    --songs-dir for the next run) and makes each song's snapshot, stems as ground truth;

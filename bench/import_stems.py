@@ -30,7 +30,7 @@ def main() -> None:
 
     from training.multitrack import read_song, song_folders, song_snapshot
     from training.render import render_song
-    from training.studio import studio_streams
+    from training.studio_snapshot import studio_streams
 
     folder = args.songs_dir / f"{int(args.seconds)}s"
     for seed in range(args.songs):

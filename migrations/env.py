@@ -7,13 +7,13 @@ from alembic import context
 from app.config import get_settings
 from app.db.base import Base
 from app.db.engine import build_engine, normalise_url
-from app.models import load_all_models
+from app.tables import load_all_tables
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-load_all_models()
+load_all_tables()
 target_metadata = Base.metadata
 
 

@@ -23,7 +23,7 @@ from training.features import (
     split_of,
     value_times,
 )
-from training.studio import STREAM_LAYOUT, kept_indices, studio_streams
+from training.studio_snapshot import STREAM_LAYOUT, kept_indices, studio_streams
 from training.synthetic import synthetic_snapshots
 
 RATE = 22050

@@ -10,11 +10,11 @@ from sqlalchemy import inspect
 
 from app.db.base import Base
 from app.db.engine import build_engine
-from app.models import load_all_models
+from app.tables import load_all_tables
 
 
 def test_migrated_schema_matches_the_models(database_url):
-    load_all_models()
+    load_all_tables()
     engine = build_engine(database_url, pool_size=1)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)

@@ -18,7 +18,7 @@ from app.db.engine import session_scope
 from app.snapshots.models import Snapshot
 from tests.support import FETCH_HEADERS
 from tests.support.reference_songs import SONGS, STUDIO_DIR, assert_same_snapshot, song_audio
-from training.studio import studio_snapshot
+from training.studio_snapshot import studio_snapshot
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 NAMES = [song.name for song in SONGS]

@@ -114,7 +114,7 @@ def test_the_kits_gains_are_what_the_audio_evaluation_plays(tmp_path, instrument
     from training.audio_eval import apply_levels
     from training.contract import STEMS
     from training.multitrack import read_song, song_folders
-    from training.studio import filter_stems
+    from training.studio_snapshot import filter_stems
 
     song = read_song(song_folders(instrument_songs)[3])
     mix = song.mix[:, :length].astype(np.float32)

@@ -1,6 +1,6 @@
 """Does the model improve Studio's stems? Measured on multitrack songs whose true stems are known.
 
-For each song: Studio's static filter stems of the mix (training/studio.py), the same stems
+For each song: Studio's static filter stems of the mix (training/studio_snapshot.py), the same stems
 with the model's gains over time, and with oracle gains, each scored by BSS-Eval (SDR, SIR)
 against the true stems. A gain moves a filter stem's level, step by step, to a target level:
   model   the level the model predicts for that stem (dB relative to the mix) from the snapshot
@@ -42,7 +42,7 @@ from training.bss_eval import bss_eval
 from training.contract import STEMS
 from training.features import MAX_STEPS, STEP_SECONDS, encode_features, from_wire
 from training.multitrack import Song, SongError, read_song, song_folders, song_snapshot
-from training.studio import filter_stems
+from training.studio_snapshot import filter_stems
 
 MAX_GAIN = 1.0  # gains only ever turn a filter stem down
 SYSTEMS = ("filters", "model", "oracle", "ceiling")

@@ -8,7 +8,7 @@ longer track is described up to the cap); `step_valid` marks the steps inside th
 Input `stem_features` [MAX_STEPS, FEATURE_DIM] float32. Studio flattens each stream's frames
 (32 "bands", or a tuple such as rms, zcr, pitch lag) and keeps every ceil(n/1000)-th value. From
 the track's duration and sample rate, `n` and that stride are known, so every kept value's
-frame, component and time are known (training/studio.py has each stream's layout). Each step
+frame, component and time are known (training/studio_snapshot.py has each stream's layout). Each step
 column is the mean, over the values whose time falls in that step, of one transformed
 component (STEP_COLUMNS), with a presence flag where a component had no value in the step:
   spectral   log10 of the step's mean power: sum of values / sum of their bands' Hann weights
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.contract import KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS, STREAMS
-from training.studio import BAND_WEIGHTS, STREAM_LAYOUT, kept_indices
+from training.studio_snapshot import BAND_WEIGHTS, STREAM_LAYOUT, kept_indices
 
 FEATURE_VERSION = "fe-3"
 STEP_SECONDS = 2.0

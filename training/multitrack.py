@@ -17,7 +17,7 @@ import numpy as np
 import soundfile
 
 from training.contract import STEMS
-from training.studio import studio_snapshot
+from training.studio_snapshot import studio_snapshot
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 ALIASES = {"other": "harmonic"}
@@ -136,7 +136,7 @@ def snapshot_id(song: Song) -> str:
 
 
 def song_snapshot(song: Song) -> dict:
-    """The snapshot Studio's builder would make for this song's mix (training/studio.py, the
+    """The snapshot Studio's builder would make for this song's mix (training/studio_snapshot.py, the
     twin of the kit's buildSnapshot), with the stems as ground truth. The same files give the
     same snapshot (id from the audio, timestamp from the files, no processing time), so a
     re-import is a duplicate."""

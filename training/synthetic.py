@@ -2,7 +2,7 @@
 
 Synthesises six stems (vocals, drums, bass, harmonic, perc, sub) on a beat grid, with each
 stem switched on and off over the track's sections so stem loudness varies, mixes them, and
-computes the snapshot from the mixture as Studio does (training/studio.py). Synthetic tones,
+computes the snapshot from the mixture as Studio does (training/studio_snapshot.py). Synthetic tones,
 not instruments: fine for exercising the service; models are developed on rendered
 instruments (training/render.py).
 """
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from training.contract import KEYS, STEMS
-from training.studio import ground_truth_values, studio_streams
+from training.studio_snapshot import ground_truth_values, studio_streams
 
 SAMPLE_RATE = 22_050
 SECTIONS = 4

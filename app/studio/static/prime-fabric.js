@@ -15,7 +15,7 @@ export const MAX_STEPS = 150;
 const MAX_STREAM_VALUES = 1000;
 const EPS = 1e-5;
 
-// How Studio's quantumStemEngine lays out each stream (training/studio.py: STREAM_LAYOUT).
+// How Studio's quantumStemEngine lays out each stream (training/studio_snapshot.py: STREAM_LAYOUT).
 const N_FFT = 2048;
 const BANDS = 32;
 const BAND_SAMPLES = N_FFT / BANDS;
@@ -316,7 +316,7 @@ export function applyGains(stems, sampleRate, prediction, mix, applied = STEMS) 
   return played;
 }
 
-// Studio's filter stems (its default path, training/studio.py filter_stems): the whole mix through
+// Studio's filter stems (its default path, training/studio_snapshot.py filter_stems): the whole mix through
 // static Web Audio biquads, the same at every moment. What applyGains turns down.
 const FILTER_CHAINS = {
   vocals: [["peaking", 1500, 2, 6], ["highpass", 80], ["lowpass", 8000]],
@@ -645,7 +645,7 @@ export function createExporter({
 // skipping tracks classified `vocal`. Studio keeps every ceil(n/1000)-th value of each stream, so
 // only those are computed, each by Studio's own arithmetic (float32 arrays, float64 sums):
 // tests/test_snapshot_builder.py holds it to Studio's code run on reference songs, bit for bit.
-// training/studio.py is its Python twin (`fabric import-stems`).
+// training/studio_snapshot.py is its Python twin (`fabric import-stems`).
 
 const HANN_2048 = hannWindow(N_FFT);
 const NOTE_FFT = 2048;

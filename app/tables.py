@@ -1,7 +1,7 @@
 """Imports every domain's tables so Base.metadata knows them all (Alembic, tests)."""
 
 
-def load_all_models() -> None:
+def load_all_tables() -> None:
     import app.auth.models  # noqa: F401
     import app.datasets.models  # noqa: F401
     import app.quarantine.models  # noqa: F401
