@@ -87,8 +87,12 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
         assert dataset.manifest["stem_coverage"] == {stem: count for stem in dataset.manifest["encoding"]["stems"]}
         assert dataset.manifest["audit"]["duplicate_content_skipped"] == 0
     metrics = run.metrics
-    assert {"model", "silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge", "margin"} == set(metrics)
+    assert {"model", "silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge", "margin", "corrections"} == set(
+        metrics
+    )
     assert metrics["model"]["snapshots"] == dataset.test_count
+    # Multitracks bring ground truth and no corrections: nothing for corrections to have taught.
+    assert metrics["corrections"]["corrections_only_snapshots"] == 0 and metrics["corrections"]["held_out_cells"] == 0
 
     # Published: TF.js weights that load in @tensorflow/tfjs 4.22 and predict what Keras does.
     with session_scope() as session:
