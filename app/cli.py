@@ -246,20 +246,24 @@ def train(
     dataset_dir: Annotated[Path, typer.Option("--dataset-dir", "--datasetDir")],
     output_dir: Annotated[Path, typer.Option("--output-dir", "--outputDir")],
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
-    batch_size: Annotated[int, typer.Option("--batch-size", "--batchSize")] = 32,
-    learning_rate: Annotated[float, typer.Option("--learning-rate", "--learningRate")] = 1e-3,
-    model_size: Annotated[str, typer.Option("--model-size", "--modelSize", help="full, small or tiny")] = "full",
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "--batchSize", help="Default: the candidate's own")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--learningRate", help="Default: the candidate's own")
+    ] = None,
+    candidate: Annotated[str, typer.Option("--candidate", help="full, small, tiny or mlp")] = "small",
     seed: int = 0,
 ) -> None:
-    """Train on a built dataset; resumes if --outputDir holds a checkpoint."""
+    """Train one learned candidate on a built dataset; resumes if --outputDir holds a checkpoint."""
     from rich.progress import Progress
 
     from app.datasets.service import load_split
     from app.training_runs.schemas import RunParameters
-    from app.training_runs.service import model_config
+    from app.training_runs.service import training_overrides
+    from training.candidates import candidate_config
     from training.train import train as run_training
 
-    config = model_config(RunParameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, model_size=model_size))
+    parameters = RunParameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, candidates=[candidate])
+    config = candidate_config(candidate, epochs, training_overrides(parameters))
     with Progress() as progress:
         bar = progress.add_task("training", total=epochs)
 
@@ -289,6 +293,11 @@ def _print_judgement(metrics: dict) -> None:
             f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
             f"{report['presence_auc']:>13.3f}{report['false_activity']:>15.3f}"
         )
+    if choice := metrics.get("choice"):
+        typer.echo("candidates (validation level error, test level error, dB):")
+        for name, c in choice["candidates"].items():
+            typer.echo(f"  {name:12}{c['validation_error_db']:>8.2f}{c['test_error_db']:>8.2f}")
+        typer.echo(f"model = {choice['predictor']['name']}: {choice['reason']}")
     m = metrics["margin"]
     typer.echo(
         f"model - {m['reference']}: {m['difference_db']:+.2f} dB, 95% interval [{m['low_db']:+.2f}, {m['high_db']:+.2f}] "
@@ -346,11 +355,14 @@ def evaluate(
 def run(
     run_label: Annotated[str, typer.Option("--run-label", "--runLabel")] = "run",
     epochs: Annotated[int, typer.Option("--epochs")] = 50,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", "--batchSize", help="Default: the size's own")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "--batchSize", help="Default: each candidate's own")] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--learning-rate", "--learningRate", help="Default: the size's own")
+        float | None, typer.Option("--learning-rate", "--learningRate", help="Default: each candidate's own")
     ] = None,
-    model_size: Annotated[str, typer.Option("--model-size", "--modelSize")] = "full",
+    candidates: Annotated[
+        str | None,
+        typer.Option("--candidates", help="Learned candidates beside ridge, comma-separated (full, small, tiny, mlp)"),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     wait: Annotated[bool, typer.Option(help="Follow the run until it ends")] = True,
 ) -> None:
@@ -363,8 +375,9 @@ def run(
     from app.training_runs.models import TERMINAL_STATUSES
     from app.training_runs.schemas import RunParameters
 
+    chosen = {} if candidates is None else {"candidates": [name.strip() for name in candidates.split(",")]}
     parameters = RunParameters(
-        run_label=run_label, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, model_size=model_size, seed=seed
+        run_label=run_label, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, **chosen
     )
     try:
         with session_scope() as session:

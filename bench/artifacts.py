@@ -96,10 +96,10 @@ def training_split(samples: int, seed: int):
 
 def training_seconds(env: dict | None, work: Path, args: argparse.Namespace) -> tuple[float, list[float]]:
     """Wall time of one training run, and the seconds each epoch's push took (with a store)."""
-    from training.model import SIZES
+    from training.model import CANDIDATES
     from training.train import STATE_FILE, train
 
-    config = dataclasses.replace(SIZES[args.model_size], epochs=args.epochs, early_stopping_patience=args.epochs)
+    config = dataclasses.replace(CANDIDATES[args.model_size], epochs=args.epochs, early_stopping_patience=args.epochs)
     train_split, validation = training_split(args.samples, 0), training_split(args.samples // 4, 1)
     store = store_for(env, work) if env else None
     run_dir = work / "runs" / "1"
@@ -117,7 +117,7 @@ def training_seconds(env: dict | None, work: Path, args: argparse.Namespace) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-size", default="small", choices=["tiny", "small", "full"])
+    parser.add_argument("--model-size", default="small", choices=["tiny", "small", "full", "mlp"])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)

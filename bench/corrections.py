@@ -28,7 +28,6 @@ correction_margin_db).
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import shutil
 import sys
@@ -40,25 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-SONG_SECONDS, SAMPLE_RATE = 20.0, 16_000
-
-
-def render_corpus(folder: Path, count: int) -> list[Path]:
-    """One excerpt of each of `count` works (a fixed shuffle of the corpus), rendered if missing."""
-    from training.compositions import corpus_works, render_composition, work_name
-
-    works = corpus_works()
-    folders = []
-    for index in np.random.default_rng(0).permutation(len(works))[:count]:
-        song = folder / f"{work_name(works[index])}-s{index}"
-        if not song.exists():
-            try:
-                render_composition(folder, works[index], int(index), SONG_SECONDS, SAMPLE_RATE)
-            except ValueError:  # fewer than three voices
-                continue
-        folders.append(song)
-    return folders
+from bench.corpus import ROOT, SONGS_DIR, by_work, render_corpus  # noqa: E402
 
 
 def songs_with_corrections(folders: list[Path]) -> list[dict]:
@@ -82,15 +63,10 @@ def songs_with_corrections(folders: list[Path]) -> list[dict]:
 
 def encode(songs: list[dict], user: str | None, keep_truth: bool):
     """A Split of these songs with `user`'s corrections (None: none), with or without truth."""
-    from training.features import Split, encode_bounds, encode_features, encode_targets, from_wire
+    from training.features import Split, encode_split
 
-    rows = []
-    for song in songs:
-        snapshot = dict(song["snapshot"], userCorrections=song[user] if user else [])
-        arrays = from_wire(snapshot)
-        targets, weights = encode_targets(arrays)
-        rows.append((encode_features(arrays), targets, weights if keep_truth else np.zeros_like(weights), encode_bounds(arrays)))
-    return Split(*(np.stack(column) for column in zip(*rows, strict=True)))
+    split = encode_split(dict(song["snapshot"], userCorrections=song[user] if user else []) for song in songs)
+    return split if keep_truth else Split(split.features, split.targets, np.zeros_like(split.weights), split.bounds)
 
 
 def yardstick(split, predictions: np.ndarray) -> float:
@@ -101,23 +77,9 @@ def yardstick(split, predictions: np.ndarray) -> float:
     return float((np.abs(predictions - split.targets)[known].sum() + outside[bounded].sum()) / (known.sum() + bounded.sum()))
 
 
-def head(split, count: int):
-    from training.features import Split
-
-    return Split(split.features[:count], split.targets[:count], split.weights[:count], split.bounds[:count])
-
-
-def concat(*splits):
-    from training.features import Split
-
-    return Split(
-        *(np.concatenate(parts) for parts in zip(*((s.features, s.targets, s.weights, s.bounds) for s in splits), strict=True))
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--songs-dir", type=Path, default=ROOT / "var" / "bench-compositions")
+    parser.add_argument("--songs-dir", type=Path, default=SONGS_DIR)
     parser.add_argument("--songs", type=int, default=820)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=60)
@@ -131,6 +93,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
+    from training.features import Split
     from training.metrics import baseline_predictions, evaluate, paired_margin
     from training.model import TINY, predict
     from training.train import train
@@ -140,7 +103,7 @@ def main() -> None:
     rendered = time.perf_counter()
     songs = songs_with_corrections(folders)
     # Split by work (one excerpt per work), by a hash of its name: no work is in two splits.
-    songs.sort(key=lambda song: hashlib.sha256(song["name"].encode()).hexdigest())
+    songs = [songs[i] for i in by_work([song["name"] for song in songs])]
     pool_sizes = [int(m) for m in args.pool_sizes.split(",")]
     cut = np.cumsum([args.test, args.validation, args.with_truth])
     test, validation, with_truth, pool = songs[: cut[0]], songs[cut[0] : cut[1]], songs[cut[1] : cut[2]], songs[cut[2] :]
@@ -166,7 +129,7 @@ def main() -> None:
 
     def fit(m: int, user: str, seed: int, weight: float, margin: float):
         config = dataclasses.replace(TINY, epochs=args.epochs, correction_weight=weight, correction_margin_db=margin)
-        train_split = concat(truth_split, head(pools[user], m))
+        train_split = Split.concat(truth_split, pools[user].rows(m))
         scratch = ROOT / "var" / "bench-corrections" / f"{user}-{m}-{seed}-{weight}-{margin}"
         shutil.rmtree(scratch, ignore_errors=True)
         model = train(train_split, validation_split, config, scratch, seed=seed).model

@@ -185,7 +185,7 @@ def main() -> None:
     operator = {"Authorization": f"Bearer {token}"}
     started = time.monotonic()
     response = httpx.post(
-        f"{API}/runs", json={"runLabel": "deploy-check", "epochs": 25, "batchSize": 4, "modelSize": "tiny"}, headers=operator
+        f"{API}/runs", json={"runLabel": "deploy-check", "epochs": 25, "batchSize": 4, "candidates": ["tiny"]}, headers=operator
     )
     assert response.status_code == 202, response.text
     run_id = response.json()["id"]

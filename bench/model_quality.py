@@ -1,112 +1,233 @@
-"""The stem model's quality, measured the way the gate and Studio see it, on songs played by
-sampled instruments (training/render.py):
+"""The run's predictor on real compositions, chosen and judged as a run does:
 
-1. renders the development corpus (kept in --songs-dir for the next run) and a held-out set
-   that nothing is developed or selected on (other seeds);
-2. turns each development song into Studio's snapshot (as `fabric import-stems` does), splits
-   them by id as datasets are (train / validation / test), trains the model;
-3. prints the test split's level error beside every baseline and the gate's margin, with its
-   bootstrap 95% interval;
-4. judges the model on the held-out songs' audio (as `fabric evaluate --audio` does): Studio's
-   filter stems alone, with the model's gains, with oracle gains; SIR and SDR per stem and the
-   share of the oracle's SIR improvement that the model recovers;
-5. prints the time each part took.
+1. renders one 20 s excerpt of each of --songs works of music21's corpus (bench/corpus.py; kept
+   for the next run) and makes each song's Studio snapshot (training/studio_snapshot.py), stems as
+   ground truth;
+2. splits the songs by work: --test songs (the level-error test split; their audio is halved by
+   name into songs that decide which stems' gains apply and the held-out songs the audio figures
+   come from), --validation songs (early stopping, ridge's penalty, the choice of candidate), and
+   a training pool;
+3. for each training-set size (the learning curve) and seed: fits ridge and trains each learned
+   candidate on the first N songs of the pool, selects on validation, and hands the gate to ridge
+   when the selected one does not beat it on test (training/candidates.py);
+4. prints each candidate's validation and test level error, the predictor's margin over ridge per
+   seed and over the seeds' per-song mean, with a bootstrap 95% interval over test songs;
+5. with --augment K, trains again with K remixed songs (training/augment.py) per training song at
+   each size in --augment-sizes, and keeps augmentation only where validation says so;
+6. judges the largest size's predictor (seed 0) on audio: Studio's filter stems, with the
+   predictor's gains, and with the ceiling's (the best per-step gains for the MDX SDR), on the
+   held-out songs: the share of the ceiling's improvement recovered and the share of songs each
+   applied stem makes worse.
 
-    .venv/bin/python bench/model_quality.py [--size small|tiny|full] [--seed 0] [--json out.json]
-
-Rendering the default corpora takes ~25 minutes on 2 CPUs the first time; the rest ~15 (small).
+    .venv/bin/python bench/model_quality.py [--sizes 50,100,200,400,800] [--seeds 0,1,2]
+        [--candidates tiny,small,mlp] [--augment 1 --augment-sizes 100,400] [--json out.json]
 """
 
 import argparse
-import dataclasses
+import hashlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-# The development corpus: two batches (300 songs of 30-60 s, then 700 of 45 s), and the held-out set.
-DEVELOPMENT = [(range(1000, 1300), lambda seed: 30.0 + (seed % 4) * 10), (range(1300, 2000), lambda seed: 45.0)]
-HELD_OUT = (range(7000, 7060), lambda seed: 30.0 + (seed % 4) * 10)
+from bench.corpus import ROOT, SONGS_DIR, by_work, render_corpus  # noqa: E402
 
 
-def render(folder: Path, seeds: range, seconds) -> float:
-    """Renders the songs not there yet; returns seconds spent per song rendered."""
-    from training.render import render_song
+def augmented(folders: list[Path], per_song: int, seed: int):
+    """`per_song` remixed songs per training song, as Studio snapshots, encoded."""
+    from training.augment import remix
+    from training.features import encode_split
+    from training.multitrack import read_song, song_snapshot
 
-    missing = [seed for seed in seeds if not (folder / f"song-{seed:05d}").exists()]
-    started = time.perf_counter()
-    for seed in missing:
-        render_song(folder, seed, seconds(seed))
-    return (time.perf_counter() - started) / max(len(missing), 1)
+    songs = [read_song(folder) for folder in folders]
+    rng = np.random.default_rng(1000 + seed)
+    made = [remix(songs, rng, f"remix-{i}") for i in range(per_song * len(songs))]
+    return encode_split(song_snapshot(song) for song in made)
+
+
+def bootstrap(values: np.ndarray, resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(values.mean()), float(low), float(high)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--songs-dir", type=Path, default=ROOT / "var" / "bench-songs")
-    parser.add_argument("--size", choices=("tiny", "small", "full"), default="small")
-    parser.add_argument("--epochs", type=int, default=80)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--songs-dir", type=Path, default=SONGS_DIR)
+    parser.add_argument("--songs", type=int, default=1100)
+    parser.add_argument("--test", type=int, default=120)
+    parser.add_argument("--validation", type=int, default=100)
+    parser.add_argument("--sizes", default="50,100,200,400,800")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--candidates", default="tiny,small,mlp")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--augment", type=int, default=0, help="remixed songs per training song (0: none)")
+    parser.add_argument("--augment-sizes", default="100,400")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from training.audio_eval import evaluate_songs
-    from training.features import SPLITS, build_splits
-    from training.metrics import BASELINES, paired_margin, strongest_baseline
-    from training.model import SIZES
-    from training.multitrack import read_song, song_folders, song_snapshot
-    from training.train import evaluate_against_baselines, train
+    from training.audio_eval import AudioEvaluation, evaluate_song
+    from training.candidates import RIDGE, choose, judge_candidates, load_candidate, train_candidates
+    from training.features import FEATURE_VERSION, Split, encode_split
+    from training.metrics import baseline_predictions, evaluate
+    from training.model import predict
+    from training.multitrack import read_song, song_snapshot
 
     timings: dict[str, float] = {}
-    development, held_out = args.songs_dir / "development", args.songs_dir / "held-out"
-    for seeds, seconds in DEVELOPMENT:
-        render(development, seeds, seconds)
-    render(held_out, *HELD_OUT)
-
     started = time.perf_counter()
-    folders = song_folders(development)
-    splits = build_splits(song_snapshot(read_song(folder)) for folder in folders)
-    timings["snapshot and encode, per song"] = (time.perf_counter() - started) / len(folders)
-
-    config = dataclasses.replace(SIZES[args.size], epochs=args.epochs)
-    run_dir = args.songs_dir / f"run-{args.size}-{args.seed}"
+    folders = render_corpus(args.songs_dir, args.songs)
+    # Salted: the audio's halves are split_of(name), the very hash an unsalted order sorts by.
+    folders = [folders[i] for i in by_work([f.name for f in folders], salt="model-quality:")]
+    timings["render"] = time.perf_counter() - started
     started = time.perf_counter()
-    result = train(splits["train"], splits["validation"], config, run_dir, seed=args.seed)
-    timings["training"] = time.perf_counter() - started
-    reports = evaluate_against_baselines(result.model, splits["train"], splits["validation"], splits["test"])
-    reference = strongest_baseline(reports)
-    margin = paired_margin(reports["model"].per_snapshot, reports[reference].per_snapshot, reference)
-
+    key = hashlib.sha256("|".join([FEATURE_VERSION, *(f.name for f in folders)]).encode()).hexdigest()[:16]
+    cache = args.songs_dir / f"encoded-{key}.npz"  # the snapshots of these songs, at this feature version
+    if cache.exists():
+        split = Split(**dict(np.load(cache)))
+    else:
+        split = encode_split(song_snapshot(read_song(folder)) for folder in folders)
+        np.savez(cache, features=split.features, targets=split.targets, weights=split.weights, bounds=split.bounds)
+    timings["snapshot and encode"] = time.perf_counter() - started
+    n_test, n_validation = args.test, args.validation
+    test, validation = split.rows(n_test), split.rows(n_test, n_test + n_validation)
+    pool = split.rows(n_test + n_validation, len(folders))
+    pool_folders = folders[n_test + n_validation :]
+    sizes = [int(s) for s in args.sizes.split(",") if int(s) <= len(pool)]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    names = args.candidates.split(",")
     print(
-        f"development songs: {len(folders)} ({', '.join(f'{s} {len(splits[s])}' for s in SPLITS)}); "
-        f"model {args.size}, seed {args.seed}, {result.epochs_run} epochs"
-    )
-    print(f"{'test split':14}{'level error dB':>16}{'present dB':>12}{'presence AUC':>14}{'false activity':>16}")
-    for name in ("model", *BASELINES):
-        r = reports[name]
-        print(f"{name:14}{r.level_error_db:>16.2f}{r.present_error_db:>12.2f}{r.presence_auc:>14.3f}{r.false_activity:>16.3f}")
-    print(
-        f"model - {reference}: {margin.difference_db:+.2f} dB, 95% interval [{margin.low_db:+.2f}, {margin.high_db:+.2f}] "
-        f"over {margin.snapshots} test songs -> {'published' if margin.significant_win else 'rejected'}"
+        f"{len(folders)} songs of real compositions ({args.songs_dir}): test {n_test}, validation {n_validation}, "
+        f"training pool {len(pool)}; candidates {', '.join(names)} and ridge; seeds {seeds}; {args.epochs} epochs at most"
     )
 
+    scratch = ROOT / "var" / "bench-model-quality"
+    results: dict = {"sizes": {}, "augment": {}}
+
+    def fit(train_split, label: str, seed: int):
+        run_dir = scratch / label
+        shutil.rmtree(run_dir, ignore_errors=True)
+        tick = time.perf_counter()
+        train_candidates(names, train_split, validation, run_dir, epochs=args.epochs, seed=seed)
+        elapsed = time.perf_counter() - tick
+        baselines = {k: evaluate(test, p) for k, p in baseline_predictions(train_split, validation, test).items()}
+        choice = choose(judge_candidates(run_dir, names, validation, test), baselines)
+        return run_dir, choice, baselines, elapsed
+
+    print(f"\n{'N':>5} {'seed':>4} " + "".join(f"{n + ' val/test':>16}" for n in [*names, RIDGE]) + "  selected -> predictor")
+    for size in sizes:
+        per_seed = []
+        for seed in seeds:
+            _, choice, baselines, elapsed = fit(pool.rows(size), f"n{size}-s{seed}", seed)
+            figures = {c.name: (c.validation_error_db, c.test.level_error_db) for c in choice.candidates}
+            print(
+                f"{size:>5} {seed:>4} "
+                + "".join(f"{figures[n][0]:>8.2f}{figures[n][1]:>8.2f}" for n in [*names, RIDGE])
+                + f"  {choice.selected.name} -> {choice.predictor.name} ({elapsed:.0f} s)",
+                flush=True,
+            )
+            ridge = next(c for c in choice.candidates if c.name == RIDGE)
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "selected": choice.selected.name,
+                    "predictor": choice.predictor.name,
+                    "candidates": {n: list(v) for n, v in figures.items()},
+                    "selected_minus_ridge": np.asarray(choice.selected.test.per_snapshot) - np.asarray(ridge.test.per_snapshot),
+                    "predictor_minus_ridge": np.asarray(choice.predictor.test.per_snapshot) - np.asarray(ridge.test.per_snapshot),
+                    "baselines": {k: r.level_error_db for k, r in baselines.items()},
+                    "seconds": elapsed,
+                }
+            )
+        results["sizes"][size] = per_seed
+
+    print("\nlearning curve: test level error, selected candidate minus ridge (dB; 95% interval over test songs)")
+    for size, per_seed in results["sizes"].items():
+        seed_margins = [bootstrap(s["selected_minus_ridge"]) for s in per_seed]
+        pooled = bootstrap(np.mean([s["selected_minus_ridge"] for s in per_seed], axis=0))
+        published = bootstrap(np.mean([s["predictor_minus_ridge"] for s in per_seed], axis=0))
+        print(
+            f"  N={size:>4}: per seed "
+            + ", ".join(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, lo, hi in seed_margins)
+            + f"; seeds' mean per song {pooled[0]:+.2f} [{pooled[1]:+.2f}, {pooled[2]:+.2f}]"
+            + f"; published predictor {published[0]:+.2f} [{published[1]:+.2f}, {published[2]:+.2f}]"
+            + f"; selected {', '.join(s['selected'] for s in per_seed)}; published {', '.join(s['predictor'] for s in per_seed)}"
+        )
+
+    if args.augment:
+        print(f"\naugmentation: {args.augment} remixed song(s) per training song (validation decides)")
+        for size in [int(s) for s in args.augment_sizes.split(",") if int(s) <= len(pool)]:
+            tick = time.perf_counter()
+            extra = augmented(pool_folders[:size], args.augment, seed=0)
+            made = time.perf_counter() - tick
+            _, choice, _, _ = fit(Split.concat(pool.rows(size), extra), f"n{size}-aug", 0)
+            plain = results["sizes"].get(size, [{}])[0].get("candidates", {})
+            rows = []
+            for c in choice.candidates:
+                before = plain.get(c.name, [float("nan")] * 2)
+                rows.append(
+                    f"{c.name} val {before[0]:.2f} -> {c.validation_error_db:.2f}, test {before[1]:.2f} -> {c.test.level_error_db:.2f}"
+                )
+            keep = choice.selected.validation_error_db < min(v[0] for v in plain.values()) if plain else None
+            print(f"  N={size}: {'; '.join(rows)}; kept: {keep} ({len(extra)} remixes in {made:.0f} s)")
+            results["augment"][size] = {
+                "candidates": {c.name: [c.validation_error_db, c.test.level_error_db] for c in choice.candidates},
+                "kept": keep,
+            }
+
+    largest = sizes[-1]
+    run_dir = scratch / f"n{largest}-s{seeds[0]}"
+    predictor = results["sizes"][largest][0]["predictor"]
     started = time.perf_counter()
-    audio = evaluate_songs(result.model, held_out)
-    timings["audio evaluation, per song"] = (time.perf_counter() - started) / max(len(audio.songs), 1)
-    print(f"\nheld-out songs (seeds {HELD_OUT[0].start}-{HELD_OUT[0].stop - 1}), BSS-Eval against the true stems:")
-    print(audio.summary())
-    print("\n" + "; ".join(f"{name} {value:.2f} s" for name, value in timings.items()))
+    audio = {}
+    for name in sorted({predictor, RIDGE}):
+        model = load_candidate(run_dir, name)
+        songs = [evaluate_song(read_song(folder), lambda f, m=model: predict(m, f)) for folder in folders[:n_test]]
+        validation_songs, test_songs = AudioEvaluation(songs, []).split()  # as a run's audio stage does
+        applied = validation_songs.helpful_stems()
+        held_out = test_songs.applied_only(applied)
+        audio[name] = {"applied": applied, "held_out": held_out, "all_applied": test_songs}
+        h = held_out.headline
+        every = audio[name]["all_applied"].headline
+        print(
+            f"\naudio, {name} (N={largest}, seed {seeds[0]}), {h['songs']} held-out songs; gains applied to "
+            f"{', '.join(applied) or 'no stem'} (decided on {len(validation_songs.songs)} other songs):\n"
+            f"  share of the ceiling's SDR (MDX) improvement over filters recovered: {h['sdr_ceiling_share']:.2f} "
+            f"[{h['sdr_ceiling_share_low']:.2f}, {h['sdr_ceiling_share_high']:.2f}]; with every stem applied "
+            f"{every['sdr_ceiling_share']:.2f} [{every['sdr_ceiling_share_low']:.2f}, {every['sdr_ceiling_share_high']:.2f}]"
+        )
+        print(
+            "  per stem (applied ones): "
+            + ", ".join(
+                f"{stem} share {f['sdr_ceiling_share']:.2f}, worse in {f['worse_share']:.2f}"
+                for stem, f in held_out.per_stem().items()
+                if stem in applied
+            )
+        )
+    timings["audio"] = time.perf_counter() - started
+    print("\n" + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     if args.json:
-        figures = {
-            "reports": {name: dataclasses.asdict(r) for name, r in reports.items()},
-            "margin": dataclasses.asdict(margin),
-            "audio": audio.as_dict(),
-            "timings": timings,
-            "history": result.history,
+
+        def plain(value):
+            if isinstance(value, np.ndarray):
+                return value.tolist()
+            if isinstance(value, dict):
+                return {str(k): plain(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value
+
+        results["audio"] = {
+            name: {"applied": a["applied"], "held_out": a["held_out"].as_dict(), "all_applied": a["all_applied"].headline}
+            for name, a in audio.items()
         }
-        args.json.write_text(json.dumps(figures, indent=2, default=float))
+        results["timings"] = timings
+        args.json.write_text(json.dumps(plain(results), indent=2, default=float))
 
 
 if __name__ == "__main__":

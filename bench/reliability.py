@@ -97,7 +97,7 @@ def broker_down(database_url: str) -> dict:
         for _ in range(5):
             started = time.perf_counter()
             answer = httpx.post(
-                f"{base}/runs", json={"modelSize": "tiny"}, headers={"Authorization": f"Bearer {token}"}, timeout=60
+                f"{base}/runs", json={"candidates": ["tiny"]}, headers={"Authorization": f"Bearer {token}"}, timeout=60
             )
             times.append(time.perf_counter() - started)
             statuses.add(answer.status_code)

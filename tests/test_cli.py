@@ -54,7 +54,7 @@ def test_pipeline_verbs_from_synthetic_data_to_metrics(configure, sqlite_url, tm
         "16",
         "--learning-rate",
         "0.003",
-        "--model-size",
+        "--candidate",
         "tiny",
     )
     assert "3 epochs" in result.output
@@ -117,12 +117,12 @@ def test_fabric_run_refuses_a_second_active_run_like_the_api(configure, sqlite_u
     with session_scope() as session:
         session.execute(delete(TrainingRun))
         token, _ = create_token("ops", "operator", db_session=session)
-    first = invoke("run", "--run-label", "first", "--model-size", "tiny", "--no-wait")
+    first = invoke("run", "--run-label", "first", "--candidates", "tiny", "--no-wait")
     assert "queued" in first.output
 
     second = runner.invoke(cli, ["run", "--runLabel", "second", "--no-wait"])
     assert second.exit_code == 1 and "not started: run" in second.output and "is queued" in second.output
-    api = TestClient(create_app()).post("/runs", json={"modelSize": "tiny"}, headers={"Authorization": f"Bearer {token}"})
+    api = TestClient(create_app()).post("/runs", json={"candidates": ["tiny"]}, headers={"Authorization": f"Bearer {token}"})
     assert api.status_code == 409 and "is queued" in api.json()["detail"]
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(TrainingRun)) == 1

@@ -93,16 +93,7 @@ def test_corrections_only_snapshots_improve_held_out_songs(corrected_songs, tmp_
     with_truth, corrections_only = corrected_songs["with_truth"], corrected_songs["corrections_only"]
     validation, test = corrected_songs["validation"], corrected_songs["test"]
     assert corrections_only.corrections_only.all() and corrections_only.bounded.sum() > 400
-    both = Split(
-        *(
-            np.concatenate([a, b])
-            for a, b in zip(
-                (with_truth.features, with_truth.targets, with_truth.weights, with_truth.bounds),
-                (corrections_only.features, corrections_only.targets, corrections_only.weights, corrections_only.bounds),
-                strict=True,
-            )
-        )
-    )
+    both = Split.concat(with_truth, corrections_only)
     config = dataclasses.replace(TINY, epochs=30)
     reports: dict[str, list] = {"taught": [], "untaught": []}
     for seed in SEEDS:

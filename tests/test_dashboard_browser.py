@@ -250,6 +250,14 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
     for baseline in ("ridge", "train_median", "silence", "mix_copy"):
         assert page.inner_text(f"#metrics tr[data-stem='overall'] td[data-baseline='{baseline}']") != "–"
     expect(page.locator("#margin")).to_contain_text("95% interval")
+    ((choice,),) = sql(site, "SELECT metrics::json -> 'choice' FROM training_runs WHERE id = %s", run_id)
+    assert set(choice["candidates"]) == {"tiny", "ridge"}
+    for name, figures in choice["candidates"].items():
+        row = page.locator(f"#candidates tr[data-candidate='{name}'] td")
+        assert row.nth(1).inner_text() == f"{figures['validation_error_db']:,.2f}"
+        assert row.nth(2).inner_text() == f"{figures['test_error_db']:,.2f}"
+    expect(page.locator("#choice")).to_contain_text(f"is {choice['predictor']['name']}: {choice['selected']} has the lowest")
+    expect(page.locator(f"#models-table tr[data-model='{model_id}'] td.predictor")).to_contain_text(choice["predictor"]["name"])
     ((corrections,),) = sql(site, "SELECT metrics::json -> 'corrections' FROM training_runs WHERE id = %s", run_id)
     expect(page.locator("#corrections")).to_contain_text(
         f"trained with {corrections['corrections_only_snapshots']} snapshots whose only label is a correction"
@@ -301,7 +309,7 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
 
 def test_a_running_run_updates_without_a_reload(page, site):
     with session_scope() as session:
-        run = runs.create_run(RunParameters(run_label="live", epochs=10, model_size="tiny"), db_session=session)
+        run = runs.create_run(RunParameters(run_label="live", epochs=10, candidates=["tiny"]), db_session=session)
         run.status, run.stage, run.epoch = "running", "training", 1
         run.history = [{"epoch": 0, "loss": 0.05, "val_loss": 0.06, "learning_rate": 0.001}]
         run_id = run.id

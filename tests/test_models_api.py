@@ -29,13 +29,12 @@ from app.stem_models.models import ModelPromotion, StemModel
 from app.stem_models.views import LATEST_RECHECK_S, LATEST_STALE_WAIT_S
 from app.training_runs.models import TrainingRun
 from tests.support import FETCH_HEADERS, STUDIO_ORIGIN
-from tests.support.runs import tiny_runs
+from tests.support.runs import run_predictor, tiny_runs
 from tests.support.servers import api_process
 from tests.tfjs import JS_DIR
 from training.contract import STEMS
 from training.model import predict
 from training.synthetic import synthetic_snapshots
-from training.train import load_best_model
 
 pytestmark = pytest.mark.postgres
 
@@ -251,7 +250,7 @@ def test_studio_follows_promotion_and_rollback_through_the_running_server(regist
         return json.loads(out.read_text())
 
     def keras_predictions(run_id: int) -> np.ndarray:
-        return predict(load_best_model(registry["artifacts"] / "runs" / str(run_id)), features)
+        return predict(run_predictor(registry["artifacts"], run_id), features)
 
     with api_process(env, log_path=tmp_path / "api.log") as base:
         seen = studio(base)
@@ -341,7 +340,7 @@ def test_the_studio_kit_loads_checks_and_runs_the_latest_model(registry, postgre
 
     run_id = next(r for r, (_, version) in registry["models"].items() if version == latest["version"])
     features = np.stack([encode_features(from_wire(s)) for s in snapshots])
-    expected = predict(load_best_model(registry["artifacts"] / "runs" / str(run_id)), features)
+    expected = predict(run_predictor(registry["artifacts"], run_id), features)
     got = np.array(seen["predictions"], dtype=np.float32)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4

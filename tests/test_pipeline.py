@@ -71,7 +71,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     count = len(instrument_snapshots)
 
     with session_scope() as session:
-        run_id = start_run(RunParameters(run_label="e2e", epochs=EPOCHS, model_size="tiny"), db_session=session).id
+        run_id = start_run(RunParameters(run_label="e2e", epochs=EPOCHS, candidates=["tiny"]), db_session=session).id
     with worker_process(pipeline_env, queue="cpu", log_path=tmp_path / "worker.log"):
         run = wait_for_run(run_id, timeout_s=300)
 
@@ -87,10 +87,14 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
         assert dataset.manifest["stem_coverage"] == {stem: count for stem in dataset.manifest["encoding"]["stems"]}
         assert dataset.manifest["audit"]["duplicate_content_skipped"] == 0
     metrics = run.metrics
-    assert {"model", "silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge", "margin", "corrections"} == set(
-        metrics
-    )
+    judged = {"model", "silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge", "margin", "corrections", "choice"}
+    assert judged == set(metrics)
     assert metrics["model"]["snapshots"] == dataset.test_count
+    # The candidates: tiny and ridge, each judged on validation and test; the predictor is one of them.
+    choice = metrics["choice"]
+    assert set(choice["candidates"]) == {"tiny", "ridge"} and choice["predictor"]["name"] in choice["candidates"]
+    faced = choice["candidates"][choice["predictor"]["name"]]
+    assert metrics["model"]["level_error_db"] == pytest.approx(faced["test_error_db"], abs=1e-6)
     # Multitracks bring ground truth and no corrections: nothing for corrections to have taught.
     assert metrics["corrections"]["corrections_only_snapshots"] == 0 and metrics["corrections"]["held_out_cells"] == 0
 
@@ -104,6 +108,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     assert manifest["stems"] == list(STEMS) and manifest["dataset"]["hash"]
     assert manifest["float16_max_abs_error"] < 0.5  # dB
     assert manifest["metrics"]["margin"]["high_db"] < 0
+    assert manifest["predictor"] == {"name": "tiny", "kind": "transformer"}
     directory = tmp_path / "artifacts" / published.artifact_key  # the local store's folder
     test = load_split(tmp_path / "artifacts" / dataset_key, "test")
     expected = predict(keras.models.load_model(directory / "model.keras"), test.features)
@@ -116,12 +121,15 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     # A second, deliberately poor run (one epoch at a negligible learning rate) must not replace
     # the champion: it is kept, rejected, with the figures that decided it.
     with session_scope() as session:
-        poor = RunParameters(run_label="poor", epochs=1, learning_rate=1e-7, model_size="tiny")
+        poor = RunParameters(run_label="poor", epochs=1, learning_rate=1e-7, candidates=["tiny"])
         poor_id = start_run(poor, db_session=session).id
     with worker_process(pipeline_env, queue="cpu", log_path=tmp_path / "worker2.log"):
         poor = wait_for_run(poor_id, timeout_s=300)
     assert poor.status == "succeeded", poor.error
     with session_scope() as session:
         rejected = session.scalar(select(StemModel).where(StemModel.run_id == poor_id))
-        assert rejected.decision == "rejected" and "strongest baseline" in rejected.reason
+        # Its tiny model never faced the gate (validation chose ridge); ridge does worse than
+        # the champion on the champion's test data, where the champion beat it by the gate's margin.
+        assert rejected.manifest["predictor"] == {"name": "ridge", "kind": "ridge"}
+        assert rejected.decision == "rejected" and "not the champion on its test data" in rejected.reason
         assert current_champion(db_session=session).id == published.id

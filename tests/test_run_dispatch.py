@@ -43,7 +43,7 @@ def test_a_run_no_worker_takes_is_sent_again_then_failed_with_the_reason(configu
     )
     _empty_runs()
     with session_scope() as session:
-        run_id = start_run(RunParameters(run_label="orphan", model_size="tiny"), db_session=session).id
+        run_id = start_run(RunParameters(run_label="orphan", candidates=["tiny"]), db_session=session).id
     started = time.monotonic()
     with TestClient(create_app()):  # its lifespan runs the sweep
         while time.monotonic() - started < 15:
@@ -56,7 +56,7 @@ def test_a_run_no_worker_takes_is_sent_again_then_failed_with_the_reason(configu
     assert "no worker started it after 2 sendings" in run.error
     assert len(list((tmp_path / "broker" / "queue").iterdir())) == 2  # each sending reached the broker
     with session_scope() as session:  # the slot is free
-        assert start_run(RunParameters(run_label="next", model_size="tiny"), db_session=session).status == "queued"
+        assert start_run(RunParameters(run_label="next", candidates=["tiny"]), db_session=session).status == "queued"
 
 
 @pytest.mark.postgres
@@ -88,7 +88,7 @@ def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_ur
         # The broker down at POST /runs: a prompt 503, and the run is failed, not left queued.
         proxy.block()
         asked = time.monotonic()
-        refused = client.post("/runs", json={"runLabel": "outage", "epochs": 2, "modelSize": "tiny"})
+        refused = client.post("/runs", json={"runLabel": "outage", "epochs": 2, "candidates": ["tiny"]})
         took_s = time.monotonic() - asked
         print(f"POST /runs with the broker down: {refused.status_code} after {took_s:.2f} s")
         assert refused.status_code == 503 and "broker" in refused.json()["detail"]
@@ -98,7 +98,7 @@ def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_ur
         proxy.unblock()
 
         # The broker back, the slot is free. Then the queue is lost (a restart without AOF).
-        started = client.post("/runs", json={"runLabel": "lost", "epochs": 2, "modelSize": "tiny"})
+        started = client.post("/runs", json={"runLabel": "lost", "epochs": 2, "candidates": ["tiny"]})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
         redis.Redis.from_url(redis_url).delete("cpu")
@@ -159,7 +159,7 @@ def test_a_run_stalled_between_stages_is_sent_again_from_there_then_failed(confi
     )
     _empty_runs()
     with session_scope() as session:
-        run = service.create_run(RunParameters(run_label="stalled", model_size="tiny"), db_session=session)
+        run = service.create_run(RunParameters(run_label="stalled", candidates=["tiny"]), db_session=session)
         run_id = run.id
         run.dispatches = 1
     service._enter_stage(run_id, "dataset", "a-worker", 1)
@@ -209,7 +209,7 @@ def test_a_stage_message_lost_in_redis_the_run_still_finishes(configure, postgre
         for snapshot in synthetic_snapshots(60, seed=5):
             assert client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS).status_code == 201
     with session_scope() as session:
-        run_id = start_run(RunParameters(run_label="lost-stage", epochs=2, model_size="tiny"), db_session=session).id
+        run_id = start_run(RunParameters(run_label="lost-stage", epochs=2, candidates=["tiny"]), db_session=session).id
     with worker_process(env, queue="cpu", log_path=tmp_path / "cpu.log"):
         deadline = time.monotonic() + 120
         while True:  # the dataset stage done, the training stage's message waiting in Redis

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import delete
 
 from app.auth.models import ApiToken
@@ -61,6 +62,7 @@ def follow(client, run_id: int, timeout_s: float = 300) -> dict:
         {"testShare": 0.6},
         {"trainRatio": 0.8},
         {"modelSize": "huge"},
+        {"candidates": ["ridge"]},
         {"learningRate": -1},
         {"runLabel": "../../etc"},
         {"unknown": 1},
@@ -78,11 +80,11 @@ def test_start_follow_and_cancel_runs_over_rest(operator_client, tmp_path):
     for snapshot in synthetic_snapshots(100, seed=41):
         client.post("/stem-separation", content=json.dumps(snapshot), headers=FETCH_HEADERS)
     with worker_process(env, queue="cpu", log_path=tmp_path / "worker.log"):
-        started = client.post("/runs", json={"runLabel": "rest", "epochs": 8, "modelSize": "tiny"})
+        started = client.post("/runs", json={"runLabel": "rest", "epochs": 8, "candidates": ["tiny"]})
         assert started.status_code == 202, started.text
         run_id = started.json()["id"]
         assert started.headers["location"].endswith(f"/runs/{run_id}")
-        busy = client.post("/runs", json={"modelSize": "tiny"})
+        busy = client.post("/runs", json={"candidates": ["tiny"]})
         assert busy.status_code == 409 and str(run_id) in busy.json()["detail"]
 
         run = follow(client, run_id)
@@ -91,7 +93,7 @@ def test_start_follow_and_cancel_runs_over_rest(operator_client, tmp_path):
         assert {"model", "ridge", "train_median", "silence", "mix_copy", "margin"} <= set(run["metrics"])
         assert run["metrics"]["margin"]["reference"] in run["metrics"]
 
-        second = client.post("/runs", json={"runLabel": "cancel-me", "epochs": 500, "batchSize": 4, "modelSize": "tiny"})
+        second = client.post("/runs", json={"runLabel": "cancel-me", "epochs": 500, "batchSize": 4, "candidates": ["tiny"]})
         assert second.status_code == 202
         second_id = second.json()["id"]
         deadline = time.monotonic() + 120
@@ -169,16 +171,30 @@ def test_the_database_refuses_a_second_active_run_when_the_check_is_raced(operat
     assert refused.value.run_id == first and len(looks) == 2
 
 
-def test_a_size_keeps_its_own_hyperparameters_unless_the_run_sets_them_and_the_seed_is_recorded():
-    from app.training_runs.service import model_config
-    from training.model import SIZES
+def test_a_candidate_keeps_its_own_hyperparameters_unless_the_run_sets_them_and_the_seed_is_recorded():
+    from app.training_runs.service import training_overrides
+    from training.candidates import candidate_config
+    from training.model import CANDIDATES, ModelConfig
 
-    own = model_config(RunParameters(model_size="small", epochs=7))
-    assert (own.batch_size, own.learning_rate, own.epochs) == (SIZES["small"].batch_size, SIZES["small"].learning_rate, 7)
-    assert SIZES["small"].learning_rate != RunParameters.model_fields["learning_rate"].default
-    chosen = model_config(RunParameters(model_size="small", batch_size=8, learning_rate=1e-4))
-    assert (chosen.batch_size, chosen.learning_rate) == (8, 1e-4)
+    own = candidate_config("small", 7, training_overrides(RunParameters(candidates=["small"], epochs=7)))
+    assert (own.batch_size, own.learning_rate, own.epochs) == (
+        CANDIDATES["small"].batch_size,
+        CANDIDATES["small"].learning_rate,
+        7,
+    )
+    assert CANDIDATES["small"].learning_rate != ModelConfig().learning_rate
+    chosen = candidate_config("mlp", 7, training_overrides(RunParameters(batch_size=8, learning_rate=1e-4)))
+    assert (chosen.batch_size, chosen.learning_rate, chosen.architecture) == (8, 1e-4, "mlp")
     assert RunParameters(seed=3).model_dump()["seed"] == 3 and RunParameters().seed == 0
+
+
+def test_a_run_names_its_candidates_and_model_size_still_means_one():
+    assert RunParameters().candidates == ["small", "mlp"]
+    assert RunParameters.model_validate({"modelSize": "tiny"}).candidates == ["tiny"]
+    assert RunParameters.model_validate({"candidates": ["mlp", "full"]}).model_dump()["candidates"] == ["mlp", "full"]
+    for wrong in ({"candidates": []}, {"candidates": ["tiny", "tiny"]}, {"candidates": ["ridge"]}, {"candidates": "tiny"}):
+        with pytest.raises(ValidationError):
+            RunParameters.model_validate(wrong)
 
 
 def test_fabric_prints_a_judgement_that_carries_an_audio_entry(capsys):

@@ -65,7 +65,7 @@ def test_a_run_survives_its_worker_and_is_served_by_another_api(shared_env, tmp_
             assert posted.status_code == 201
         started = httpx.post(
             f"{first_api}/runs",
-            json={"runLabel": "scale-out", "epochs": 40, "batchSize": 4, "modelSize": "tiny"},
+            json={"runLabel": "scale-out", "epochs": 40, "batchSize": 4, "candidates": ["tiny"]},
             headers=operator,
         )
         assert started.status_code == 202, started.text
@@ -76,7 +76,7 @@ def test_a_run_survives_its_worker_and_is_served_by_another_api(shared_env, tmp_
             epoch = wait_for(lambda: run_view(first_api, run_id, operator)["epoch"] or 0, lambda e: e >= 3, 180)
             first.kill()  # SIGKILL: no warm shutdown, the task is never acknowledged
             first.wait()
-        assert (first_disk / "runs" / str(run_id) / "state.json").exists()
+        assert (first_disk / "runs" / str(run_id) / "tiny" / "state.json").exists()
 
         metrics_port = free_port()
         second_worker = machine(env, tmp_path, "worker-2") | {"FABRIC_WORKER_METRICS_PORT": str(metrics_port)}

@@ -179,7 +179,7 @@ def test_a_song_of_minutes_decoded_in_chromium_is_described_stored_and_played(st
                 for snapshot in synthetic_snapshots(60, seed=5):
                     assert client.post("/stem-separation", json=snapshot).status_code == 201
             with session_scope() as session:
-                run_id = runs.create_run(RunParameters(run_label="kit", epochs=3, model_size="tiny"), db_session=session).id
+                run_id = runs.create_run(RunParameters(run_label="kit", epochs=3, candidates=["tiny"]), db_session=session).id
             runs.run_all_stages(run_id, LocalStore(artifacts), "kit-test")
             with session_scope() as session:
                 model = stem_models.get_all(limit=1, db_session=session)[0]

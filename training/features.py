@@ -183,6 +183,16 @@ class Split:
         """[n]: snapshots whose only label is users' corrections (no cell the ground truth knows)."""
         return ~(self.weights > 0).any(axis=(1, 2)) & self.bounded.any(axis=(1, 2))
 
+    def rows(self, start: int, stop: int | None = None) -> "Split":
+        """Snapshots start to stop (the first `start` when stop is None)."""
+        part = slice(0, start) if stop is None else slice(start, stop)
+        return Split(self.features[part], self.targets[part], self.weights[part], self.bounds[part])
+
+    @classmethod
+    def concat(cls, *splits: "Split") -> "Split":
+        columns = zip(*((s.features, s.targets, s.weights, s.bounds) for s in splits), strict=True)
+        return cls(*(np.concatenate(column) for column in columns))
+
     @classmethod
     def empty(cls) -> "Split":
         return cls(
@@ -432,17 +442,22 @@ def from_wire(snapshot: Mapping) -> SnapshotArrays:
 SPLITS = ("train", "validation", "test")
 
 
+def encode_split(snapshots: Iterable[Mapping]) -> Split:
+    """Snapshots as Studio sends them -> one Split, in their order."""
+    rows = []
+    for snapshot in snapshots:
+        arrays = from_wire(snapshot)
+        rows.append((encode_features(arrays), *encode_targets(arrays), encode_bounds(arrays)))
+    return Split(*(np.stack(column) for column in zip(*rows, strict=True))) if rows else Split.empty()
+
+
 def build_splits(snapshots: Iterable[Mapping]) -> dict[str, Split]:
     """Snapshots as Studio sends them -> train / validation / test Splits, split by id as
     datasets are (in memory: for tests and benchmarks; the service writes shards)."""
-    rows: dict[str, list] = {split: [] for split in SPLITS}
+    grouped: dict[str, list] = {split: [] for split in SPLITS}
     for snapshot in snapshots:
-        arrays = from_wire(snapshot)
-        rows[split_of(snapshot["id"])].append((encode_features(arrays), *encode_targets(arrays), encode_bounds(arrays)))
-    return {
-        split: Split(*(np.stack(column) for column in zip(*rows[split], strict=True))) if rows[split] else Split.empty()
-        for split in SPLITS
-    }
+        grouped[split_of(snapshot["id"])].append(snapshot)
+    return {split: encode_split(grouped[split]) for split in SPLITS}
 
 
 def split_of(snapshot_id: str, validation_share: float = 0.15, test_share: float = 0.15) -> str:

@@ -221,7 +221,7 @@ def paired_margin(
     return Margin(name, float(differences.mean()), float(low), float(high), len(differences))
 
 
-def strongest_baseline(reports: dict[str, Report]) -> str:
-    """The baseline with the lowest level error."""
-    scored = {name: reports[name].level_error_db for name in BASELINES if name in reports}
+def strongest_baseline(reports: dict[str, Report], exclude: Sequence[str] = ()) -> str:
+    """The baseline with the lowest level error (but those in `exclude`)."""
+    scored = {name: reports[name].level_error_db for name in BASELINES if name in reports and name not in exclude}
     return min(scored, key=lambda name: scored[name])

@@ -1,4 +1,6 @@
-"""The "quantum transformer" Studio runs: per-step features in, each stem's level over time out.
+"""The learned predictors: the "quantum transformer" Studio runs, in three sizes, and a per-step
+MLP; per-step features in, each stem's level over time out. A run trains the candidates it names
+and publishes the one validation prefers (training/candidates.py).
 
 Written with keras.layers and keras.ops only, so the same code trains on the TensorFlow, torch
 or JAX backend (GPU workers may have torch or JAX with CUDA and no TensorFlow). The default
@@ -14,6 +16,7 @@ the encoder learns what context adds. Steps outside the track are masked out of 
 
 import dataclasses
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import keras
 import numpy as np
@@ -35,6 +38,9 @@ def quantum_activation(x):
 
 @dataclass(frozen=True)
 class ModelConfig:
+    # "transformer": self-attention over the steps; "mlp": the same heads on each step alone
+    # (blocks hidden layers of d_model units), no context beyond what the features carry.
+    architecture: Literal["transformer", "mlp"] = "transformer"
     blocks: int = 4
     heads: int = 8
     d_model: int = 256
@@ -60,7 +66,11 @@ TINY = ModelConfig(
 )
 # What a CPU trains in minutes on ~1,000 songs; better than tiny there on validation loss.
 SMALL = dataclasses.replace(TINY, blocks=2, heads=4, d_model=64, feed_forward=256)
-SIZES = {"full": ModelConfig(), "small": SMALL, "tiny": TINY}
+MLP = ModelConfig(
+    architecture="mlp", blocks=2, d_model=128, dropout=0.1, learning_rate=3e-3, batch_size=16, early_stopping_patience=15
+)
+# Every learned candidate a run may train, each with its own hyperparameters.
+CANDIDATES = {"full": ModelConfig(), "small": SMALL, "tiny": TINY, "mlp": MLP}
 
 
 @keras.saving.register_keras_serializable(package="prime_fabric")
@@ -192,11 +202,16 @@ def build_model(config: ModelConfig, train_features: np.ndarray, start_levels: n
 
     inputs = keras.Input(shape=(MAX_STEPS, FEATURE_DIM), name=INPUT_NAME)
     normalised = layers.Normalization(axis=-1, mean=mean, variance=variance, name="normalise")(inputs)
-    mask = StepMask(name="step_mask")(inputs)
     x = layers.Dense(config.d_model, name="project")(normalised)
-    x = PositionEmbedding(MAX_STEPS, config.d_model, name="position")(x)
-    for index in range(config.blocks):
-        x = encoder_block(x, mask, config, index)
+    if config.architecture == "transformer":
+        mask = StepMask(name="step_mask")(inputs)
+        x = PositionEmbedding(MAX_STEPS, config.d_model, name="position")(x)
+        for index in range(config.blocks):
+            x = encoder_block(x, mask, config, index)
+    else:
+        for index in range(config.blocks):
+            x = layers.Dense(config.d_model, activation=quantum_activation, name=f"hidden{index}")(x)
+            x = layers.Dropout(config.dropout)(x)
     heads = layers.Dense(
         len(STEMS),
         kernel_initializer=keras.initializers.GlorotUniform(),
@@ -206,7 +221,7 @@ def build_model(config: ModelConfig, train_features: np.ndarray, start_levels: n
     linear = layers.Dense(len(STEMS), use_bias=False, kernel_initializer="zeros", name="linear_path")(normalised)
     levels = layers.Rescaling(DB_UNIT, name="to_db")(layers.Add(name="sum")([heads, linear]))
     outputs = layers.Permute((2, 1), name=OUTPUT_NAME)(levels)  # [batch, stems, steps]
-    model = keras.Model(inputs, outputs, name="quantum_transformer")
+    model = keras.Model(inputs, outputs, name="quantum_transformer" if config.architecture == "transformer" else "step_mlp")
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=LevelLoss(config.correction_weight, config.correction_margin_db),

@@ -293,13 +293,29 @@ def _run_or_404(run_id: int, session) -> TrainingRun:
 
 
 def _progress_context(run: TrainingRun) -> dict:
-    history = run.history or []
+    """The loss chart: training and validation loss of a run with one candidate; each
+    candidate's validation loss (what selects) when it trains several."""
+    by_candidate: dict[str, list[dict]] = {}
+    for epoch in run.history or []:
+        by_candidate.setdefault(epoch.get("candidate", "model"), []).append(epoch)
+    if len(by_candidate) <= 1:
+        [history] = by_candidate.values() or [[]]
+        series = [
+            ("training loss", [h.get("loss") for h in history], "s1"),
+            ("validation loss", [h.get("val_loss") for h in history], "s2"),
+        ]
+    else:
+        series = [
+            (f"{name}: validation loss", [h.get("val_loss") for h in history], f"s{index + 1}")
+            for index, (name, history) in enumerate(by_candidate.items())
+        ]
     return {
         "run": run,
         "active": run.status in ACTIVE_STATUSES,
         "epochs": run.parameters.get("epochs"),
-        "loss": [h.get("loss") for h in history],
-        "val_loss": [h.get("val_loss") for h in history],
+        "candidate": next(reversed(by_candidate), None) if len(by_candidate) > 1 else None,
+        "loss_series": series,
+        "loss_bounds": charts.bounds(*(values for _, values, _ in series)),
     }
 
 

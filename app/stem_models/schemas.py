@@ -7,6 +7,8 @@ from pydantic import ConfigDict, Field
 from app.wire import CamelModel
 
 EXAMPLE_METRICS = {
+    "predictor": "small",
+    "kind": "transformer",
     "levelErrorDb": 8.9,
     "presenceAuc": 0.74,
     "falseActivity": 0.31,
@@ -23,6 +25,11 @@ class Headline(CamelModel):
     """A model's deciding figures on its test split (all None for a model judged by an earlier
     feature version's metrics)."""
 
+    predictor: str | None = Field(
+        None,
+        description="Which candidate this model is (tiny, small, full, mlp or ridge); none for a model trained before candidates",
+    )
+    kind: str | None = Field(None, description="transformer, mlp or ridge")
     level_error_db: float | None = Field(None, description="Mean absolute level error, dB (lower is better)")
     presence_auc: float | None = None
     false_activity: float | None = None

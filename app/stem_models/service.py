@@ -1,7 +1,9 @@
 """Publishing a trained run: export TF.js weights (float32 and float16), decide whether it
 becomes the latest model, and record either way.
 
-The gate, on the run's test split (nothing was selected on it): the candidate's level error
+The run's predictor is the candidate validation selected (training/candidates.py), or ridge
+when the selected one does not beat ridge on test. The gate, on the run's test split (nothing
+was selected on it): the predictor's level error
 must beat the strongest baseline's (training/metrics.py: silence, a copy of the mix's level,
 the training mean and median, the mix's level split by mean share, ridge regression) by a
 margin whose bootstrap 95% interval over test snapshots lies below 0. A flat line is one of
@@ -16,6 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select
@@ -30,6 +33,9 @@ from app.studio.service import KIT_PATH, kit_file
 from app.wire import json_safe
 from training.features import FEATURE_VERSION, Split
 from training.metrics import PRIMARY, Margin, Report, evaluate, paired_margin, strongest_baseline
+
+if TYPE_CHECKING:  # training.candidates imports Keras, which the API image does without
+    from training.candidates import Choice
 
 KERAS_FILE = "model.keras"
 
@@ -95,7 +101,10 @@ def headline(metrics: dict) -> Headline:
         return Headline()
     model, margin = metrics["model"], metrics["margin"]
     reference = margin.get("reference")
+    predictor = (metrics.get("choice") or {}).get("predictor") or {}
     return Headline(
+        predictor=predictor.get("name"),
+        kind=predictor.get("kind"),
         level_error_db=model[PRIMARY],
         presence_auc=model["presence_auc"],
         false_activity=model["false_activity"],
@@ -112,12 +121,15 @@ def headline(metrics: dict) -> Headline:
     )
 
 
-def judge(reports: dict[str, Report], train: Split) -> dict:
-    """The metrics stored with a run: every report, the margin over the strongest baseline, and
-    what users' corrections taught: how many training snapshots had corrections as their only
-    label, and how often the model obeys the corrections of the test snapshots. JSON has no NaN
-    (Postgres refuses it): a figure that cannot be computed is null."""
-    reference = strongest_baseline(reports)
+def judge(reports: dict[str, Report], train: Split, choice: "Choice | None" = None) -> dict:
+    """The metrics stored with a run: every report ("model" is the predictor that faces the
+    gate), the margin over the strongest baseline (other than the predictor itself: ridge is
+    not its own baseline), which candidate was chosen and why, and what users' corrections
+    taught: how many training snapshots had corrections as their only label, and how often the
+    model obeys the corrections of the test snapshots. JSON has no NaN (Postgres refuses it): a
+    figure that cannot be computed is null."""
+    itself = (choice.predictor.name,) if choice is not None and choice.predictor.name in reports else ()
+    reference = strongest_baseline(reports, exclude=itself)
     margin = paired_margin(reports["model"].per_snapshot, reports[reference].per_snapshot, reference)
     corrections = {
         "corrections_only_snapshots": int(train.corrections_only.sum()),
@@ -125,9 +137,10 @@ def judge(reports: dict[str, Report], train: Split) -> dict:
         "held_out_met": reports["model"].corrections_met,
         "baseline_held_out_met": reports[reference].corrections_met,
     }
-    return json_safe(
-        {name: report.as_dict() for name, report in reports.items()} | {"margin": asdict(margin), "corrections": corrections}
-    )
+    judged = {name: report.as_dict() for name, report in reports.items()} | {"margin": asdict(margin), "corrections": corrections}
+    if choice is not None:
+        judged["choice"] = choice.as_dict()
+    return json_safe(judged)
 
 
 def corrections_summary(metrics: dict) -> str:
@@ -151,6 +164,7 @@ def gate(
 ) -> tuple[bool, str]:
     """(publish?, why), from a run's judged metrics and, when there is a champion, both models'
     reports on the champion's test data."""
+    choice = metrics.get("choice")
     margin = Margin(**{key: float("nan") if value is None else value for key, value in metrics["margin"].items()})
     model_error = metrics["model"][PRIMARY]
     if not np.isfinite(margin.difference_db):
@@ -162,6 +176,8 @@ def gate(
     )
     if metrics.get("corrections"):
         figures += f"; {corrections_summary(metrics)}"
+    if choice:
+        figures = f"{choice['predictor']['name']} ({choice['reason']}): {figures}"
     if not margin.significant_win:
         return False, f"does not beat the strongest baseline ({margin.reference}) with a margin above 0: {figures}"
     if candidate_on_champion_data is None:
@@ -215,6 +231,7 @@ def publish_run(run, model, store: ArtifactStore, metrics: dict, *, db_session: 
         **spec,
         "float16_max_abs_error": float16_error,
         "feature_version": FEATURE_VERSION,
+        "predictor": (metrics.get("choice") or {}).get("predictor"),
         "dataset": {"id": dataset.id, "hash": dataset.content_hash, "counts": dataset.manifest["counts"]},
         "config": run.parameters,
         "metrics": metrics,

@@ -203,12 +203,13 @@ def dataset_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int 
 
 
 def training_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> int:
-    """Trains (resuming from the run's checkpoint, on whichever worker wrote it, if there is
-    one); returns epochs run."""
+    """Fits ridge and trains each learned candidate the run names (resuming from the run's
+    checkpoint, on whichever worker wrote it, if there is one); returns epochs run."""
     run = _enter_stage(run_id, "training", worker, dispatch)  # before TensorFlow's import: seconds
-    from training.train import STATE_FILE, train
+    from training.candidates import train_candidates
+    from training.train import STATE_FILE
 
-    config = model_config(RunParameters(**run.parameters))
+    parameters = RunParameters(**run.parameters)
     directory = _dataset_directory(run.dataset_id, store)
     key = run_key(run_id)
     try:
@@ -217,74 +218,77 @@ def training_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int
         run_dir = store.local(key)
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    def on_epoch(progress) -> None:
-        store.push(key, last=[STATE_FILE])  # the state names the epoch the checkpoint holds
+    def on_epoch(candidate: str, progress) -> None:
+        store.push(key, last=[f"{candidate}/{STATE_FILE}"])  # the state names the epoch the checkpoint holds
         with session_scope() as session:
             current = session.get(TrainingRun, run_id)
             current.epoch = progress.epoch + 1
-            current.history = [*current.history, dataclasses.asdict(progress)]
+            current.history = [*current.history, {"candidate": candidate} | dataclasses.asdict(progress)]
 
     def cancelled() -> bool:
         with session_scope() as session:
             return session.scalar(select(TrainingRun.status).where(TrainingRun.id == run_id)) == "cancelled"
 
-    result = train(
+    resumed = bool(run.history)  # an earlier delivery of this stage finished epochs
+    results = train_candidates(
+        parameters.candidates,
         load_split(directory, "train"),
         load_split(directory, "validation"),
-        config,
         run_dir,
+        epochs=parameters.epochs,
+        overrides=training_overrides(parameters),
+        seed=parameters.seed,
         on_epoch=on_epoch,
         should_stop=cancelled,
-        seed=RunParameters(**run.parameters).seed,
     )
+    store.push(key)  # ridge, and a candidate that had nothing left to train
     with session_scope() as session:
         current = session.get(TrainingRun, run_id)
-        if result.resumed_from_epoch is not None:
-            current.resumed_from_epoch = result.resumed_from_epoch + 1
-        current.history = result.history
+        if resumed:
+            current.resumed_from_epoch = run.epoch
+        # Each candidate's own record of its epochs, with the per-stem errors the progress lacks.
+        current.history = [{"candidate": name} | epoch for name, result in results.items() for epoch in result.history]
     if cancelled():
         raise RunCancelled(f"run {run_id} was cancelled")
-    return result.epochs_run
+    return sum(result.epochs_run for result in results.values())
 
 
-def model_config(parameters: RunParameters):
-    """The model configuration a run's parameters ask for: the size's own, but for what the run sets."""
-    from training.model import SIZES
-
+def training_overrides(parameters: RunParameters) -> dict:
+    """What the run sets for every candidate; each candidate keeps its own for the rest."""
     overrides = {"batch_size": parameters.batch_size, "learning_rate": parameters.learning_rate}
-    return dataclasses.replace(
-        SIZES[parameters.model_size], epochs=parameters.epochs, **{name: v for name, v in overrides.items() if v is not None}
-    )
+    return {name: value for name, value in overrides.items() if value is not None}
 
 
 def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> dict:
-    """Metrics of the trained model next to the baselines, on the test split."""
+    """Every candidate on validation (which selects) and test (which reports), beside the baselines."""
     run = _enter_stage(run_id, "evaluating", worker, dispatch)
-    from training.train import evaluate_against_baselines
-
-    directory = _dataset_directory(run.dataset_id, store)
-    model = _best_model(store, run_id)
-    splits = [load_split(directory, split) for split in ("train", "validation", "test")]
     from app.config import get_settings
     from app.stem_models.service import judge
     from app.wire import json_safe
+    from training.candidates import choose, judge_candidates, load_candidate
+    from training.metrics import baseline_predictions, evaluate
 
-    metrics = judge(evaluate_against_baselines(model, *splits), splits[0])
+    directory = _dataset_directory(run.dataset_id, store)
+    run_dir = store.pull(run_key(run_id))
+    train, validation, test = (load_split(directory, split) for split in ("train", "validation", "test"))
+    baselines = {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
+    choice = choose(judge_candidates(run_dir, RunParameters(**run.parameters).candidates, validation, test), baselines)
+    metrics = judge({"model": choice.predictor.test} | baselines, train, choice)
     songs = get_settings().evaluation_songs_dir
     if songs is not None:
         from training.audio_eval import evaluate_songs
 
         # Which stems' gains to apply is decided on half the songs; the other half is the report.
-        validation, test = evaluate_songs(model, songs).split()
-        applied = validation.helpful_stems()
-        audio = json_safe(test.applied_only(applied).as_dict())
+        validation_songs, test_songs = evaluate_songs(load_candidate(run_dir, choice.predictor.name), songs).split()
+        applied = validation_songs.helpful_stems()
+        audio = json_safe(test_songs.applied_only(applied).as_dict())
         metrics["audio"] = {
             "headline": audio["headline"],
             "per_stem": audio["per_stem"],
             "skipped": audio["skipped"],
             "songs_dir": str(songs),
             "applied_stems": applied,
-            "validation_songs": len(validation.songs),
+            "validation_songs": len(validation_songs.songs),
         }
     with session_scope() as session:
         session.get(TrainingRun, run_id).metrics = metrics
@@ -299,7 +303,7 @@ def publishing_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: i
     if run.metrics is None:
         raise LookupError(f"run {run_id} has not been evaluated")
     with session_scope() as session:
-        stem_model = publish_run(run, _best_model(store, run_id), store, run.metrics, db_session=session)
+        stem_model = publish_run(run, _published_candidate(store, run_id, run.metrics), store, run.metrics, db_session=session)
         current = session.get(TrainingRun, run_id)
         current.status, current.stage, current.finished_at = "succeeded", "done", datetime.now(UTC)
         decision = f"{stem_model.version}: {stem_model.decision} ({stem_model.reason})"
@@ -307,10 +311,15 @@ def publishing_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: i
     return decision
 
 
-def _best_model(store: ArtifactStore, run_id: int):
+def _published_candidate(store: ArtifactStore, run_id: int, metrics: dict):
+    """The candidate that faced the gate (a run judged before candidates had one, in the run's folder)."""
+    from training.candidates import load_candidate
     from training.train import load_best_model
 
-    return load_best_model(store.pull(run_key(run_id)))
+    run_dir = store.pull(run_key(run_id))
+    if "choice" not in metrics:
+        return load_best_model(run_dir)
+    return load_candidate(run_dir, metrics["choice"]["predictor"]["name"])
 
 
 def run_all_stages(run_id: int, store: ArtifactStore, worker: str) -> None:

@@ -15,8 +15,19 @@ def tiny_runs(artifacts: Path, epochs: tuple[int, ...], label: str, worker: str 
     run_ids = []
     for count in epochs:
         with session_scope() as session:
-            parameters = RunParameters(run_label=f"{label}-{count}", epochs=count, model_size="tiny")
+            parameters = RunParameters(run_label=f"{label}-{count}", epochs=count, candidates=["tiny"])
             run_id = runs.create_run(parameters, db_session=session).id
         runs.run_all_stages(run_id, LocalStore(artifacts), worker)
         run_ids.append(run_id)
     return run_ids
+
+
+def run_predictor(artifacts: Path, run_id: int):
+    """The Keras model a run put before the gate, from the run's checkpoints."""
+    from app.db.engine import session_scope
+    from app.training_runs.models import TrainingRun
+    from training.candidates import load_candidate
+
+    with session_scope() as session:
+        name = session.get(TrainingRun, run_id).metrics["choice"]["predictor"]["name"]
+    return load_candidate(artifacts / "runs" / str(run_id), name)
