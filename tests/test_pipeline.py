@@ -87,7 +87,18 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
         assert dataset.manifest["stem_coverage"] == {stem: count for stem in dataset.manifest["encoding"]["stems"]}
         assert dataset.manifest["audit"]["duplicate_content_skipped"] == 0
     metrics = run.metrics
-    judged = {"model", "silence", "mix_copy", "train_mean", "train_median", "mix_share", "ridge", "margin", "corrections", "choice"}
+    judged = {
+        "model",
+        "silence",
+        "mix_copy",
+        "train_mean",
+        "train_median",
+        "mix_share",
+        "ridge",
+        "margin",
+        "corrections",
+        "choice",
+    }
     assert judged == set(metrics)
     assert metrics["model"]["snapshots"] == dataset.test_count
     # The candidates: tiny and ridge, each judged on validation and test; the predictor is one of them.
