@@ -30,8 +30,7 @@ from app.logs import REQUEST_ID_HEADER
 from app.metrics import RequestMiddleware
 from app.quarantine import views as quarantine_views
 from app.snapshots import views as snapshot_views
-from app.snapshots.schemas import Snapshot
-from app.snapshots.views import CHANNEL_HEADER
+from app.snapshots.schemas import CHANNEL_HEADER, Snapshot
 from app.snapshots.writer import IngestBacklogFull
 from app.stats import views as stats_views
 from app.stem_models import views as model_views

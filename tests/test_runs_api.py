@@ -199,10 +199,24 @@ def test_a_run_names_its_candidates_and_model_size_still_means_one():
 
 def test_fabric_prints_a_judgement_that_carries_an_audio_entry(capsys):
     """`fabric run` with FABRIC_EVALUATION_SONGS_DIR set ended in KeyError: 'level_error_db'."""
-    from app.cli import _print_judgement
+    from app.cli.pipeline import _print_judgement
 
     report = {"level_error_db": 9.1, "present_error_db": 7.2, "presence_auc": 0.8, "false_activity": 0.1}
     margin = {"reference": "ridge", "difference_db": -0.4, "low_db": -0.9, "high_db": -0.1, "snapshots": 40}
     _print_judgement({"model": report, "ridge": report, "margin": margin, "audio": {"headline": {}, "per_stem": {}}})
     printed = capsys.readouterr().out
     assert "model - ridge: -0.40 dB" in printed and "audio" not in printed
+
+
+def test_fabric_prints_what_the_gains_do_on_audio(capsys):
+    from app.cli.pipeline import _print_judgement
+
+    report = {"level_error_db": 9.1, "present_error_db": 7.2, "presence_auc": 0.8, "false_activity": 0.1}
+    margin = {"reference": "ridge", "difference_db": -0.4, "low_db": -0.9, "high_db": -0.1, "snapshots": 40}
+    headline = {"songs": 61, "sdr_ceiling_share": 0.71, "sdr_ceiling_share_low": 0.6, "sdr_ceiling_share_high": 0.8}
+    per_stem = {"vocals": {"worse_share": 0.1}, "perc": {"worse_share": 0.6}}
+    audio = {"headline": headline, "per_stem": per_stem, "applied_stems": ["vocals"]}
+    _print_judgement({"model": report, "ridge": report, "margin": margin, "audio": audio})
+    printed = capsys.readouterr().out
+    assert "audio, 61 held-out songs (gains applied to vocals)" in printed and "0.71 of the ceiling's" in printed
+    assert "[0.60, 0.80]" in printed and "at most 0.10 of the songs" in printed  # perc is not applied

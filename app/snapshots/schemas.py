@@ -22,6 +22,8 @@ from training.contract import CORRECTION_TYPES, KEYS, MAX_STEM_VALUES, MAX_STREA
 # 360,000 holds ten minutes at 600 a second; their JSON (~14.5 MiB) fits the body limit, within the
 # memory bound every request already has (16 MiB decoded, FABRIC_MAX_VALUES_PER_REQUEST values).
 # Only the count and the mean strength are stored.
+# The header that names the channel a snapshot is sent on (or the URL path does).
+CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 MAX_TRANSIENTS = 360_000
 MAX_DOMINANT_FREQUENCIES = 10
 MAX_CORRECTIONS = 256

@@ -17,10 +17,8 @@ from app.limits import BodyTooLarge, client_address, refund_rate_limit
 from app.quarantine.service import RequestContext
 from app.snapshots import service
 from app.snapshots.payload import ACCEPTED_TYPES
-from app.snapshots.schemas import ErrorResponse, IngestResponse
+from app.snapshots.schemas import CHANNEL_HEADER, ErrorResponse, IngestResponse
 from app.snapshots.writer import IngestBacklogFull, IngestWriter
-
-CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 
 router = APIRouter(tags=["ingest"])
 log = logging.getLogger("prime_fabric")
