@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test bench-ingest lint clean
+.PHONY: install run test bench-ingest deploy-check lint clean
 
 # Re-installs only when the dependency files change.
 $(VENV)/.installed: pyproject.toml requirements-tfjs.txt
@@ -44,6 +44,15 @@ test: install lint
 # Ingest throughput and latency against Postgres with durable commits (see README).
 bench-ingest: install
 	$(BIN)/python bench/ingest.py
+
+# The deployment check (bench/deploy_check.py): Docker and debootstrap from Debian's packages,
+# then the images, the compose stack and a run through it. Needs root; not part of `make test`.
+DOCKERD     := /usr/sbin/dockerd
+DEBOOTSTRAP := /usr/sbin/debootstrap
+$(DOCKERD) $(DEBOOTSTRAP) &:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap
+deploy-check: install $(DOCKERD) $(DEBOOTSTRAP)
+	$(SUDO) $(BIN)/python bench/deploy_check.py
 
 # Lint, import order and formatting; `make test` runs it first, so CI does too.
 lint: $(VENV)/.installed

@@ -14,16 +14,18 @@
    seed and over the seeds' per-song mean, with a bootstrap 95% interval over test songs;
 5. with --augment K, trains again with K remixed songs (training/augment.py) per training song at
    each size in --augment-sizes, and keeps augmentation only where validation says so;
-6. judges the largest size's predictor (seed 0) on audio: Studio's filter stems, with the
-   predictor's gains, and with the ceiling's (the best per-step gains for the MDX SDR), on the
-   held-out songs: the share of the ceiling's improvement recovered and the share of songs each
-   applied stem makes worse.
+6. plays every candidate of the largest size (seed 0) on the test songs' audio, as a run with
+   evaluation songs does: Studio's filter stems, with the candidate's gains, and with the
+   ceiling's (the best per-step gains for the MDX SDR); half the songs select (the share of the
+   ceiling's improvement recovered) and choose the stems to apply, the other half (held out) give
+   each candidate's share and the share of songs each applied stem makes worse.
 
     .venv/bin/python bench/model_quality.py [--sizes 50,100,200,400,800] [--seeds 0,1,2] [--spread-size 400]
         [--candidates tiny,small,mlp] [--augment 1 --augment-sizes 100,400] [--json out.json]
 """
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--augment", type=int, default=0, help="remixed songs per training song (0: none)")
     parser.add_argument("--augment-sizes", default="100,400")
+    parser.add_argument("--no-audio", action="store_true", help="skip the audio judgement")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -107,8 +110,9 @@ def main() -> None:
         f"training pool {len(pool)}; candidates {', '.join(names)} and ridge; seeds {seeds}; {args.epochs} epochs at most"
     )
 
-    scratch = ROOT / "var" / "bench-model-quality"
+    scratch = ROOT / "var" / "bench-model-quality" / "-".join(names)
     results: dict = {"sizes": {}, "augment": {}}
+    fits: dict = {}
 
     def fit(train_split, label: str, seed: int):
         run_dir = scratch / label
@@ -125,6 +129,7 @@ def main() -> None:
         per_seed = []
         for seed in seeds if size == args.spread_size else seeds[:1]:
             _, choice, baselines, elapsed = fit(pool.rows(size), f"n{size}-s{seed}", seed)
+            fits[(size, seed)] = (choice, baselines)
             figures = {c.name: (c.validation_error_db, c.test.level_error_db) for c in choice.candidates}
             print(
                 f"{size:>5} {seed:>4} "
@@ -181,36 +186,43 @@ def main() -> None:
                 "kept": keep,
             }
 
-    largest = sizes[-1]
-    run_dir = scratch / f"n{largest}-s{seeds[0]}"
-    predictor = results["sizes"][largest][0]["predictor"]
-    started = time.perf_counter()
     audio = {}
-    for name in sorted({predictor, RIDGE}):
-        model = load_candidate(run_dir, name)
-        songs = [evaluate_song(read_song(folder), lambda f, m=model: predict(m, f)) for folder in folders[:n_test]]
-        validation_songs, test_songs = AudioEvaluation(songs, []).split()  # as a run's audio stage does
-        applied = validation_songs.helpful_stems()
-        held_out = test_songs.applied_only(applied)
-        audio[name] = {"applied": applied, "held_out": held_out, "all_applied": test_songs}
-        h = held_out.headline
-        every = audio[name]["all_applied"].headline
-        print(
-            f"\naudio, {name} (N={largest}, seed {seeds[0]}), {h['songs']} held-out songs; gains applied to "
-            f"{', '.join(applied) or 'no stem'} (decided on {len(validation_songs.songs)} other songs):\n"
-            f"  share of the ceiling's SDR (MDX) improvement over filters recovered: {h['sdr_ceiling_share']:.2f} "
-            f"[{h['sdr_ceiling_share_low']:.2f}, {h['sdr_ceiling_share_high']:.2f}]; with every stem applied "
-            f"{every['sdr_ceiling_share']:.2f} [{every['sdr_ceiling_share_low']:.2f}, {every['sdr_ceiling_share_high']:.2f}]"
-        )
-        print(
-            "  per stem (applied ones): "
-            + ", ".join(
-                f"{stem} share {f['sdr_ceiling_share']:.2f}, worse in {f['worse_share']:.2f}"
-                for stem, f in held_out.per_stem().items()
-                if stem in applied
+    if not args.no_audio:
+        # As a run with evaluation songs does: every candidate's gains on the songs, half of them
+        # selecting (the share of the ceiling's SDR improvement) and choosing the stems to apply,
+        # the other half the report.
+        largest = sizes[-1]
+        run_dir = scratch / f"n{largest}-s{seeds[0]}"
+        level_choice, baselines = fits[(largest, seeds[0])]
+        started = time.perf_counter()
+        played = {}
+        for c in level_choice.candidates:
+            model = load_candidate(run_dir, c.name)
+            songs = [evaluate_song(read_song(folder), lambda f, m=model: predict(m, f)) for folder in folders[:n_test]]
+            played[c.name] = AudioEvaluation(songs, []).split()
+        heard = [
+            dataclasses.replace(c, validation_audio_share=played[c.name][0].ceiling_share()) for c in level_choice.candidates
+        ]
+        audio_choice = choose(heard, baselines)
+        print(f"\naudio (N={largest}, seed {seeds[0]}): {audio_choice.reason}; faces the gate: {audio_choice.predictor.name}")
+        for name in [c.name for c in level_choice.candidates]:
+            validation_songs, test_songs = played[name]
+            applied = validation_songs.helpful_stems()
+            held_out = test_songs.applied_only(applied)
+            audio[name] = {"applied": applied, "held_out": held_out, "all_applied": test_songs}
+            h = held_out.headline
+            print(
+                f"  {name}: {h['songs']} held-out songs, gains applied to {', '.join(applied) or 'no stem'} "
+                f"(decided on {len(validation_songs.songs)} other songs): {h['sdr_ceiling_share']:.2f} "
+                f"[{h['sdr_ceiling_share_low']:.2f}, {h['sdr_ceiling_share_high']:.2f}] of the ceiling's SDR improvement; "
+                + ", ".join(
+                    f"{stem} {f['sdr_ceiling_share']:.2f} (worse in {f['worse_share']:.2f})"
+                    for stem, f in held_out.per_stem().items()
+                    if stem in applied
+                )
             )
-        )
-    timings["audio"] = time.perf_counter() - started
+        results["audio_choice"] = {"selected": audio_choice.selected.name, "predictor": audio_choice.predictor.name}
+        timings["audio"] = time.perf_counter() - started
     print("\n" + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     if args.json:
 

@@ -135,3 +135,23 @@ def test_nothing_beats_the_constants_nothing_is_published(splits):
     choice = choose([candidate("small", 1.0, flat, test), candidate(RIDGE, 2.0, ridge_levels, test)], reports)
     assert choice.predictor.name == "small"  # ridge does not beat the rest either: no hand-over
     assert not gate(judge({"model": choice.predictor.test} | reports, train, choice))[0]
+
+
+def test_with_evaluation_songs_the_metric_users_hear_selects(splits):
+    """A run with evaluation songs selects by the share of the ceiling's SDR improvement the
+    gains recover on the validation songs, not by level error; without a share for every
+    candidate, by level error."""
+    import dataclasses
+
+    train, validation, test = splits
+    ridge_levels = baseline_predictions(train, validation, test)["ridge"]
+    truth = np.where(test.weights > 0, test.targets, ridge_levels)
+    better = ridge_levels + 0.8 * (truth - ridge_levels)
+    mlp, ridge = candidate("mlp", 1.0, better, test), candidate(RIDGE, 2.0, ridge_levels, test)
+    heard = [dataclasses.replace(mlp, validation_audio_share=0.81), dataclasses.replace(ridge, validation_audio_share=0.86)]
+    choice = choose(heard, baselines(splits))
+    assert choice.selected.name == choice.predictor.name == RIDGE
+    assert "ridge recovers the most of the ceiling's SDR improvement on the validation songs (0.86; mlp 0.81)" in choice.reason
+    assert choice.as_dict()["candidates"]["mlp"]["validation_audio_share"] == 0.81
+    unheard = [dataclasses.replace(mlp, validation_audio_share=float("nan")), heard[1]]
+    assert select(unheard).name == "mlp" and select([mlp, ridge]).name == "mlp"

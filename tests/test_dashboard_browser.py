@@ -256,7 +256,9 @@ def test_open_a_run_promote_roll_back_and_log_out(page, site):
         row = page.locator(f"#candidates tr[data-candidate='{name}'] td")
         assert row.nth(1).inner_text() == f"{figures['validation_error_db']:,.2f}"
         assert row.nth(2).inner_text() == f"{figures['test_error_db']:,.2f}"
-    expect(page.locator("#choice")).to_contain_text(f"is {choice['predictor']['name']}: {choice['selected']} has the lowest")
+        share = figures["validation_audio_share"]  # the run has evaluation songs
+        assert row.nth(4).inner_text() == ("–" if share is None else f"{share:,.2f}")
+    expect(page.locator("#choice")).to_contain_text(f"is {choice['predictor']['name']}: {choice['selected']} ")
     expect(page.locator(f"#models-table tr[data-model='{model_id}'] td.predictor")).to_contain_text(choice["predictor"]["name"])
     ((corrections,),) = sql(site, "SELECT metrics::json -> 'corrections' FROM training_runs WHERE id = %s", run_id)
     expect(page.locator("#corrections")).to_contain_text(

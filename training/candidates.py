@@ -4,8 +4,9 @@ A run names the learned candidates it trains (training/model.py CANDIDATES: the 
 sizes and a per-step MLP, each with its own hyperparameters); ridge regression is always one.
 Each is a Keras model with the same input and output, so one export, one loader in the kit and
 one judgement serve them all: ridge is a normalisation and a dense layer holding its
-coefficients. The candidate with the lowest validation level error is selected; nothing is
-selected on the test split.
+coefficients. The candidate whose gains recover the most of the ceiling's SDR improvement on
+the run's validation songs is selected (when the run has evaluation songs: the metric users
+hear), else the one with the lowest validation level error; nothing is selected on the test split.
 
 Layout of a run's directory: one folder per candidate (`<run_dir>/<name>/`), each with what
 training/train.py checkpoints, so a run resumes on another worker in the candidate it was in.
@@ -91,6 +92,9 @@ class Candidate:
     kind: str
     validation_error_db: float
     test: Report
+    # The share of the ceiling's SDR improvement its gains recover on the run's validation songs
+    # (training/audio_eval.py); None when the run has no evaluation songs.
+    validation_audio_share: float | None = None
 
 
 def judge_candidates(run_dir: Path, names: Sequence[str], validation: Split, test: Split) -> list[Candidate]:
@@ -104,11 +108,39 @@ def judge_candidates(run_dir: Path, names: Sequence[str], validation: Split, tes
 
 
 def select(candidates: Sequence[Candidate]) -> Candidate:
-    """The candidate with the lowest validation level error (ridge on a tie: the simpler one)."""
-    errors = [np.inf if not np.isfinite(c.validation_error_db) else c.validation_error_db for c in candidates]
-    best = min(errors)
-    tied = [c for c, error in zip(candidates, errors, strict=True) if error == best]
+    """On audio when the run has evaluation songs: the candidate whose gains recover the most of
+    the ceiling's SDR improvement on the validation songs (the metric users hear); else the
+    lowest validation level error. Ridge on a tie: the simpler one."""
+    by_audio = _by_audio(candidates)
+
+    def score(c: Candidate) -> float:
+        value = -c.validation_audio_share if by_audio else c.validation_error_db
+        return value if np.isfinite(value) else np.inf
+
+    best = min(score(c) for c in candidates)
+    tied = [c for c in candidates if score(c) == best]
     return next((c for c in tied if c.name == RIDGE), tied[0])
+
+
+def _by_audio(candidates: Sequence[Candidate]) -> bool:
+    """Whether every candidate has a validation audio share to be compared by."""
+    return all(c.validation_audio_share is not None and np.isfinite(c.validation_audio_share) for c in candidates)
+
+
+def _why_selected(selected: Candidate, candidates: Sequence[Candidate]) -> str:
+    others = [c for c in candidates if c is not selected]
+    if _by_audio(candidates):
+        return (
+            f"{selected.name} recovers the most of the ceiling's SDR improvement on the validation songs "
+            f"({selected.validation_audio_share:.2f}; "
+            + ", ".join(f"{c.name} {c.validation_audio_share:.2f}" for c in others)
+            + ")"
+        )
+    return (
+        f"{selected.name} has the lowest validation level error ({selected.validation_error_db:.2f} dB; "
+        + ", ".join(f"{c.name} {c.validation_error_db:.2f}" for c in others)
+        + ")"
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +148,7 @@ class Choice:
     """Which candidate faces the gate, and why."""
 
     candidates: list[Candidate]
-    selected: Candidate  # the lowest validation level error
+    selected: Candidate  # the best on validation (select)
     predictor: Candidate  # what faces the gate: the selected one, or ridge when it does not beat ridge on test
     reason: str
 
@@ -131,6 +163,7 @@ class Choice:
                     "validation_error_db": c.validation_error_db,
                     "test_error_db": c.test.level_error_db,
                     "presence_auc": c.test.presence_auc,
+                    "validation_audio_share": c.validation_audio_share,
                 }
                 for c in self.candidates
             },
@@ -142,8 +175,7 @@ def choose(candidates: Sequence[Candidate], baselines: dict[str, Report]) -> Cho
     strongest baseline on test while ridge beats the rest: then ridge, the best honest predictor
     the run has, does (the published predictor beats ridge with an interval below 0, or is ridge)."""
     selected = select(candidates)
-    others = ", ".join(f"{c.name} {c.validation_error_db:.2f}" for c in candidates if c is not selected)
-    reason = f"{selected.name} has the lowest validation level error ({selected.validation_error_db:.2f} dB; {others})"
+    reason = _why_selected(selected, candidates)
     if selected.name == RIDGE:
         return Choice(list(candidates), selected, selected, reason)
     reference = strongest_baseline(baselines)

@@ -260,7 +260,10 @@ def training_overrides(parameters: RunParameters) -> dict:
 
 
 def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: int | None = None) -> dict:
-    """Every candidate on validation (which selects) and test (which reports), beside the baselines."""
+    """Every candidate on validation (which selects) and test (which reports), beside the
+    baselines. With evaluation songs, each candidate's gains are also played on them: half the
+    songs select (the share of the ceiling's SDR improvement) and decide which stems' gains
+    apply, the other half is the audio report."""
     run = _enter_stage(run_id, "evaluating", worker, dispatch)
     from app.config import get_settings
     from app.stem_models.service import judge
@@ -272,14 +275,18 @@ def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: i
     run_dir = store.pull(run_key(run_id))
     train, validation, test = (load_split(directory, split) for split in ("train", "validation", "test"))
     baselines = {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
-    choice = choose(judge_candidates(run_dir, RunParameters(**run.parameters).candidates, validation, test), baselines)
-    metrics = judge({"model": choice.predictor.test} | baselines, train, choice)
+    candidates = judge_candidates(run_dir, RunParameters(**run.parameters).candidates, validation, test)
     songs = get_settings().evaluation_songs_dir
+    played = {}
     if songs is not None:
         from training.audio_eval import evaluate_songs
 
-        # Which stems' gains to apply is decided on half the songs; the other half is the report.
-        validation_songs, test_songs = evaluate_songs(load_candidate(run_dir, choice.predictor.name), songs).split()
+        played = {c.name: evaluate_songs(load_candidate(run_dir, c.name), songs).split() for c in candidates}
+        candidates = [dataclasses.replace(c, validation_audio_share=played[c.name][0].ceiling_share()) for c in candidates]
+    choice = choose(candidates, baselines)
+    metrics = judge({"model": choice.predictor.test} | baselines, train, choice)
+    if played:
+        validation_songs, test_songs = played[choice.predictor.name]
         applied = validation_songs.helpful_stems()
         audio = json_safe(test_songs.applied_only(applied).as_dict())
         metrics["audio"] = {
