@@ -62,7 +62,7 @@ def bootstrap(values: np.ndarray, resamples: int = 4000, seed: int = 0) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs-dir", type=Path, default=SONGS_DIR)
-    parser.add_argument("--songs", type=int, default=1100)
+    parser.add_argument("--songs", type=int, default=1300)
     parser.add_argument("--test", type=int, default=120)
     parser.add_argument("--validation", type=int, default=100)
     parser.add_argument("--sizes", default="50,100,200,400,800")
