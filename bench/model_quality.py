@@ -52,13 +52,6 @@ def augmented(folders: list[Path], per_song: int, seed: int):
     return encode_split(song_snapshot(song) for song in made)
 
 
-def bootstrap(values: np.ndarray, resamples: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(values.mean()), float(low), float(high)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs-dir", type=Path, default=SONGS_DIR)
@@ -79,7 +72,7 @@ def main() -> None:
     from training.audio_eval import AudioEvaluation, evaluate_song
     from training.candidates import RIDGE, choose, judge_candidates, load_candidate, train_candidates
     from training.features import FEATURE_VERSION, Split, encode_split
-    from training.metrics import baseline_predictions, evaluate
+    from training.metrics import baseline_predictions, evaluate, paired_margin
     from training.model import predict
     from training.multitrack import read_song, song_snapshot
 
@@ -144,8 +137,10 @@ def main() -> None:
                     "selected": choice.selected.name,
                     "predictor": choice.predictor.name,
                     "candidates": {n: list(v) for n, v in figures.items()},
-                    "selected_minus_ridge": np.asarray(choice.selected.test.per_snapshot) - np.asarray(ridge.test.per_snapshot),
-                    "predictor_minus_ridge": np.asarray(choice.predictor.test.per_snapshot) - np.asarray(ridge.test.per_snapshot),
+                    # Per test song: the selected candidate's, the published predictor's and ridge's level error.
+                    "selected_errors": np.asarray(choice.selected.test.per_snapshot),
+                    "predictor_errors": np.asarray(choice.predictor.test.per_snapshot),
+                    "ridge_errors": np.asarray(ridge.test.per_snapshot),
                     "baselines": {k: r.level_error_db for k, r in baselines.items()},
                     "seconds": elapsed,
                 }
@@ -154,14 +149,19 @@ def main() -> None:
 
     print("\nlearning curve: test level error, selected candidate minus ridge (dB; 95% interval over test songs)")
     for size, per_seed in results["sizes"].items():
-        seed_margins = [bootstrap(s["selected_minus_ridge"]) for s in per_seed]
-        pooled = bootstrap(np.mean([s["selected_minus_ridge"] for s in per_seed], axis=0))
-        published = bootstrap(np.mean([s["predictor_minus_ridge"] for s in per_seed], axis=0))
+        ridge_errors = per_seed[0]["ridge_errors"]  # ridge has no seed
+        seed_margins = [paired_margin(s["selected_errors"], ridge_errors, RIDGE) for s in per_seed]
+        pooled = paired_margin(np.mean([s["selected_errors"] for s in per_seed], axis=0), ridge_errors, RIDGE)
+        published = paired_margin(np.mean([s["predictor_errors"] for s in per_seed], axis=0), ridge_errors, RIDGE)
+
+        def shown(m) -> str:
+            return f"{m.difference_db:+.2f} [{m.low_db:+.2f}, {m.high_db:+.2f}]"
+
         print(
             f"  N={size:>4}: per seed "
-            + ", ".join(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, lo, hi in seed_margins)
-            + f"; seeds' mean per song {pooled[0]:+.2f} [{pooled[1]:+.2f}, {pooled[2]:+.2f}]"
-            + f"; published predictor {published[0]:+.2f} [{published[1]:+.2f}, {published[2]:+.2f}]"
+            + ", ".join(shown(m) for m in seed_margins)
+            + f"; seeds' mean per song {shown(pooled)}"
+            + f"; published predictor {shown(published)}"
             + f"; selected {', '.join(s['selected'] for s in per_seed)}; published {', '.join(s['predictor'] for s in per_seed)}"
         )
 
