@@ -10,7 +10,7 @@ import pytest
 from app.stem_models.service import gate, judge
 from tests.support.splits import level_data
 from tests.tfjs import JS_DIR, serve_directory, tfjs_predict
-from training.candidates import RIDGE, Candidate, choose, judge_candidates, ridge_model, select, train_candidates
+from training.candidates import RIDGE, Candidate, choose, judge_candidates, kind_of, ridge_model, select, train_candidates
 from training.features import LEVEL_CEILING_DB, LEVEL_FLOOR_DB, Split
 from training.metrics import baseline_predictions, evaluate, select_ridge
 from training.model import CANDIDATES, build_model, mean_levels, predict
@@ -77,8 +77,7 @@ def test_the_mlp_sees_one_step_at_a_time(splits):
 
 
 def candidate(name: str, validation_error: float, test_predictions: np.ndarray, test: Split) -> Candidate:
-    kind = {"ridge": "ridge", "mlp": "mlp"}.get(name, "transformer")
-    return Candidate(name, kind, validation_error, evaluate(test, test_predictions))
+    return Candidate(name, kind_of(name), validation_error, evaluate(test, test_predictions))
 
 
 def test_a_learned_candidate_that_beats_ridge_faces_the_gate(splits):
