@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from training.audio_eval import AudioEvaluation, evaluate_song
-    from training.candidates import RIDGE, choose, judge_candidates, load_candidate, train_candidates
+    from training.candidates import RIDGE, choose, judge_candidates, load_candidates, train_candidates
     from training.features import FEATURE_VERSION, Split, encode_split
     from training.metrics import baseline_predictions, evaluate, paired_margin
     from training.model import predict
@@ -114,7 +114,7 @@ def main() -> None:
         train_candidates(names, train_split, validation, run_dir, epochs=args.epochs, seed=seed)
         elapsed = time.perf_counter() - tick
         baselines = {k: evaluate(test, p) for k, p in baseline_predictions(train_split, validation, test).items()}
-        choice = choose(judge_candidates(run_dir, names, validation, test), baselines)
+        choice = choose(judge_candidates(load_candidates(run_dir, names), validation, test), baselines)
         return run_dir, choice, baselines, elapsed
 
     print(f"\n{'N':>5} {'seed':>4} " + "".join(f"{n + ' val/test':>16}" for n in [*names, RIDGE]) + "  selected -> predictor")
@@ -196,10 +196,9 @@ def main() -> None:
         level_choice, baselines = fits[(largest, seeds[0])]
         started = time.perf_counter()
         played = {}
-        for c in level_choice.candidates:
-            model = load_candidate(run_dir, c.name)
+        for name, model in load_candidates(run_dir, names).items():
             songs = [evaluate_song(read_song(folder), lambda f, m=model: predict(m, f)) for folder in folders[:n_test]]
-            played[c.name] = AudioEvaluation(songs, []).split()
+            played[name] = AudioEvaluation(songs, []).split()
         heard = [
             dataclasses.replace(c, validation_audio_share=played[c.name][0].ceiling_share()) for c in level_choice.candidates
         ]

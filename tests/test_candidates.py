@@ -10,7 +10,17 @@ import pytest
 from app.stem_models.service import gate, judge
 from tests.support.splits import level_data
 from tests.tfjs import JS_DIR, serve_directory, tfjs_predict
-from training.candidates import RIDGE, Candidate, choose, judge_candidates, kind_of, ridge_model, select, train_candidates
+from training.candidates import (
+    RIDGE,
+    Candidate,
+    choose,
+    judge_candidates,
+    kind_of,
+    load_candidates,
+    ridge_model,
+    select,
+    train_candidates,
+)
 from training.features import LEVEL_CEILING_DB, LEVEL_FLOOR_DB, Split
 from training.metrics import baseline_predictions, evaluate, select_ridge
 from training.model import CANDIDATES, build_model, mean_levels, predict
@@ -55,7 +65,7 @@ def test_each_candidate_trains_and_the_lowest_validation_error_is_selected(split
     results = train_candidates(["tiny", "mlp"], train, validation, tmp_path, epochs=3)
     assert {name: r.epochs_run for name, r in results.items()} == {"tiny": 3, "mlp": 3}
     assert {p.name for p in tmp_path.iterdir()} == {"tiny", "mlp", RIDGE}
-    candidates = judge_candidates(tmp_path, ["tiny", "mlp"], validation, test)
+    candidates = judge_candidates(load_candidates(tmp_path, ["tiny", "mlp"]), validation, test)
     assert [c.name for c in candidates] == ["tiny", "mlp", RIDGE]
     assert [c.kind for c in candidates] == ["transformer", "mlp", "ridge"]
     best = min(candidates, key=lambda c: c.validation_error_db)

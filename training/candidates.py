@@ -101,11 +101,15 @@ class Candidate:
     validation_audio_share: float | None = None
 
 
-def judge_candidates(run_dir: Path, names: Sequence[str], validation: Split, test: Split) -> list[Candidate]:
+def load_candidates(run_dir: Path, names: Sequence[str]) -> dict[str, keras.Model]:
+    """The learned candidates in `names` and ridge, each with its best weights."""
+    return {name: load_candidate(run_dir, name) for name in [*names, RIDGE]}
+
+
+def judge_candidates(models: dict[str, keras.Model], validation: Split, test: Split) -> list[Candidate]:
     """Every candidate's validation level error (what selects) and test report (what is shown)."""
     candidates = []
-    for name in [*names, RIDGE]:
-        model = load_candidate(run_dir, name)
+    for name, model in models.items():
         validation_error = evaluate(validation, predict(model, validation.features)).level_error_db
         candidates.append(Candidate(name, kind_of(name), validation_error, evaluate(test, predict(model, test.features))))
     return candidates

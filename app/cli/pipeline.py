@@ -113,7 +113,7 @@ def _print_judgement(metrics: dict) -> None:
 
 
 def _load_model(path: Path):
-    """A published model's folder (model.keras) or a run's checkpoint folder."""
+    """A published model's folder (model.keras) or a candidate's checkpoint folder (runs/<id>/<candidate>)."""
     import keras
 
     from app.stem_models.service import KERAS_FILE
@@ -125,7 +125,12 @@ def _load_model(path: Path):
 @commands.command()
 def evaluate(
     model_dir: Annotated[
-        Path, typer.Option("--model-dir", "--modelDir", help="A run's checkpoint folder or a published model's folder")
+        Path,
+        typer.Option(
+            "--model-dir",
+            "--modelDir",
+            help="A candidate's checkpoint folder (runs/<id>/<candidate>) or a published model's folder",
+        ),
     ],
     dataset_dir: Annotated[
         Path | None, typer.Option("--dataset-dir", "--datasetDir", help="Judge on this dataset's test split")

@@ -268,20 +268,21 @@ def evaluation_stage(run_id: int, store: ArtifactStore, worker: str, dispatch: i
     from app.config import get_settings
     from app.stem_models.service import judge
     from app.wire import json_safe
-    from training.candidates import choose, judge_candidates, load_candidate
+    from training.candidates import choose, judge_candidates, load_candidates
     from training.metrics import baseline_predictions, evaluate
 
     directory = _dataset_directory(run.dataset_id, store)
     run_dir = store.pull(run_key(run_id))
     train, validation, test = (load_split(directory, split) for split in ("train", "validation", "test"))
     baselines = {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
-    candidates = judge_candidates(run_dir, RunParameters(**run.parameters).candidates, validation, test)
+    models = load_candidates(run_dir, RunParameters(**run.parameters).candidates)
+    candidates = judge_candidates(models, validation, test)
     songs = get_settings().evaluation_songs_dir
     played = {}
     if songs is not None:
         from training.audio_eval import evaluate_songs
 
-        played = {c.name: evaluate_songs(load_candidate(run_dir, c.name), songs).split() for c in candidates}
+        played = {name: evaluate_songs(model, songs).split() for name, model in models.items()}
         candidates = [dataclasses.replace(c, validation_audio_share=played[c.name][0].ceiling_share()) for c in candidates]
     choice = choose(candidates, baselines)
     metrics = judge({"model": choice.predictor.test} | baselines, train, choice)
