@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test bench-ingest deploy-check lint clean
+.PHONY: install run test bench-ingest deploy-check quick-start-check lint clean
 
 # Re-installs only when the dependency files change.
 $(VENV)/.installed: pyproject.toml requirements-tfjs.txt
@@ -53,6 +53,11 @@ $(DOCKERD) $(DEBOOTSTRAP) &:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap
 deploy-check: install $(DOCKERD) $(DEBOOTSTRAP)
 	$(SUDO) $(BIN)/python bench/deploy_check.py
+
+# The README's quick start run as written, to the demo page showing the published model
+# (bench/quick_start_check.py); on a fresh clone. Not part of `make test`.
+quick-start-check: install
+	$(BIN)/python bench/quick_start_check.py
 
 # Lint, import order and formatting; `make test` runs it first, so CI does too.
 lint: $(VENV)/.installed

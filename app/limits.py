@@ -57,7 +57,7 @@ class BodyLimitMiddleware:
                 return await receive()
             try:
                 # timeout_at, not wait_for: wait_for wraps each receive in a task of its own,
-                # ~4x the cost, and a 100 KB snapshot arrives in several chunks.
+                # which costs more than the receive, and a snapshot arrives in several chunks.
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:

@@ -3,6 +3,7 @@ not import each other in circles, no chain of imports between app's folders and 
 modules comes back to where it started, and HTTP views and the CLI leave every query to services."""
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +132,16 @@ assert client.get("/studio/prime-fabric.js").status_code == 200
     env = {"DATABASE_URL": sqlite_url, "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_runs_judgement_is_read_by_its_fields_not_by_keys():
+    """A run's figures are one typed shape (training/judgement.py): no view, service, command or
+    page digs into the stored dict by key, where a renamed figure would quietly read as nothing."""
+    key_reads = re.compile(r"""metrics(\[["']|\.get\()|\.get\(["'](margin|choice|audio|corrections)["']""")
+    offenders = {
+        str(path.relative_to(ROOT)): [line.strip() for line in path.read_text().splitlines() if key_reads.search(line)]
+        for folder in ("app", "workers")
+        for path in (ROOT / folder).rglob("*")
+        if path.suffix in (".py", ".html")
+    }
+    assert {path: lines for path, lines in offenders.items() if lines} == {}

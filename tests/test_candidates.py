@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 
-from app.stem_models.service import gate, judge
 from tests.support.splits import level_data
 from tests.tfjs import JS_DIR, serve_directory, tfjs_predict
 from training.candidates import (
@@ -22,6 +21,7 @@ from training.candidates import (
     train_candidates,
 )
 from training.features import LEVEL_CEILING_DB, LEVEL_FLOOR_DB, Split
+from training.judgement import gate, judge
 from training.metrics import baseline_predictions, evaluate, select_ridge
 from training.model import CANDIDATES, build_model, mean_levels, predict
 
@@ -100,9 +100,7 @@ def test_a_learned_candidate_that_beats_ridge_faces_the_gate(splits):
     assert choice.selected.name == choice.predictor.name == "small"
     metrics = judge({"model": choice.predictor.test} | baselines(splits), train, choice)
     publish, reason = gate(metrics)
-    assert (
-        publish and metrics["margin"]["reference"] == "ridge" and "small (small has the lowest validation level error" in reason
-    )
+    assert publish and metrics.margin.reference == "ridge" and "small (small has the lowest validation level error" in reason
 
 
 def test_a_learned_candidate_that_does_not_beat_ridge_on_test_hands_the_gate_to_ridge(splits):
@@ -116,11 +114,11 @@ def test_a_learned_candidate_that_does_not_beat_ridge_on_test_hands_the_gate_to_
     assert "does not beat ridge" in choice.reason and "ridge faces the gate" in choice.reason
     metrics = judge({"model": choice.predictor.test} | baselines(splits), train, choice)
     # Ridge is not its own baseline: it is judged against the strongest of the rest, and passes.
-    assert metrics["margin"]["reference"] != RIDGE
+    assert metrics.margin.reference != RIDGE
     publish, reason = gate(metrics)
     assert publish, reason
-    assert metrics["choice"]["predictor"] == {"name": RIDGE, "kind": "ridge"}
-    assert set(metrics["choice"]["candidates"]) == {"mlp", RIDGE}
+    assert metrics.predictor.model_dump() == {"name": RIDGE, "kind": "ridge"}
+    assert set(metrics.choice.candidates) == {"mlp", RIDGE}
 
 
 def test_ridge_selected_on_validation_is_judged_against_the_rest(splits):
@@ -130,7 +128,7 @@ def test_ridge_selected_on_validation_is_judged_against_the_rest(splits):
     choice = choose([candidate("tiny", 5.0, flat, test), candidate(RIDGE, 2.0, ridge_levels, test)], baselines(splits))
     assert choice.selected.name == choice.predictor.name == RIDGE
     metrics = judge({"model": choice.predictor.test} | baselines(splits), train, choice)
-    assert metrics["margin"]["reference"] != RIDGE and gate(metrics)[0]
+    assert metrics.margin.reference != RIDGE and gate(metrics)[0]
 
 
 def test_nothing_beats_the_constants_nothing_is_published(splits):
@@ -161,6 +159,6 @@ def test_with_evaluation_songs_the_metric_users_hear_selects(splits):
     choice = choose(heard, baselines(splits))
     assert choice.selected.name == choice.predictor.name == RIDGE
     assert "ridge recovers the most of the ceiling's SDR improvement on the validation songs (0.86; mlp 0.81)" in choice.reason
-    assert choice.as_dict()["candidates"]["mlp"]["validation_audio_share"] == 0.81
+    assert choice.figures().candidates["mlp"].validation_audio_share == 0.81
     unheard = [dataclasses.replace(mlp, validation_audio_share=float("nan")), heard[1]]
     assert select(unheard).name == "mlp" and select([mlp, ridge]).name == "mlp"

@@ -8,10 +8,11 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from app.artifacts import LocalStore
-from app.datasets.service import build_dataset, load_split
+from app.datasets.service import build_dataset
 from app.db.engine import session_scope
 from app.main import create_app
 from tests.support import FETCH_HEADERS, fixture_snapshot
+from training.shards import load_split
 
 
 def test_ids_round_trip_and_correction_only_snapshots_are_members(configure, sqlite_url, tmp_path):

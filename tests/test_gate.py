@@ -5,9 +5,9 @@ level are rejected, whatever the data; the champion must be matched on its own t
 import numpy as np
 import pytest
 
-from app.stem_models.service import gate, judge
 from tests.support.splits import level_data
 from training.features import LEVEL_FLOOR_DB, Split
+from training.judgement import gate, judge
 from training.metrics import baseline_predictions, evaluate
 
 
@@ -83,11 +83,11 @@ def test_the_gate_says_what_users_corrections_taught(splits):
     }
     metrics = judge(reports, corrected_train)
     cells = int((test.targets > LEVEL_FLOOR_DB).sum())
-    assert metrics["corrections"] == {
+    assert metrics.corrections.model_dump() == {
         "corrections_only_snapshots": 30,
         "held_out_cells": cells,
         "held_out_met": 1.0,
-        "baseline_held_out_met": reports[metrics["margin"]["reference"]].corrections_met,
+        "baseline_held_out_met": reports[metrics.margin.reference].corrections_met,
     }
     publish, reason = gate(metrics)
     assert (

@@ -21,7 +21,6 @@ from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.auth.service import create_token, revoke_token
 from app.datasets.models import Dataset
-from app.datasets.service import load_split
 from app.db.engine import session_scope
 from app.main import create_app
 from app.snapshots.models import Snapshot
@@ -34,6 +33,7 @@ from tests.support.servers import api_process
 from tests.tfjs import JS_DIR
 from training.contract import STEMS
 from training.model import predict
+from training.shards import load_split
 from training.synthetic import synthetic_snapshots
 
 pytestmark = pytest.mark.postgres

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.datasets.models import Dataset
-from app.datasets.service import load_split
 from app.db.engine import session_scope
 from app.main import create_app
 from app.stem_models.models import ModelPromotion, StemModel
@@ -25,7 +24,10 @@ from tests.support import FETCH_HEADERS
 from tests.support.servers import worker_process
 from tests.tfjs import serve_directory, tfjs_predict
 from training.contract import STEMS
+from training.judgement import Judgement
+from training.metrics import BASELINES
 from training.model import predict
+from training.shards import load_split
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -86,28 +88,17 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
         assert min(dataset.validation_count, dataset.test_count) > 0
         assert dataset.manifest["stem_coverage"] == {stem: count for stem in dataset.manifest["encoding"]["stems"]}
         assert dataset.manifest["audit"]["duplicate_content_skipped"] == 0
-    metrics = run.metrics
-    judged = {
-        "model",
-        "silence",
-        "mix_copy",
-        "train_mean",
-        "train_median",
-        "mix_share",
-        "ridge",
-        "margin",
-        "corrections",
-        "choice",
-    }
-    assert judged == set(metrics)
-    assert metrics["model"]["snapshots"] == dataset.test_count
+    # The run's judgement, read back in its one typed shape: every baseline, the margin, the choice.
+    judgement = Judgement.model_validate(run.metrics)
+    assert set(judgement.baselines) == set(BASELINES) and judgement.audio is None
+    assert judgement.model.snapshots == dataset.test_count
     # The candidates: tiny and ridge, each judged on validation and test; the predictor is one of them.
-    choice = metrics["choice"]
-    assert set(choice["candidates"]) == {"tiny", "ridge"} and choice["predictor"]["name"] in choice["candidates"]
-    faced = choice["candidates"][choice["predictor"]["name"]]
-    assert metrics["model"]["level_error_db"] == pytest.approx(faced["test_error_db"], abs=1e-6)
+    choice = judgement.choice
+    assert set(choice.candidates) == {"tiny", "ridge"} and choice.predictor.name in choice.candidates
+    faced = choice.candidates[choice.predictor.name]
+    assert judgement.model.level_error_db == pytest.approx(faced.test_error_db, abs=1e-6)
     # Multitracks bring ground truth and no corrections: nothing for corrections to have taught.
-    assert metrics["corrections"]["corrections_only_snapshots"] == 0 and metrics["corrections"]["held_out_cells"] == 0
+    assert judgement.corrections.corrections_only_snapshots == 0 and judgement.corrections.held_out_cells == 0
 
     # Published: TF.js weights that load in @tensorflow/tfjs 4.22 and predict what Keras does.
     with session_scope() as session:
@@ -118,7 +109,7 @@ def test_posted_snapshots_become_a_trained_evaluated_run(pipeline_env, tmp_path,
     manifest = published.manifest
     assert manifest["stems"] == list(STEMS) and manifest["dataset"]["hash"]
     assert manifest["float16_max_abs_error"] < 0.5  # dB
-    assert manifest["metrics"]["margin"]["high_db"] < 0
+    assert Judgement.model_validate(manifest["metrics"]) == judgement and judgement.margin.high_db < 0
     assert manifest["predictor"] == {"name": "tiny", "kind": "transformer"}
     directory = tmp_path / "artifacts" / published.artifact_key  # the local store's folder
     test = load_split(tmp_path / "artifacts" / dataset_key, "test")

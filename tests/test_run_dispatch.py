@@ -120,7 +120,7 @@ def test_broker_outage_lost_and_stale_messages(configure, postgres_url, redis_ur
 
 
 def test_a_stage_error_fails_an_active_run_and_leaves_an_ended_one_alone(configure, sqlite_url):
-    from app.training_runs import service
+    from app.training_runs import service, stages
 
     configure(DATABASE_URL=sqlite_url)
     _empty_runs()
@@ -132,7 +132,7 @@ def test_a_stage_error_fails_an_active_run_and_leaves_an_ended_one_alone(configu
                 run.status = status
                 session.commit()
             run_id = run.id
-        service.mark_failed(run_id, error)
+        stages.mark_failed(run_id, error)
         with session_scope() as session:
             run = session.get(TrainingRun, run_id)
             session.expunge(run)
@@ -142,14 +142,14 @@ def test_a_stage_error_fails_an_active_run_and_leaves_an_ended_one_alone(configu
     assert (failed.status, failed.error) == ("failed", "ValueError: boom") and failed.finished_at is not None
     succeeded = run_after(OSError("a late error"), "succeeded")  # e.g. from a redelivered copy
     assert (succeeded.status, succeeded.error, succeeded.finished_at) == ("succeeded", None, None)
-    cancelled = run_after(service.RunCancelled("run was cancelled"), "cancelled")
+    cancelled = run_after(stages.RunCancelled("run was cancelled"), "cancelled")
     assert cancelled.status == "cancelled" and cancelled.error.startswith("RunCancelled") and cancelled.finished_at
 
 
 def test_a_run_stalled_between_stages_is_sent_again_from_there_then_failed(configure, sqlite_url, tmp_path):
     """Its first stage done, the next one's message lost: the sweep sends the run again from that
     stage (not from the start), and fails it with the reason once its sendings are spent."""
-    from app.training_runs import service
+    from app.training_runs import service, stages
 
     configure(
         DATABASE_URL=sqlite_url,
@@ -162,8 +162,8 @@ def test_a_run_stalled_between_stages_is_sent_again_from_there_then_failed(confi
         run = service.create_run(RunParameters(run_label="stalled", candidates=["tiny"]), db_session=session)
         run_id = run.id
         run.dispatches = 1
-    service._enter_stage(run_id, "dataset", "a-worker", 1)
-    service.finish_stage(run_id, 1)
+    stages._enter_stage(run_id, "dataset", "a-worker", 1, session_scope)
+    stages.finish_stage(run_id, 1)
     with session_scope() as session:
         assert redispatch_lost_runs(get_settings(), db_session=session) == []  # not yet: within the timeout
     time.sleep(0.4)

@@ -21,6 +21,7 @@ from app.training_runs.models import TrainingRun
 from app.training_runs.schemas import RunParameters
 from tests.support import FETCH_HEADERS
 from tests.support.servers import worker_process
+from training.judgement import Judgement
 from training.synthetic import synthetic_snapshots
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -90,8 +91,9 @@ def test_start_follow_and_cancel_runs_over_rest(operator_client, tmp_path):
         run = follow(client, run_id)
         assert run["status"] == "succeeded", (run["error"], (tmp_path / "worker.log").read_text()[-2000:])
         assert run["epoch"] == len(run["history"]) and run["worker"] and run["datasetId"]
-        assert {"model", "ridge", "train_median", "silence", "mix_copy", "margin"} <= set(run["metrics"])
-        assert run["metrics"]["margin"]["reference"] in run["metrics"]
+        judgement = Judgement.model_validate(run["metrics"])  # the API serves the run's judgement in its one shape
+        assert {"ridge", "train_median", "silence", "mix_copy"} <= set(judgement.baselines)
+        assert judgement.margin.reference in judgement.baselines and judgement.predictor.name in ("tiny", "ridge")
 
         second = client.post("/runs", json={"runLabel": "cancel-me", "epochs": 500, "batchSize": 4, "candidates": ["tiny"]})
         assert second.status_code == 202
@@ -172,7 +174,7 @@ def test_the_database_refuses_a_second_active_run_when_the_check_is_raced(operat
 
 
 def test_a_candidate_keeps_its_own_hyperparameters_unless_the_run_sets_them_and_the_seed_is_recorded():
-    from app.training_runs.service import training_overrides
+    from app.training_runs.stages import training_overrides
     from training.candidates import candidate_config
     from training.model import CANDIDATES, ModelConfig
 
@@ -195,28 +197,3 @@ def test_a_run_names_its_candidates_and_model_size_still_means_one():
     for wrong in ({"candidates": []}, {"candidates": ["tiny", "tiny"]}, {"candidates": ["ridge"]}, {"candidates": "tiny"}):
         with pytest.raises(ValidationError):
             RunParameters.model_validate(wrong)
-
-
-def test_fabric_prints_a_judgement_that_carries_an_audio_entry(capsys):
-    """`fabric run` with FABRIC_EVALUATION_SONGS_DIR set ended in KeyError: 'level_error_db'."""
-    from app.cli.pipeline import _print_judgement
-
-    report = {"level_error_db": 9.1, "present_error_db": 7.2, "presence_auc": 0.8, "false_activity": 0.1}
-    margin = {"reference": "ridge", "difference_db": -0.4, "low_db": -0.9, "high_db": -0.1, "snapshots": 40}
-    _print_judgement({"model": report, "ridge": report, "margin": margin, "audio": {"headline": {}, "per_stem": {}}})
-    printed = capsys.readouterr().out
-    assert "model - ridge: -0.40 dB" in printed and "audio" not in printed
-
-
-def test_fabric_prints_what_the_gains_do_on_audio(capsys):
-    from app.cli.pipeline import _print_judgement
-
-    report = {"level_error_db": 9.1, "present_error_db": 7.2, "presence_auc": 0.8, "false_activity": 0.1}
-    margin = {"reference": "ridge", "difference_db": -0.4, "low_db": -0.9, "high_db": -0.1, "snapshots": 40}
-    headline = {"songs": 61, "sdr_ceiling_share": 0.71, "sdr_ceiling_share_low": 0.6, "sdr_ceiling_share_high": 0.8}
-    per_stem = {"vocals": {"worse_share": 0.1}, "perc": {"worse_share": 0.6}}
-    audio = {"headline": headline, "per_stem": per_stem, "applied_stems": ["vocals"]}
-    _print_judgement({"model": report, "ridge": report, "margin": margin, "audio": audio})
-    printed = capsys.readouterr().out
-    assert "audio, 61 held-out songs (gains applied to vocals)" in printed and "0.71 of the ceiling's" in printed
-    assert "[0.60, 0.80]" in printed and "at most 0.10 of the songs" in printed  # perc is not applied

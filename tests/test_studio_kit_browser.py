@@ -147,6 +147,7 @@ def test_a_song_of_minutes_decoded_in_chromium_is_described_stored_and_played(st
     from app.db.engine import session_scope
     from app.stem_models import service as stem_models
     from app.training_runs import service as runs
+    from app.training_runs import stages
     from app.training_runs.schemas import RunParameters
     from tests.support import FETCH_HEADERS, reset_caches
     from training.features import encode_features, from_wire
@@ -180,7 +181,7 @@ def test_a_song_of_minutes_decoded_in_chromium_is_described_stored_and_played(st
                     assert client.post("/stem-separation", json=snapshot).status_code == 201
             with session_scope() as session:
                 run_id = runs.create_run(RunParameters(run_label="kit", epochs=3, candidates=["tiny"]), db_session=session).id
-            runs.run_all_stages(run_id, LocalStore(artifacts), "kit-test")
+            stages.run_all_stages(run_id, LocalStore(artifacts), "kit-test")
             with session_scope() as session:
                 model = stem_models.get_all(limit=1, db_session=session)[0]
                 stem_models.promote(model.id, "test", "the page needs a latest model", force=True, db_session=session)

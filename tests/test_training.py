@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from app.stem_models.service import gate, judge
 from training.contract import STEMS
 from training.features import FEATURE_DIM, LEVEL_FLOOR_DB, MAX_STEPS, Split, unbounded
+from training.judgement import gate, judge
 from training.model import TINY, LevelLoss, pack_targets
 from training.train import STATE_FILE, CollapsedOutputError, check_not_collapsed, evaluate_against_baselines, train
 
@@ -29,9 +29,9 @@ def test_every_seed_beats_the_strongest_baseline_on_held_out_songs(instrument_sp
     )
     publish, reason = gate(metrics)
     assert publish, reason
-    margin = metrics["margin"]
-    assert margin["reference"] in ("ridge", "train_median", "train_mean", "mix_share") and margin["high_db"] < 0
-    assert metrics["model"]["presence_auc"] > 0.6
+    margin = metrics.margin
+    assert margin.reference in ("ridge", "train_median", "train_mean", "mix_share") and margin.high_db < 0
+    assert metrics.model.presence_auc > 0.6
     # every stem's error is in every epoch's history, for training and validation
     for epoch in result.history:
         assert all(f"{stem}_error_db" in epoch and f"val_{stem}_error_db" in epoch for stem in STEMS)

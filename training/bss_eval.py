@@ -26,7 +26,7 @@ def _db(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def _correlations(a: np.ndarray, b: np.ndarray, taps: int, block: int = 8192) -> np.ndarray:
     """c[i, k, lag] = sum_t a[i, t] b[k, t + lag] for lag in 0..taps-1. Block by block: each
     signal's blocks are transformed once, the cross-spectra summed over blocks, and one short
-    inverse transform made per pair (one long FFT per pair cost ~20x more)."""
+    inverse transform made per pair, not one long FFT per pair (docs/decisions/bss-eval-in-house.md)."""
     step = block - taps
     length = a.shape[1]
     starts = np.arange(0, length, step)

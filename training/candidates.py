@@ -22,6 +22,7 @@ from keras import layers
 
 from training.contract import STEMS
 from training.features import FEATURE_DIM, MAX_STEPS, Split
+from training.judgement import CandidateFigures, ChoiceFigures, Predictor
 from training.metrics import Report, Ridge, evaluate, paired_margin, select_ridge, strongest_baseline
 from training.model import CANDIDATES, INPUT_NAME, OUTPUT_NAME, ModelConfig, predict
 from training.train import BEST_WEIGHTS, LAST_CHECKPOINT, EpochProgress, TrainingResult, load_best_model, train
@@ -160,22 +161,23 @@ class Choice:
     predictor: Candidate  # what faces the gate: the selected one, or ridge when it does not beat ridge on test
     reason: str
 
-    def as_dict(self) -> dict:
-        return {
-            "selected": self.selected.name,
-            "predictor": {"name": self.predictor.name, "kind": self.predictor.kind},
-            "reason": self.reason,
-            "candidates": {
-                c.name: {
-                    "kind": c.kind,
-                    "validation_error_db": c.validation_error_db,
-                    "test_error_db": c.test.level_error_db,
-                    "presence_auc": c.test.presence_auc,
-                    "validation_audio_share": c.validation_audio_share,
-                }
+    def figures(self) -> ChoiceFigures:
+        """The choice as the run's judgement stores it."""
+        return ChoiceFigures(
+            selected=self.selected.name,
+            predictor=Predictor(name=self.predictor.name, kind=self.predictor.kind),
+            reason=self.reason,
+            candidates={
+                c.name: CandidateFigures(
+                    kind=c.kind,
+                    validation_error_db=c.validation_error_db,
+                    test_error_db=c.test.level_error_db,
+                    presence_auc=c.test.presence_auc,
+                    validation_audio_share=c.validation_audio_share,
+                )
                 for c in self.candidates
             },
-        }
+        )
 
 
 def choose(candidates: Sequence[Candidate], baselines: dict[str, Report]) -> Choice:

@@ -20,7 +20,7 @@ Baselines, fitted on the training split and scored on the same snapshots as the 
   ridge       ridge regression of each stem's level on the same step features (its penalty
               chosen on the validation split)
 A model earns publication only by beating the strongest of them by a margin whose bootstrap 95%
-interval excludes 0 (app/stem_models/service.py's gate).
+interval excludes 0 (training/judgement.py's gate).
 """
 
 from collections.abc import Sequence

@@ -130,7 +130,7 @@ class LevelLoss(keras.losses.Loss):
 
     The mean is over the batch's cells, not over snapshots: a snapshot whose only label is a
     handful of corrected cells weighs by those cells, not as much as one with a whole known
-    track (averaged per snapshot, each corrected cell counted ~10x and corrections hurt)."""
+    track (a mean per snapshot made corrections hurt: docs/decisions/corrections-as-bounds.md)."""
 
     def __init__(
         self, correction_weight: float = 1.0, correction_margin_db: float = 0.0, name: str = "level_loss", **kwargs

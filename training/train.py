@@ -24,6 +24,7 @@ from training.model import ModelConfig, build_model, mean_levels, pack_targets, 
 LAST_CHECKPOINT = "last.keras"
 BEST_WEIGHTS = "best.weights.h5"
 STATE_FILE = "state.json"
+PUBLISHED_MODEL = "model.keras"  # a published model, beside its TF.js files
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,12 @@ def load_best_model(run_dir: Path) -> keras.Model:
     model = keras.models.load_model(run_dir / LAST_CHECKPOINT)
     model.load_weights(run_dir / BEST_WEIGHTS)
     return model
+
+
+def load_model(folder: Path) -> keras.Model:
+    """A published model's folder (PUBLISHED_MODEL beside its TF.js files) or a candidate's
+    checkpoint folder (its best weights)."""
+    return keras.models.load_model(folder / PUBLISHED_MODEL) if (folder / PUBLISHED_MODEL).exists() else load_best_model(folder)
 
 
 def evaluate_against_baselines(model: keras.Model, train_split: Split, validation: Split, test: Split) -> dict[str, Report]:

@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers over app/ services. A full run is a chain of four tasks
 (app/broker.py sends it); each is acknowledged late and idempotent (see
-app/training_runs/service.py)."""
+app/training_runs/stages.py)."""
 
 import logging
 import socket
@@ -10,7 +10,7 @@ from celery.exceptions import Ignore
 from app.artifacts import get_store
 from app.config import get_settings
 from app.db.engine import ping_database
-from app.training_runs import service as runs
+from app.training_runs import stages
 from workers.celery_app import app
 
 
@@ -27,31 +27,31 @@ log = logging.getLogger(__name__)
 def _stage(function, run_id: int, dispatch: int | None, hostname: str | None):
     try:
         result = function(run_id, get_store(), hostname or socket.gethostname(), dispatch)
-    except runs.StaleDispatch as stale:
+    except stages.StaleDispatch as stale:
         log.warning("%s; dropped", stale)
         raise Ignore() from None  # acknowledged, and the rest of this chain is not sent
     except Exception as error:
-        runs.mark_failed(run_id, error)
+        stages.mark_failed(run_id, error)
         raise
-    runs.finish_stage(run_id, dispatch)  # the chain sends the next stage now; the API's sweep watches that it starts
+    stages.finish_stage(run_id, dispatch)  # the chain sends the next stage now; the API's sweep watches that it starts
     return result
 
 
 @app.task(name="fabric.build_dataset", bind=True)
 def build_dataset(self, run_id: int, dispatch: int | None = None) -> int:
-    return _stage(runs.dataset_stage, run_id, dispatch, self.request.hostname)
+    return _stage(stages.dataset_stage, run_id, dispatch, self.request.hostname)
 
 
 @app.task(name="fabric.train", bind=True)
 def train(self, run_id: int, dispatch: int | None = None) -> int:
-    return _stage(runs.training_stage, run_id, dispatch, self.request.hostname)
+    return _stage(stages.training_stage, run_id, dispatch, self.request.hostname)
 
 
 @app.task(name="fabric.evaluate", bind=True)
 def evaluate(self, run_id: int, dispatch: int | None = None) -> dict:
-    return _stage(runs.evaluation_stage, run_id, dispatch, self.request.hostname)
+    return _stage(stages.evaluation_stage, run_id, dispatch, self.request.hostname)
 
 
 @app.task(name="fabric.publish", bind=True)
 def publish(self, run_id: int, dispatch: int | None = None) -> str:
-    return _stage(runs.publishing_stage, run_id, dispatch, self.request.hostname)
+    return _stage(stages.publishing_stage, run_id, dispatch, self.request.hostname)

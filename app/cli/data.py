@@ -62,29 +62,9 @@ def sanitize(
                 rejected += 1
                 continue
             for item in prepared.items:
-                if isinstance(item, Accepted):
-                    accepted += 1
-                    row = {k: v for k, v in item.clean.row.items() if not isinstance(v, bytes | None)}
-                    sink.write(
-                        json.dumps(
-                            {
-                                "id": str(item.snapshot_id),
-                                "status": "accepted",
-                                "rulesFired": item.clean.rules_fired,
-                                "stored": row,
-                            },
-                            default=str,
-                        )
-                        + "\n"
-                    )
-                else:
-                    rejected += 1
-                    sink.write(
-                        json.dumps(
-                            {"id": item.snapshot_id, "status": "rejected", "reasons": [r.model_dump() for r in item.reasons]}
-                        )
-                        + "\n"
-                    )
+                accepted += isinstance(item, Accepted)
+                rejected += not isinstance(item, Accepted)
+                sink.write(json.dumps(item.as_record(), default=str) + "\n")
     typer.echo(f"{accepted} accepted, {rejected} rejected -> {out}")
 
 

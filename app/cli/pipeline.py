@@ -54,10 +54,10 @@ def train(
     """Train one learned candidate on a built dataset; resumes if --outputDir holds a checkpoint."""
     from rich.progress import Progress
 
-    from app.datasets.service import load_split
     from app.training_runs.schemas import RunParameters
-    from app.training_runs.service import training_overrides
+    from app.training_runs.stages import training_overrides
     from training.candidates import candidate_config
+    from training.shards import load_split
     from training.train import train as run_training
 
     parameters = RunParameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, candidates=[candidate])
@@ -77,49 +77,6 @@ def train(
             seed=seed,
         )
     typer.echo(f"{result.epochs_run} epochs{' (stopped early)' if result.stopped_early else ''}; checkpoints in {output_dir}")
-
-
-def _print_judgement(metrics: dict) -> None:
-    """A judged run's figures: every predictor's test level error, and the margin."""
-    typer.echo(f"{'':14}{'level error dB':>15}{'present err dB':>15}{'presence AUC':>13}{'false activity':>15}")
-    from training.metrics import BASELINES
-
-    for name in ("model", *BASELINES):
-        if (report := metrics.get(name)) is None:
-            continue
-        typer.echo(
-            f"{name:14}{report['level_error_db']:>15.2f}{report['present_error_db']:>15.2f}"
-            f"{report['presence_auc']:>13.3f}{report['false_activity']:>15.3f}"
-        )
-    if choice := metrics.get("choice"):
-        typer.echo("candidates (validation level error, test level error, dB):")
-        for name, c in choice["candidates"].items():
-            typer.echo(f"  {name:12}{c['validation_error_db']:>8.2f}{c['test_error_db']:>8.2f}")
-        typer.echo(f"model = {choice['predictor']['name']}: {choice['reason']}")
-    m = metrics["margin"]
-    typer.echo(
-        f"model - {m['reference']}: {m['difference_db']:+.2f} dB, 95% interval [{m['low_db']:+.2f}, {m['high_db']:+.2f}] "
-        f"over {m['snapshots']} test snapshots"
-    )
-    if (audio := metrics.get("audio")) and audio.get("headline", {}).get("songs"):
-        h, applied = audio["headline"], audio.get("applied_stems", [])
-        worst = max((f["worse_share"] for stem, f in audio["per_stem"].items() if stem in applied), default=None)
-        typer.echo(
-            f"audio, {h['songs']} held-out songs (gains applied to {', '.join(applied) or 'no stem'}): the gains recover "
-            f"{h['sdr_ceiling_share']:.2f} of the ceiling's SDR improvement over filters, 95% interval "
-            f"[{h['sdr_ceiling_share_low']:.2f}, {h['sdr_ceiling_share_high']:.2f}]"
-            + (f"; an applied stem is made worse in at most {worst:.2f} of the songs" if worst is not None else "")
-        )
-
-
-def _load_model(path: Path):
-    """A published model's folder (model.keras) or a candidate's checkpoint folder (runs/<id>/<candidate>)."""
-    import keras
-
-    from app.stem_models.service import KERAS_FILE
-    from training.train import load_best_model
-
-    return keras.models.load_model(path / KERAS_FILE) if (path / KERAS_FILE).exists() else load_best_model(path)
 
 
 @commands.command()
@@ -143,24 +100,27 @@ def evaluate(
     and with oracle gains, scored by BSS-Eval against the true stems."""
     if (dataset_dir is None) == (audio is None):
         raise typer.BadParameter("give --datasetDir or --audio")
-    model = _load_model(model_dir)
+    from training.train import load_model
+
+    model = load_model(model_dir)
     if dataset_dir is not None:
-        from app.datasets.service import load_split
-        from app.stem_models.service import gate, judge
+        from training.judgement import gate, judge
+        from training.shards import load_split
         from training.train import evaluate_against_baselines
 
         splits = [load_split(dataset_dir, s) for s in ("train", "validation", "test")]
-        metrics = judge(evaluate_against_baselines(model, *splits), splits[0])
-        _print_judgement(metrics)
-        typer.echo(gate(metrics)[1])
+        judgement = judge(evaluate_against_baselines(model, *splits), splits[0])
+        typer.echo("\n".join(judgement.table()))
+        typer.echo(gate(judgement)[1])
+        figures = judgement.stored_form()
     else:
         from training.audio_eval import evaluate_songs
 
-        metrics = evaluate_songs(model, audio, on_skip=lambda message: typer.echo(f"skipped: {message}", err=True))
-        typer.echo(metrics.summary())
-        metrics = metrics.as_dict()
+        played = evaluate_songs(model, audio, on_skip=lambda message: typer.echo(f"skipped: {message}", err=True))
+        typer.echo(played.summary())
+        figures = played.as_dict()
     if out:
-        out.write_text(json.dumps(metrics, indent=2, default=float))
+        out.write_text(json.dumps(figures, indent=2, default=float))
 
 
 @commands.command()
@@ -179,12 +139,9 @@ def run(
     wait: Annotated[bool, typer.Option(help="Follow the run until it ends")] = True,
 ) -> None:
     """All of it: create a run and have the workers build, train and evaluate."""
-    import time
-
     from app.broker import BrokerUnavailable
     from app.db.engine import session_scope
-    from app.training_runs import flows, service
-    from app.training_runs.models import TERMINAL_STATUSES
+    from app.training_runs import flows
     from app.training_runs.schemas import RunParameters
 
     chosen = {} if candidates is None else {"candidates": [name.strip() for name in candidates.split(",")]}
@@ -198,16 +155,10 @@ def run(
         typer.echo(f"not started: {refused}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"run {run_id} queued")
-    while wait:
-        time.sleep(1)
-        with session_scope() as session:
-            current = service.get(run_id, db_session=session)
-            typer.echo(f"\r{current.status:10} {current.stage:11} epoch {current.epoch or 0}/{epochs}", nl=False)
-            if current.status in TERMINAL_STATUSES:
-                typer.echo(f"\n{current.error or ''}")
-                if current.metrics and "margin" in current.metrics:
-                    from app.stem_models.service import corrections_summary
-
-                    _print_judgement(current.metrics)
-                    typer.echo(corrections_summary(current.metrics))
-                break
+    if not wait:
+        return
+    for current in flows.follow(run_id):
+        typer.echo(f"\r{current.status:10} {current.stage:11} epoch {current.epoch or 0}/{epochs}", nl=False)
+    typer.echo(f"\n{current.error or ''}")
+    if current.metrics is not None:
+        typer.echo("\n".join(current.metrics.table()))

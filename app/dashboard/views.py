@@ -12,24 +12,32 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import StrictUndefined
 
 from app.auth.dependencies import SESSION_COOKIE, dashboard_session
 from app.auth.models import AdminSession, ApiToken
 from app.auth.service import allows, authenticate, end_session, start_session
 from app.dashboard import charts
 from app.datasets import service as datasets
+from app.datasets.schemas import DatasetView
 from app.db.base import RowId
 from app.db.engine import session_scope
+from app.quarantine.schemas import QuarantineView
 from app.quarantine.service import list_quarantined
 from app.stats import service as stats
 from app.stem_models import service as stem_models
 from app.stem_models.models import StemModel
+from app.stem_models.schemas import PromotionRecord
 from app.training_runs import service as runs
-from app.training_runs.models import ACTIVE_STATUSES, TrainingRun
+from app.training_runs.models import ACTIVE_STATUSES
+from app.training_runs.schemas import RunView
 from training.contract import STEMS
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# A name a page uses that its view does not give (a renamed field, a typo) fails the page, and
+# the tests that render it, rather than rendering as nothing.
+templates.env.undefined = StrictUndefined
 templates.env.globals.update(
     peak=charts.peak, share=charts.share, polyline=charts.polyline, bounds=charts.bounds, number=charts.number, stems=STEMS
 )
@@ -99,7 +107,7 @@ def install(app) -> None:
 
 @router.get("/login")
 def login_form(request: Request, next_path: str = Query("/dashboard", alias="next", max_length=2048)):
-    return _page(request, "login.html", {"next": _safe_next(next_path)})
+    return _page(request, "login.html", {"next": _safe_next(next_path), "error": None})
 
 
 @router.post("/login")
@@ -186,7 +194,7 @@ def overview(request: Request, selected: dict = Depends(filters), login=Depends(
     with session_scope() as session:
         figures = stats.overview(selected["window"], db_session=session)
         channels = stats.channels_seen(db_session=session)
-    return _page(request, "overview.html", {"o": figures, "filters": selected, "channels": channels}, login)
+    return _page(request, "overview.html", {"overview": figures, "filters": selected, "channels": channels}, login)
 
 
 @router.get("/data")
@@ -194,7 +202,7 @@ def data(request: Request, selected: dict = Depends(filters), login=Depends(admi
     with session_scope() as session:
         figures = stats.distributions(selected["window"], db_session=session)
         channels = stats.channels_seen(db_session=session)
-    return _page(request, "data.html", {"d": figures, "filters": selected, "channels": channels}, login)
+    return _page(request, "data.html", {"figures": figures, "filters": selected, "channels": channels}, login)
 
 
 @router.get("/training")
@@ -218,10 +226,11 @@ def run_page(request: Request, run_id: RowId, login=Depends(admin)):
     with session_scope() as session:
         run = _run_or_404(run_id, session)
         produced = stem_models.get_all(run_id=run_id, db_session=session)
+        dataset = datasets.get(run.dataset_id, db_session=session) if run.dataset_id else None
         context = {
             **_progress_context(run),
             **_models_context(session, produced),
-            "dataset": datasets.get(run.dataset_id, db_session=session) if run.dataset_id else None,
+            "dataset": DatasetView.model_validate(dataset) if dataset else None,
         }
     return _page(request, "run.html", context, login)
 
@@ -273,7 +282,10 @@ def quarantine(
     login=Depends(admin),
 ):
     with session_scope() as session:
-        items = list_quarantined(reason_type=reason, channel=channel, limit=200, db_session=session)
+        items = [
+            QuarantineView.model_validate(item)
+            for item in list_quarantined(reason_type=reason, channel=channel, limit=200, db_session=session)
+        ]
     return _page(request, "quarantine.html", {"items": items, "reason": reason, "channel": channel}, login)
 
 
@@ -281,18 +293,18 @@ def quarantine(
 
 
 def _runs_context(session) -> dict:
-    latest = runs.get_all(limit=100, db_session=session)
+    latest = [RunView.model_validate(run) for run in runs.get_all(limit=100, db_session=session)]
     return {"runs": latest, "active": any(r.status in ACTIVE_STATUSES for r in latest)}
 
 
-def _run_or_404(run_id: int, session) -> TrainingRun:
+def _run_or_404(run_id: int, session) -> RunView:
     run = runs.get(run_id, db_session=session)
     if run is None:
         raise HTTPException(404, f"no run {run_id}")
-    return run
+    return RunView.model_validate(run)
 
 
-def _progress_context(run: TrainingRun) -> dict:
+def _progress_context(run: RunView) -> dict:
     """The loss chart: training and validation loss of a run with one candidate; each
     candidate's validation loss (what selects) when it trains several."""
     by_candidate: dict[str, list[dict]] = {}
@@ -320,20 +332,22 @@ def _progress_context(run: TrainingRun) -> dict:
 
 
 def _models_context(session, stored: list[StemModel]) -> dict:
-    champion = stem_models.current_champion(db_session=session)
-    rows = [{"model": m, "headline": stem_models.headline(m.manifest["metrics"])} for m in stored]
     promotions = stem_models.get_promotions(limit=20, db_session=session)
-    return {"models": rows, "champion_id": champion.id if champion else None, "promotions": promotions}
+    return {
+        "models": stem_models.summaries(stored, db_session=session),
+        "promotions": [PromotionRecord.model_validate(p, from_attributes=True) for p in promotions],
+    }
 
 
 def _page(
     request: Request, template: str, context: dict, login: tuple[AdminSession, ApiToken] | None = None, status_code: int = 200
 ) -> HTMLResponse:
     context = {
-        "login": login[1] if login else None,
+        "admin_name": login[1].name if login else None,
         "csrf": login[0].csrf_token if login else "",
         "notice": request.query_params.get("notice"),
         "path": request.url.path,
+        "filters": None,  # the pages of dataset figures have a filter form; the navigation keeps its choice
         **context,
     }
     answer = templates.TemplateResponse(request, template, context, status_code=status_code)

@@ -1,9 +1,9 @@
-"""Building datasets from stored snapshots, and reading them back for training.
+"""Building datasets from stored snapshots.
 
 Snapshots with a label are streamed from the database in id order (a server-side cursor on
 Postgres): ground truth (imported multitracks), users' corrections (Studio's own traffic; each
 bounds a stem's level over a stretch), or both. They are encoded (training/features.py) and
-written as .npz shards of SHARD_SIZE rows per split, so memory does not grow with the number of
+written as .npz shards per split (training/shards.py), so memory does not grow with the number of
 snapshots. The split (train, validation for
 model selection, test for the report and the gate) is decided by the snapshot id alone, so it
 never changes when snapshots are added. The dataset's hash covers the feature version, the
@@ -16,7 +16,6 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -35,14 +34,13 @@ from training.features import (
     SPLITS,
     Correction,
     SnapshotArrays,
-    Split,
     encode_bounds,
     encode_features,
     encode_targets,
     split_of,
 )
+from training.shards import ShardWriter
 
-SHARD_SIZE = 256  # 256 x 150 x 84 float32 features (~13 MB) plus targets, weights and bounds a shard
 STREAM_BATCH = 256
 _COLUMNS = [
     Snapshot.id,
@@ -61,38 +59,6 @@ _COLUMNS = [
     *(getattr(Snapshot, s) for s in STREAMS),
     *(getattr(Snapshot, f"gt_{s}") for s in STEMS),
 ]
-
-
-@dataclass
-class _ShardWriter:
-    directory: Path
-    split: str
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bytes]] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    count: int = 0
-
-    def add(self, features: np.ndarray, targets: np.ndarray, weights: np.ndarray, bounds: np.ndarray, snapshot_id: bytes) -> None:
-        self.rows.append((features, targets, weights, bounds, snapshot_id))
-        self.count += 1
-        if len(self.rows) >= SHARD_SIZE:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        features, targets, weights, bounds, ids = zip(*self.rows, strict=True)
-        name = f"{self.split}-{len(self.files):05d}.npz"
-        # ids as [n, 16] bytes: a fixed-width bytes array would drop an id's trailing NULs.
-        np.savez(
-            self.directory / name,
-            features=np.stack(features),
-            targets=np.stack(targets),
-            weights=np.stack(weights),
-            bounds=np.stack(bounds),
-            ids=np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 16),
-        )
-        self.files.append(name)
-        self.rows.clear()
 
 
 @dataclass
@@ -160,7 +126,7 @@ def build_dataset(
     output_root = store.local("datasets")
     staging = output_root / f".building-{datetime.now(UTC):%Y%m%d%H%M%S%f}"
     staging.mkdir(parents=True)
-    writers = {split: _ShardWriter(staging, split) for split in SPLITS}
+    writers = {split: ShardWriter(staging, split) for split in SPLITS}
     digest = hashlib.sha256(f"{FEATURE_VERSION}|{validation_share!r}|{test_share!r}|".encode())
     audit = _Audit()
     classifications: Counter = Counter()
@@ -255,12 +221,3 @@ def build_dataset(
     db_session.add(dataset)
     db_session.commit()
     return dataset
-
-
-def load_split(directory: Path, split: str) -> Split:
-    """A dataset split as arrays, from its shards."""
-    manifest = json.loads((directory / "manifest.json").read_text())
-    shards = [np.load(directory / name) for name in manifest["shards"].get(split, [])]
-    if not shards:
-        return Split.empty()
-    return Split(*(np.concatenate([s[key] for s in shards]) for key in ("features", "targets", "weights", "bounds")))

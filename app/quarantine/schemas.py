@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from app.wire import CamelModel
+from app.schema_base import CamelModel
 
 
 class Reason(BaseModel):

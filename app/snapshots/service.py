@@ -37,6 +37,11 @@ class Accepted:
     clean: SanitisedSnapshot
     raw: Any  # the JSON as sent, kept in case its id turns out to be taken
 
+    def as_record(self) -> dict:
+        """What `fabric sanitize` reports of it: the columns it would store (not the arrays)."""
+        stored = {k: v for k, v in self.clean.row.items() if not isinstance(v, bytes | None)}
+        return {"id": str(self.snapshot_id), "status": "accepted", "rulesFired": self.clean.rules_fired, "stored": stored}
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -44,6 +49,9 @@ class Rejected:
     snapshot_id: str | None
     reasons: list[Reason]
     raw: Any
+
+    def as_record(self) -> dict:
+        return {"id": self.snapshot_id, "status": "rejected", "reasons": [r.model_dump() for r in self.reasons]}
 
 
 @dataclass(frozen=True)

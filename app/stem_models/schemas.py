@@ -4,7 +4,8 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field
 
-from app.wire import CamelModel
+from app.schema_base import CamelModel
+from training.judgement import Judgement
 
 EXAMPLE_METRICS = {
     "predictor": "small",
@@ -49,6 +50,30 @@ class Headline(CamelModel):
     sdr_ceiling_share: float | None = Field(
         None, description="Share of the best level-only gains' SDR (MDX) improvement over filters the model's gains recover"
     )
+
+    @classmethod
+    def of(cls, judgement: Judgement | None) -> "Headline":
+        """The deciding figures of a judgement (all None when there is none comparable)."""
+        if judgement is None:
+            return cls()
+        model, margin, audio = judgement.model, judgement.margin, judgement.audio
+        return cls(
+            predictor=judgement.predictor.name if judgement.predictor else None,
+            kind=judgement.predictor.kind if judgement.predictor else None,
+            level_error_db=model.level_error_db,
+            presence_auc=model.presence_auc,
+            false_activity=model.false_activity,
+            baseline=margin.reference,
+            baseline_error_db=judgement.reference.level_error_db,
+            margin_db=margin.difference_db,
+            margin_low_db=margin.low_db,
+            margin_high_db=margin.high_db,
+            test_snapshots=model.snapshots,
+            corrections_met=model.corrections_met,
+            corrections_only_snapshots=judgement.corrections.corrections_only_snapshots,
+            sir_oracle_share=audio.headline.sir_oracle_share if audio else None,
+            sdr_ceiling_share=audio.headline.sdr_ceiling_share if audio else None,
+        )
 
 
 class StudioKitRef(CamelModel):
@@ -156,6 +181,7 @@ class PromotionRecord(CamelModel):
         json_schema_extra={
             "examples": [
                 {
+                    "id": 7,
                     "modelId": 3,
                     "promotedAt": "2026-11-21T06:20:00Z",
                     "promotedBy": "token:2:alice",
@@ -165,6 +191,7 @@ class PromotionRecord(CamelModel):
         }
     )
 
+    id: int
     model_id: int
     promoted_at: datetime
     promoted_by: str

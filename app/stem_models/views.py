@@ -19,7 +19,7 @@ from app.db.base import RowId
 from app.db.engine import session_scope
 from app.stem_models import service
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
-from app.wire import etag_matches
+from app.http_caching import etag_matches
 
 log = logging.getLogger("prime_fabric")
 router = APIRouter(tags=["models"])
@@ -165,20 +165,7 @@ def _published_files(version: str) -> tuple[dict[str, dict], str | None]:
 @router.get("/models", response_model=list[ModelSummary], summary="Every model, published and rejected")
 def list_models(_: ApiToken = Depends(require("operator"))):
     with session_scope() as session:
-        champion = service.current_champion(db_session=session)
-        return [
-            ModelSummary(
-                id=m.id,
-                version=m.version,
-                created_at=m.created_at,
-                run_id=m.run_id,
-                decision=m.decision,
-                reason=m.reason,
-                is_latest=champion is not None and m.id == champion.id,
-                metrics=service.headline(m.manifest["metrics"]),
-            )
-            for m in service.get_all(db_session=session)
-        ]
+        return service.summaries(service.get_all(db_session=session), db_session=session)
 
 
 @router.post("/models/{model_id}/promote", response_model=PromotionRecord, summary="Make a model latest")

@@ -4,7 +4,7 @@ revalidated by ETag."""
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from app.studio.service import KIT_FILES, kit_file
-from app.wire import etag_matches
+from app.http_caching import etag_matches
 
 router = APIRouter(tags=["studio kit"])
 

@@ -13,6 +13,8 @@ run_sweep_interval_s (6.5 min by default).
 """
 
 import logging
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from app.broker import BrokerUnavailable, send_run
 from app.config import Settings
+from app.db.engine import session_scope
 from app.training_runs import service
-from app.training_runs.models import TrainingRun
-from app.training_runs.schemas import RunParameters
+from app.training_runs.models import TERMINAL_STATUSES, TrainingRun
+from app.training_runs.schemas import RunParameters, RunView
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +98,14 @@ def redispatch_lost_runs(settings: Settings, *, db_session: Session) -> list[str
     for line in done:
         log.warning("%s", line)
     return done
+
+
+def follow(run_id: int, *, every_s: float = 1.0) -> Iterator[RunView]:
+    """The run as it goes, every `every_s` seconds, until it has ended (the last one yielded)."""
+    while True:
+        time.sleep(every_s)
+        with session_scope() as session:
+            current = RunView.model_validate(service.get(run_id, db_session=session))
+        yield current
+        if current.status in TERMINAL_STATUSES:
+            return

@@ -1,11 +1,12 @@
 """Runs and datasets on the wire: what an operator may ask, and what they read back."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from app.wire import CamelModel
+from app.schema_base import CamelModel
+from training.judgement import Judgement
 
 DEFAULT_CANDIDATES = ["small", "mlp"]
 
@@ -100,7 +101,10 @@ class RunView(CamelModel):
     epoch: int | None
     history: list
     resumed_from_epoch: int | None
-    metrics: dict | None
+    metrics: Annotated[Judgement | None, BeforeValidator(Judgement.stored)] = Field(
+        description="The run's judgement on its test split (training/judgement.py); null until it is evaluated, and for a "
+        "run judged by an earlier feature version's metrics"
+    )
     worker: str | None
     error: str | None
     dispatches: int = Field(description="How many times the run was sent to the workers (sent again when none started it)")

@@ -10,6 +10,7 @@ def tiny_runs(artifacts: Path, epochs: tuple[int, ...], label: str, worker: str 
     from app.artifacts import LocalStore
     from app.db.engine import session_scope
     from app.training_runs import service as runs
+    from app.training_runs import stages
     from app.training_runs.schemas import RunParameters
 
     run_ids = []
@@ -17,7 +18,7 @@ def tiny_runs(artifacts: Path, epochs: tuple[int, ...], label: str, worker: str 
         with session_scope() as session:
             parameters = RunParameters(run_label=f"{label}-{count}", epochs=count, candidates=["tiny"])
             run_id = runs.create_run(parameters, db_session=session).id
-        runs.run_all_stages(run_id, LocalStore(artifacts), worker)
+        stages.run_all_stages(run_id, LocalStore(artifacts), worker)
         run_ids.append(run_id)
     return run_ids
 
@@ -27,7 +28,8 @@ def run_predictor(artifacts: Path, run_id: int):
     from app.db.engine import session_scope
     from app.training_runs.models import TrainingRun
     from training.candidates import load_candidate
+    from training.judgement import Judgement
 
     with session_scope() as session:
-        name = session.get(TrainingRun, run_id).metrics["choice"]["predictor"]["name"]
+        name = Judgement.model_validate(session.get(TrainingRun, run_id).metrics).predictor.name
     return load_candidate(artifacts / "runs" / str(run_id), name)
