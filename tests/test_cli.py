@@ -126,3 +126,44 @@ def test_fabric_run_refuses_a_second_active_run_like_the_api(configure, sqlite_u
     assert api.status_code == 409 and "is queued" in api.json()["detail"]
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(TrainingRun)) == 1
+
+
+def test_fabric_run_follows_the_run_to_its_end_and_prints_its_judgement(configure, sqlite_url, tmp_path):
+    """`fabric run` waits for the run and prints the judgement the evaluation stage stored. A
+    thread stands in for the workers here: it ends the run with a judgement (the workers' own
+    stages are tested in test_pipeline.py and test_runs_api.py)."""
+    import threading
+    import time
+
+    from sqlalchemy import delete, select
+
+    from app.db.engine import session_scope
+    from app.training_runs.models import TrainingRun
+    from tests.support.splits import level_data
+    from training.judgement import judge
+    from training.metrics import baseline_predictions, evaluate
+
+    configure(DATABASE_URL=sqlite_url, FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"))
+    with session_scope() as session:
+        session.execute(delete(TrainingRun))
+    train, validation, test = level_data(30, 60), level_data(31, 20), level_data(32, 20)
+    reports = {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
+    judgement = judge({"model": reports["ridge"]} | reports, train)
+
+    def end_the_run() -> None:
+        for _ in range(100):
+            with session_scope() as session:
+                run = session.scalar(select(TrainingRun).limit(1))
+                if run is not None:
+                    run.status, run.stage, run.metrics = "succeeded", "done", judgement.stored_form()
+                    return
+            time.sleep(0.1)
+
+    ender = threading.Thread(target=end_the_run)
+    ender.start()
+    result = invoke("run", "--run-label", "followed", "--candidates", "tiny")
+    ender.join()
+    assert "succeeded  done" in result.output
+    margin = judgement.margin
+    assert f"model - {margin.reference}: {margin.difference_db:+.2f} dB" in result.output
+    assert "snapshots whose only label is users' corrections" in result.output
