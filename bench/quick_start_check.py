@@ -56,17 +56,16 @@ def main() -> None:
         wait_for(lambda: httpx.get(f"{API}/readyz").status_code == 200 or None, "the API's /readyz", 600)
         figures["make run, to /readyz"] = time.monotonic() - started
         token = run_id = None
-        for command in quick_start_commands((ROOT / "README.md").read_text()):
-            if token is not None:
-                command = command.replace("TOKEN", token)
+        for written in quick_start_commands((ROOT / "README.md").read_text()):
+            command = written.replace("TOKEN", token) if token is not None else written
             step = time.monotonic()
             done = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=1800)
             if done.returncode:
-                raise SystemExit(f"{command}\nfailed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-            figures[command.split("  ")[0][:70]] = time.monotonic() - step
-            if "token create" in command:
+                raise SystemExit(f"{written}\nfailed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            figures[written[:72]] = time.monotonic() - step
+            if "token create" in written:
                 token = done.stdout.strip().splitlines()[-1]
-            if "/runs" in command:
+            if "/runs" in written:
                 run_id = httpx.Response(200, content=done.stdout).json()["id"]
         if run_id is None:
             raise SystemExit("the quick start started no run")
