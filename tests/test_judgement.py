@@ -58,12 +58,16 @@ def test_a_figure_that_cannot_be_computed_is_none(judged):
     json.dumps(figures.stored_form(), allow_nan=False)
 
 
-def test_runs_stored_with_the_baselines_beside_the_model_still_read(judged):
+def test_runs_stored_with_the_baselines_beside_the_model_still_read(judged, caplog):
     flat = {k: v for k, v in judged.stored_form().items() if k != "baselines"} | judged.stored_form()["baselines"]
     assert Judgement.stored(flat) == judged
     # An earlier feature version's metrics compare with nothing today: no judgement, not an error.
     assert Judgement.stored({"model": {"mae_db": 3.0}, "baseline_mean": {"mae_db": 4.0}}) is None
     assert Judgement.stored(None) is None and Headline.of(None) == Headline()
+    assert "does not read" not in caplog.text
+    # Today's shape that does not read is a bug: said in the log, not taken for an old run silently.
+    broken = judged.stored_form() | {"corrections": {"held_out_cells": "many"}}
+    assert Judgement.stored(broken) is None and "a stored judgement does not read as one" in caplog.text
 
 
 def test_the_headline_reads_the_judgement(judged):
