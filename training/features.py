@@ -467,3 +467,16 @@ def split_of(snapshot_id: str, validation_share: float = 0.15, test_share: float
     if bucket < test_share:
         return "test"
     return "validation" if bucket < test_share + validation_share else "train"
+
+
+def model_input(snapshot: Mapping) -> dict:
+    """A snapshot as Studio sends it, as the model's input in JSON: {"featureVersion", "shape",
+    "columns", "data"} (data flattened, row-major). What `fabric encode` prints, for comparing
+    with what the Studio kit feeds the model."""
+    encoded = encode_features(from_wire(snapshot))
+    return {
+        "featureVersion": FEATURE_VERSION,
+        "shape": list(encoded.shape),
+        "columns": list(COLUMNS),
+        "data": [float(v) for v in encoded.ravel()],
+    }

@@ -78,26 +78,17 @@ def encode(
     """Print the model input for a snapshot, exactly as training encodes it:
     {"featureVersion", "shape", "columns", "data"} (data flattened, row-major). Refuses when the
     model wants another feature version: its input would not mean what it learned."""
-    from training.features import COLUMNS, FEATURE_VERSION, encode_features, from_wire
+    from training.features import FEATURE_VERSION, model_input
 
     if feature_version is not None and feature_version != FEATURE_VERSION:
         typer.echo(f"this encoder makes {FEATURE_VERSION}; the model wants {feature_version}: refused", err=True)
         raise typer.Exit(2)
     try:
-        encoded = encode_features(from_wire(json.loads(snapshot.read_text())))
+        encoded = model_input(json.loads(snapshot.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as error:
         typer.echo(f"{snapshot}: not a snapshot Studio would send: {type(error).__name__}: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(
-        json.dumps(
-            {
-                "featureVersion": FEATURE_VERSION,
-                "shape": list(encoded.shape),
-                "columns": list(COLUMNS),
-                "data": [float(v) for v in encoded.ravel()],
-            }
-        )
-    )
+    typer.echo(json.dumps(encoded))
 
 
 @commands.command("import-stems")

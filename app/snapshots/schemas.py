@@ -13,8 +13,8 @@ from pydantic import ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValida
 from typing_extensions import TypedDict
 
 from app.quarantine.schemas import Reason
-from app.snapshots import arrays
 from app.schema_base import CamelModel
+from app.snapshots import arrays
 from training.contract import CORRECTION_TYPES, KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS
 
 # Studio sends every rise of a sample above 0.35 as a transient, uncapped: real-instrument mixes

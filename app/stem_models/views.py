@@ -17,9 +17,9 @@ from app.auth.dependencies import require
 from app.auth.models import ApiToken
 from app.db.base import RowId
 from app.db.engine import session_scope
+from app.http_caching import etag_matches
 from app.stem_models import service
 from app.stem_models.schemas import LatestManifest, ModelSummary, PromoteRequest, PromotionRecord
-from app.http_caching import etag_matches
 
 log = logging.getLogger("prime_fabric")
 router = APIRouter(tags=["models"])

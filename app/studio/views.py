@@ -3,8 +3,8 @@ revalidated by ETag."""
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from app.studio.service import KIT_FILES, kit_file
 from app.http_caching import etag_matches
+from app.studio.service import KIT_FILES, kit_file
 
 router = APIRouter(tags=["studio kit"])
 
