@@ -145,3 +145,13 @@ def test_a_runs_judgement_is_read_by_its_fields_not_by_keys():
         if path.suffix in (".py", ".html")
     }
     assert {path: lines for path, lines in offenders.items() if lines} == {}
+
+
+def test_no_test_module_imports_another():
+    """Helpers and fixtures tests share live in tests/support/ and conftest.py, never in a test module."""
+    tests = imports("tests")
+    offenders = {
+        module: sorted(name for name in names if name.split(".")[-1].startswith("test_") and name.startswith("tests."))
+        for module, names in tests.items()
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}
