@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from training.features import Split
-    from training.metrics import baseline_predictions, evaluate, paired_margin
+    from training.metrics import baseline_reports, evaluate, paired_margin
     from training.model import TINY, predict
     from training.train import train
 
@@ -123,9 +123,7 @@ def main() -> None:
         f"pool bounded cells {bounded_cells}; the truth obeys its users' bounds {truth_obeys}"
     )
 
-    baselines = {
-        name: evaluate(test_split, p) for name, p in baseline_predictions(truth_split, validation_split, test_split).items()
-    }
+    baselines = baseline_reports(truth_split, validation_split, test_split)
 
     def fit(m: int, user: str, seed: int, weight: float, margin: float):
         config = dataclasses.replace(TINY, epochs=args.epochs, correction_weight=weight, correction_margin_db=margin)

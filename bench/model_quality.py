@@ -72,7 +72,7 @@ def main() -> None:
     from training.audio_eval import AudioEvaluation, evaluate_song
     from training.candidates import RIDGE, choose, judge_candidates, load_candidates, train_candidates
     from training.features import FEATURE_VERSION, Split, encode_split
-    from training.metrics import baseline_predictions, evaluate, paired_margin
+    from training.metrics import baseline_reports, paired_margin
     from training.model import predict
     from training.multitrack import read_song, song_snapshot
 
@@ -113,7 +113,7 @@ def main() -> None:
         tick = time.perf_counter()
         train_candidates(names, train_split, validation, run_dir, epochs=args.epochs, seed=seed)
         elapsed = time.perf_counter() - tick
-        baselines = {k: evaluate(test, p) for k, p in baseline_predictions(train_split, validation, test).items()}
+        baselines = baseline_reports(train_split, validation, test)
         choice = choose(judge_candidates(load_candidates(run_dir, names), validation, test), baselines)
         return run_dir, choice, baselines, elapsed
 

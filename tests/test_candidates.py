@@ -22,7 +22,7 @@ from training.candidates import (
 )
 from training.features import LEVEL_CEILING_DB, LEVEL_FLOOR_DB, Split
 from training.judgement import gate, judge
-from training.metrics import baseline_predictions, evaluate, select_ridge
+from training.metrics import baseline_predictions, baseline_reports, evaluate, select_ridge
 from training.model import CANDIDATES, build_model, mean_levels, predict
 
 
@@ -33,7 +33,7 @@ def splits() -> tuple[Split, Split, Split]:
 
 def baselines(splits) -> dict:
     train, validation, test = splits
-    return {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
+    return baseline_reports(train, validation, test)
 
 
 def test_ridge_as_a_keras_model_predicts_what_ridge_does(splits):

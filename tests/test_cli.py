@@ -141,13 +141,13 @@ def test_fabric_run_follows_the_run_to_its_end_and_prints_its_judgement(configur
     from app.training_runs.models import TrainingRun
     from tests.support.splits import level_data
     from training.judgement import judge
-    from training.metrics import baseline_predictions, evaluate
+    from training.metrics import baseline_reports
 
     configure(DATABASE_URL=sqlite_url, FABRIC_EMBEDDED_BROKER_DIR=str(tmp_path / "broker"))
     with session_scope() as session:
         session.execute(delete(TrainingRun))
     train, validation, test = level_data(30, 60), level_data(31, 20), level_data(32, 20)
-    reports = {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
+    reports = baseline_reports(train, validation, test)
     judgement = judge({"model": reports["ridge"]} | reports, train)
 
     def end_the_run() -> None:

@@ -8,7 +8,7 @@ import pytest
 from tests.support.splits import level_data
 from training.features import LEVEL_FLOOR_DB, Split
 from training.judgement import gate, judge
-from training.metrics import baseline_predictions, evaluate
+from training.metrics import baseline_predictions, baseline_reports, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,7 @@ def splits() -> tuple[Split, Split, Split]:
 
 def decide(splits, predictions: np.ndarray, champion: tuple | None = None) -> tuple[bool, str]:
     train, validation, test = splits
-    reports = {"model": evaluate(test, predictions)} | {
-        name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()
-    }
+    reports = {"model": evaluate(test, predictions)} | baseline_reports(train, validation, test)
     return gate(judge(reports, train), *(champion or (None, None)))
 
 
@@ -78,9 +76,7 @@ def test_the_gate_says_what_users_corrections_taught(splits):
     test_bounds[..., 0] = np.where(test.targets > LEVEL_FLOOR_DB, -20.0, test_bounds[..., 0])
     held_out = Split(test.features, test.targets, test.weights, test_bounds)
     corrected_train = Split(train.features, train.targets, weights, bounds)
-    reports = {"model": evaluate(held_out, held_out.targets)} | {
-        name: evaluate(held_out, p) for name, p in baseline_predictions(corrected_train, validation, held_out).items()
-    }
+    reports = {"model": evaluate(held_out, held_out.targets)} | baseline_reports(corrected_train, validation, held_out)
     metrics = judge(reports, corrected_train)
     cells = int((test.targets > LEVEL_FLOOR_DB).sum())
     assert metrics.corrections.model_dump() == {

@@ -12,15 +12,14 @@ from tests.support.splits import level_data
 from training.audio_eval import SYSTEMS, AudioEvaluation, SongResult
 from training.contract import STEMS
 from training.judgement import AudioJudgement, Judgement, judge
-from training.metrics import BASELINES, baseline_predictions, evaluate
+from training.metrics import BASELINES, baseline_reports, evaluate
 
 
 @pytest.fixture(scope="module")
 def judged() -> Judgement:
     train, validation, test = level_data(20, 80), level_data(21, 30), level_data(22, 30)
-    predictions = {"model": test.targets + np.random.default_rng(0).normal(0, 2, test.targets.shape)}
-    predictions |= baseline_predictions(train, validation, test)
-    return judge({name: evaluate(test, p) for name, p in predictions.items()}, train)
+    model = test.targets + np.random.default_rng(0).normal(0, 2, test.targets.shape)
+    return judge({"model": evaluate(test, model)} | baseline_reports(train, validation, test), train)
 
 
 def played(seed: int, songs: int, model_helps: dict[str, float]) -> AudioEvaluation:

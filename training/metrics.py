@@ -188,6 +188,11 @@ def baseline_predictions(train: Split, validation: Split, test: Split) -> dict[s
     }
 
 
+def baseline_reports(train: Split, validation: Split, test: Split) -> dict[str, Report]:
+    """Each baseline, fitted on train (ridge's penalty on validation), judged on test."""
+    return {name: evaluate(test, predictions) for name, predictions in baseline_predictions(train, validation, test).items()}
+
+
 # --- the comparison the gate decides on -------------------------------------------------------
 
 

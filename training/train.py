@@ -18,7 +18,7 @@ import numpy as np
 
 from training.contract import STEMS
 from training.features import Split
-from training.metrics import Report, baseline_predictions, evaluate
+from training.metrics import Report, baseline_reports, evaluate
 from training.model import ModelConfig, build_model, mean_levels, pack_targets, predict
 
 LAST_CHECKPOINT = "last.keras"
@@ -197,5 +197,4 @@ def load_model(folder: Path) -> keras.Model:
 def evaluate_against_baselines(model: keras.Model, train_split: Split, validation: Split, test: Split) -> dict[str, Report]:
     """The model and every baseline, on the test split: nothing was selected on it (early
     stopping and the ridge penalty used the validation split)."""
-    predictions = {"model": predict(model, test.features)} | baseline_predictions(train_split, validation, test)
-    return {name: evaluate(test, p) for name, p in predictions.items()}
+    return {"model": evaluate(test, predict(model, test.features))} | baseline_reports(train_split, validation, test)

@@ -178,12 +178,12 @@ def evaluation_stage(
     from app.config import get_settings
     from training.candidates import choose, judge_candidates, load_candidates
     from training.judgement import AudioJudgement, judge
-    from training.metrics import baseline_predictions, evaluate
+    from training.metrics import baseline_reports
 
     directory = _dataset_directory(run.dataset_id, store, sessions)
     run_dir = store.pull(run_key(run_id))
     train, validation, test = (load_split(directory, split) for split in ("train", "validation", "test"))
-    baselines = {name: evaluate(test, p) for name, p in baseline_predictions(train, validation, test).items()}
+    baselines = baseline_reports(train, validation, test)
     models = load_candidates(run_dir, RunParameters(**run.parameters).candidates)
     candidates = judge_candidates(models, validation, test)
     songs = get_settings().evaluation_songs_dir
