@@ -82,7 +82,7 @@ def test_the_audio_entry_applies_only_the_stems_that_helped_on_validation(judged
     audio = AudioJudgement.of(played(1, 6, helps), played(2, 8, helps), "songs/")
     assert audio.applied_stems == [stem for stem in STEMS if stem != "perc"] and audio.validation_songs == 6
     # perc plays as its filter stem on the held-out songs: made worse in none of them.
-    assert audio.per_stem["perc"].worse_share == 0.0 and audio.worst_applied_worse_share == 0.0
+    assert audio.per_stem["perc"].worse_share == 0.0 and audio.headline.worst_stem_worse_share == 0.0
     with_audio = judged.model_copy(update={"audio": audio})
     assert Judgement.stored(with_audio.stored_form()) == with_audio
     assert Headline.of(with_audio).sdr_ceiling_share == pytest.approx(audio.headline.sdr_ceiling_share)
@@ -100,3 +100,4 @@ def test_the_terminal_table_says_the_margin_and_what_the_gains_do(judged):
     printed = "\n".join(with_audio.table())
     share = with_audio.audio.headline.sdr_ceiling_share
     assert f"audio, 5 held-out songs (gains applied to {', '.join(STEMS)}): the gains recover {share:.2f}" in printed
+    assert "an applied stem is made worse in at most 0.00 of the songs" in printed

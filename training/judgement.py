@@ -179,12 +179,6 @@ class AudioJudgement(Figures):
             validation_songs=len(validation.songs),
         )
 
-    @property
-    def worst_applied_worse_share(self) -> float | None:
-        """The largest share of songs an applied stem makes worse."""
-        shares = [f.worse_share for stem, f in self.per_stem.items() if stem in self.applied_stems and f.worse_share is not None]
-        return max(shares, default=None)
-
 
 class Judgement(Figures):
     """Everything a run was judged by, on its test split (nothing was selected on it)."""
@@ -282,7 +276,10 @@ class Judgement(Figures):
             f"over {m.snapshots} test snapshots"
         )
         if self.audio and self.audio.headline.songs:
-            h, worst = self.audio.headline, self.audio.worst_applied_worse_share
+            h = self.audio.headline
+            # The figures are as Studio plays them: an unapplied stem is its filter stem, made worse
+            # in no song, so the headline's worst stem is the worst applied one.
+            worst = h.worst_stem_worse_share if self.audio.applied_stems else None
             lines.append(
                 f"audio, {h.songs} held-out songs (gains applied to {', '.join(self.audio.applied_stems) or 'no stem'}): "
                 f"the gains recover {_number(h.sdr_ceiling_share)} of the ceiling's SDR improvement over filters, 95% "
