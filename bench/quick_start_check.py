@@ -17,6 +17,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.deploy_check import wait_for  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 API = "http://127.0.0.1:8000"
 CHROMIUM = os.environ.get("FABRIC_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -34,18 +37,6 @@ def quick_start_commands(readme: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
 
 
-def wait_for(check, what: str, timeout_s: float, every_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if (found := check()) is not None:
-                return found
-        except httpx.HTTPError:
-            pass
-        time.sleep(every_s)
-    raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def main() -> None:
     figures: dict[str, float] = {}
     started = time.monotonic()
@@ -53,7 +44,7 @@ def main() -> None:
     log = open(ROOT / "var" / "quick-start-serve.log", "wb")  # noqa: SIM115 (the server's whole life)
     server = subprocess.Popen(["make", "run"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: httpx.get(f"{API}/readyz").status_code == 200 or None, "the API's /readyz", 600)
+        wait_for("the API's /readyz", lambda: httpx.get(f"{API}/readyz").status_code == 200, 600)
         figures["make run, to /readyz"] = time.monotonic() - started
         token = run_id = None
         for written in quick_start_commands((ROOT / "README.md").read_text()):
@@ -74,10 +65,10 @@ def main() -> None:
         step = time.monotonic()
         terminal = ("succeeded", "failed", "cancelled")
         run = wait_for(
-            lambda: (r := httpx.get(f"{API}/runs/{run_id}", headers=headers).json())["status"] in terminal and r or None,
             f"run {run_id} to end",
+            lambda: (r := httpx.get(f"{API}/runs/{run_id}", headers=headers).json())["status"] in terminal and r,
             1800,
-            every_s=3,
+            interval_s=3,
         )
         figures[f"run {run_id}, POST to {run['status']}"] = time.monotonic() - step
         if run["status"] != "succeeded":
