@@ -17,13 +17,14 @@ from app.schema_base import CamelModel
 from app.snapshots import arrays
 from training.contract import CORRECTION_TYPES, KEYS, MAX_STEM_VALUES, MAX_STREAM_VALUES, MODES, STEMS
 
+# The header that names the channel a snapshot is sent on (or the URL path does).
+CHANNEL_HEADER = "X-Prime-Fabric-Channel"
+
 # Studio sends every rise of a sample above 0.35 as a transient, uncapped: real-instrument mixes
 # give 50-600 a second by loudness, clipped ones over 2,000 (tests/fixtures/studio_reference).
 # 360,000 holds ten minutes at 600 a second; their JSON (~14.5 MiB) fits the body limit, within the
 # memory bound every request already has (16 MiB decoded, FABRIC_MAX_VALUES_PER_REQUEST values).
 # Only the count and the mean strength are stored.
-# The header that names the channel a snapshot is sent on (or the URL path does).
-CHANNEL_HEADER = "X-Prime-Fabric-Channel"
 MAX_TRANSIENTS = 360_000
 MAX_DOMINANT_FREQUENCIES = 10
 MAX_CORRECTIONS = 256
